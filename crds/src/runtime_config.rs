@@ -1,0 +1,535 @@
+//! The modelplane-runtime configuration file.
+//!
+//! The operator renders a [`RuntimeConfig`] into a ConfigMap; a user can write the same
+//! YAML by hand and run the runtime without Kubernetes. The runtime watches the file and
+//! applies changes without a restart. Field names are camelCase on the wire.
+
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
+
+mod duration;
+
+pub use duration::Duration;
+
+/// Everything one runtime process serves.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Listen addresses and process-wide settings.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// The models served, each with one or more versions.
+    #[serde(default)]
+    pub models: Vec<ModelConfig>,
+}
+
+/// Listen addresses and process-wide settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServerConfig {
+    /// REST (Open Inference Protocol v2) listen address.
+    #[serde(default = "default_http")]
+    pub http: String,
+    /// gRPC (`inference.GRPCInferenceService`) listen address.
+    #[serde(default = "default_grpc")]
+    pub grpc: String,
+    /// Separate address for `/metrics`; unset serves `/metrics` on the REST port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<String>,
+    /// Where remote model artifacts (HTTP, OCI) are cached, keyed by digest.
+    #[serde(default = "default_cache_dir")]
+    pub cache_dir: String,
+    /// libtorch intra-op threads; unset sizes them from the cgroup CPU quota.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intra_op_threads: Option<u32>,
+    /// How long shutdown waits for in-flight requests before exiting.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace: Duration,
+    /// How often the config file and local model files are checked for changes.
+    #[serde(default = "default_watch_interval")]
+    pub watch_interval: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            http: default_http(),
+            grpc: default_grpc(),
+            metrics: None,
+            cache_dir: default_cache_dir(),
+            intra_op_threads: None,
+            shutdown_grace: default_shutdown_grace(),
+            watch_interval: default_watch_interval(),
+        }
+    }
+}
+
+fn default_http() -> String {
+    "0.0.0.0:8080".to_owned()
+}
+fn default_grpc() -> String {
+    "0.0.0.0:8081".to_owned()
+}
+fn default_cache_dir() -> String {
+    "/var/cache/modelplane".to_owned()
+}
+fn default_shutdown_grace() -> Duration {
+    Duration::from_millis(30_000)
+}
+fn default_watch_interval() -> Duration {
+    Duration::from_millis(1_000)
+}
+
+/// One model as served on the wire, with its versions.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Name served on the wire (`/v2/models/{name}`).
+    pub name: String,
+    /// What the model does; selects endpoints.
+    #[serde(default)]
+    pub task: Task,
+    /// Serialized model format.
+    #[serde(default)]
+    pub format: ModelFormat,
+    /// Version served when a request names none; unset: the last listed version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_version: Option<String>,
+    /// Input tensors, in the order `forward` takes them; unset: read from a
+    /// `signature.json` beside a local model file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<TensorSpec>,
+    /// Output tensors, in the order `forward` returns them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<TensorSpec>,
+    /// Dynamic batching.
+    #[serde(default)]
+    pub batching: Batching,
+    /// Admission and size limits.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Versions served side by side (`/v2/models/{name}/versions/{version}`).
+    pub versions: Vec<VersionConfig>,
+}
+
+/// What a model does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Task {
+    /// Tensors in, tensors out.
+    #[default]
+    Tensor,
+    /// Tensors in, class scores out.
+    Classify,
+    /// Text or tokens in, an embedding out.
+    Embed,
+    /// Text generation.
+    Generate,
+}
+
+/// Serialized model format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelFormat {
+    /// A TorchScript archive written by `torch.jit.save`.
+    #[default]
+    Torchscript,
+}
+
+/// Name, datatype and shape of one tensor; `-1` marks a variable dimension.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TensorSpec {
+    /// Tensor name on the wire.
+    pub name: String,
+    /// Open Inference Protocol datatype (`FP32`, `INT64`, ...).
+    pub datatype: String,
+    /// Dimensions, the batch dimension included; `-1` is variable.
+    pub shape: Vec<i64>,
+}
+
+/// One loadable version of a model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VersionConfig {
+    /// Version label (`/versions/{version}`).
+    pub version: String,
+    /// Where the model file comes from, written as a one-key map (`{path: ...}`).
+    #[serde(with = "serde_yaml::with::singleton_map")]
+    pub source: Source,
+    /// Where the model runs.
+    #[serde(default)]
+    pub device: Device,
+    /// Forwards run before the version reports ready.
+    #[serde(default = "default_warmup")]
+    pub warmup_iterations: u32,
+}
+
+fn default_warmup() -> u32 {
+    2
+}
+
+/// Where a model file comes from; exactly one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum Source {
+    /// A local file (or a file on a mounted volume); watched for changes.
+    Path(String),
+    /// A file fetched over HTTP(S), checked against its sha256.
+    Http(HttpSource),
+    /// An OCI artifact pulled by digest.
+    Oci(OciSource),
+}
+
+/// A model file fetched over HTTP(S).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpSource {
+    /// `http://` or `https://` URL.
+    pub url: String,
+    /// Expected sha256 of the body, 64 lowercase hex digits.
+    pub sha256: String,
+}
+
+/// An OCI artifact whose single (or first) layer is the model file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OciSource {
+    /// `registry/repository@sha256:<digest>` (a tag may precede the digest).
+    pub reference: String,
+    /// Talk plain HTTP to the registry (loopback registries in tests).
+    #[serde(default)]
+    pub plain_http: bool,
+}
+
+/// Where a version runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Device {
+    /// CPU, with intra-op threads sized from the cgroup quota.
+    #[default]
+    Cpu,
+    /// The first CUDA device.
+    Cuda,
+}
+
+/// Dynamic batching of concurrent requests into one forward.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Batching {
+    /// Most rows (dim 0) in one forward; 1 disables batching.
+    #[serde(default = "default_max_batch")]
+    pub max_batch_size: u32,
+    /// How long an idle model waits for a partial batch to fill; 0 dispatches at once.
+    #[serde(default)]
+    pub max_queue_delay: Duration,
+}
+
+impl Default for Batching {
+    fn default() -> Self {
+        Self {
+            max_batch_size: default_max_batch(),
+            max_queue_delay: Duration::ZERO,
+        }
+    }
+}
+
+fn default_max_batch() -> u32 {
+    1
+}
+
+/// Admission and size limits of one model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Limits {
+    /// Requests admitted at once (queued or running); more get 503.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: u32,
+    /// Requests waiting for a forward; more get 503.
+    #[serde(default = "default_max_queue")]
+    pub max_queue: u32,
+    /// A request not answered by then fails with 503 / DEADLINE_EXCEEDED.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout: Duration,
+    /// Largest request body; larger gets 413.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: u64,
+    /// Most elements in one input tensor; more gets 413.
+    #[serde(default = "default_max_elements")]
+    pub max_elements: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_in_flight: default_max_in_flight(),
+            max_queue: default_max_queue(),
+            request_timeout: default_request_timeout(),
+            max_body_bytes: default_max_body(),
+            max_elements: default_max_elements(),
+        }
+    }
+}
+
+fn default_max_in_flight() -> u32 {
+    256
+}
+fn default_max_queue() -> u32 {
+    1024
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_millis(30_000)
+}
+fn default_max_body() -> u64 {
+    64 << 20
+}
+fn default_max_elements() -> u64 {
+    16 << 20
+}
+
+/// Why a runtime config was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The YAML does not parse or does not match the schema.
+    #[error("config does not parse: {0}")]
+    Yaml(#[from] serde_yaml::Error),
+    /// A duration string is malformed.
+    #[error("invalid duration {0:?}: expected a number and a unit (ns, us, ms, s, m, h)")]
+    Duration(String),
+    /// A model or version name cannot be used in a URL path.
+    #[error("invalid {what} name {name:?}: use 1-128 characters from [A-Za-z0-9._-]")]
+    InvalidName {
+        /// `model` or `version`.
+        what: &'static str,
+        /// The refused name.
+        name: String,
+    },
+    /// Two models share a name.
+    #[error("model {0:?} is declared twice")]
+    DuplicateModel(String),
+    /// Two versions of one model share a label.
+    #[error("model {model:?}: version {version:?} is declared twice")]
+    DuplicateVersion {
+        /// Model name.
+        model: String,
+        /// Version label.
+        version: String,
+    },
+    /// A model lists no version.
+    #[error("model {0:?} has no versions")]
+    NoVersions(String),
+    /// `defaultVersion` names a version that is not listed.
+    #[error("model {model:?}: defaultVersion {version:?} is not one of its versions")]
+    UnknownDefaultVersion {
+        /// Model name.
+        model: String,
+        /// The missing label.
+        version: String,
+    },
+    /// An HTTP source's sha256 is not 64 hex digits, or its URL is not http(s).
+    #[error("model {model:?} version {version:?}: {reason}")]
+    InvalidSource {
+        /// Model name.
+        model: String,
+        /// Version label.
+        version: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A tensor spec is malformed, or batching needs a variable first dimension.
+    #[error("model {model:?}: {reason}")]
+    InvalidTensors {
+        /// Model name.
+        model: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A limit or batch size is zero.
+    #[error("model {model:?}: {field} must be greater than zero")]
+    ZeroLimit {
+        /// Model name.
+        model: String,
+        /// The camelCase field name.
+        field: &'static str,
+    },
+}
+
+impl RuntimeConfig {
+    /// Parses and validates a config file's text.
+    pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
+        let config: Self = serde_yaml::from_str(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Renders the config as YAML (what the operator writes into the ConfigMap).
+    pub fn to_yaml(&self) -> Result<String, ConfigError> {
+        Ok(serde_yaml::to_string(self)?)
+    }
+
+    /// Checks what the schema cannot: names, uniqueness, sources, limits.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut names = HashSet::new();
+        for model in &self.models {
+            check_name("model", &model.name)?;
+            if !names.insert(model.name.as_str()) {
+                return Err(ConfigError::DuplicateModel(model.name.clone()));
+            }
+            model.validate()?;
+        }
+        Ok(())
+    }
+}
+
+impl ModelConfig {
+    /// Checks one model: versions, default version, tensors and limits.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.versions.is_empty() {
+            return Err(ConfigError::NoVersions(self.name.clone()));
+        }
+        let mut labels = HashSet::new();
+        for version in &self.versions {
+            check_name("version", &version.version)?;
+            if !labels.insert(version.version.as_str()) {
+                return Err(ConfigError::DuplicateVersion {
+                    model: self.name.clone(),
+                    version: version.version.clone(),
+                });
+            }
+            version
+                .source
+                .validate()
+                .map_err(|reason| ConfigError::InvalidSource {
+                    model: self.name.clone(),
+                    version: version.version.clone(),
+                    reason,
+                })?;
+        }
+        if let Some(default) = &self.default_version
+            && !labels.contains(default.as_str())
+        {
+            return Err(ConfigError::UnknownDefaultVersion {
+                model: self.name.clone(),
+                version: default.clone(),
+            });
+        }
+        self.validate_tensors()?;
+        self.validate_limits()
+    }
+
+    /// The label of the version served when a request names none.
+    pub fn default_version(&self) -> Option<&str> {
+        self.default_version
+            .as_deref()
+            .or_else(|| self.versions.last().map(|v| v.version.as_str()))
+    }
+
+    fn validate_tensors(&self) -> Result<(), ConfigError> {
+        let invalid = |reason: String| ConfigError::InvalidTensors {
+            model: self.name.clone(),
+            reason,
+        };
+        for spec in self.inputs.iter().chain(&self.outputs) {
+            if spec.name.is_empty() {
+                return Err(invalid("a tensor has an empty name".to_owned()));
+            }
+            if let Some(dim) = spec.shape.iter().find(|d| **d < -1) {
+                return Err(invalid(format!(
+                    "tensor {:?} has dimension {dim}",
+                    spec.name
+                )));
+            }
+        }
+        if self.batching.max_batch_size > 1 {
+            for spec in &self.inputs {
+                if spec.shape.first() != Some(&-1) {
+                    return Err(invalid(format!(
+                        "batching needs dimension 0 of input {:?} to be -1",
+                        spec.name
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_limits(&self) -> Result<(), ConfigError> {
+        let zero = |field| ConfigError::ZeroLimit {
+            model: self.name.clone(),
+            field,
+        };
+        let limits = &self.limits;
+        let checks = [
+            (
+                u64::from(self.batching.max_batch_size),
+                "batching.maxBatchSize",
+            ),
+            (u64::from(limits.max_in_flight), "limits.maxInFlight"),
+            (u64::from(limits.max_queue), "limits.maxQueue"),
+            (limits.max_body_bytes, "limits.maxBodyBytes"),
+            (limits.max_elements, "limits.maxElements"),
+            (
+                limits.request_timeout.get().as_nanos().min(1) as u64,
+                "limits.requestTimeout",
+            ),
+        ];
+        match checks.into_iter().find(|(value, _)| *value == 0) {
+            Some((_, field)) => Err(zero(field)),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Source {
+    fn validate(&self) -> Result<(), String> {
+        match self {
+            Source::Path(path) if path.is_empty() => Err("source.path is empty".to_owned()),
+            Source::Path(_) => Ok(()),
+            Source::Http(http) => {
+                if !(http.url.starts_with("http://") || http.url.starts_with("https://")) {
+                    return Err(format!("source.http.url {:?} is not http(s)", http.url));
+                }
+                if !is_sha256_hex(&http.sha256) {
+                    return Err(format!(
+                        "source.http.sha256 {:?} is not 64 lowercase hex digits",
+                        http.sha256
+                    ));
+                }
+                Ok(())
+            }
+            Source::Oci(oci) => match oci.reference.rsplit_once("@sha256:") {
+                Some((_, digest)) if is_sha256_hex(digest) => Ok(()),
+                _ => Err(format!(
+                    "source.oci.reference {:?} must be pinned by digest (…@sha256:<64 hex>)",
+                    oci.reference
+                )),
+            },
+        }
+    }
+}
+
+fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+fn check_name(what: &'static str, name: &str) -> Result<(), ConfigError> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::InvalidName {
+            what,
+            name: name.to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

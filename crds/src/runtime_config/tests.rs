@@ -1,0 +1,145 @@
+use super::*;
+
+const MINIMAL: &str = "
+models:
+  - name: mlp
+    versions:
+      - version: '1'
+        source: {path: /models/mlp.pt}
+";
+
+fn minimal() -> RuntimeConfig {
+    RuntimeConfig::from_yaml(MINIMAL).expect("minimal config parses")
+}
+
+#[test]
+fn minimal_config_gets_documented_defaults() {
+    let config = minimal();
+    assert_eq!(config.server.http, "0.0.0.0:8080");
+    assert_eq!(config.server.grpc, "0.0.0.0:8081");
+    let model = &config.models[0];
+    assert_eq!(model.task, Task::Tensor);
+    assert_eq!(model.batching.max_batch_size, 1);
+    assert_eq!(
+        model.limits.request_timeout.get(),
+        std::time::Duration::from_secs(30)
+    );
+    assert_eq!(model.versions[0].device, Device::Cpu);
+    assert_eq!(model.default_version(), Some("1"));
+}
+
+#[test]
+fn yaml_round_trips() {
+    let mut config = minimal();
+    config.models[0].batching.max_queue_delay = Duration::from_millis(2);
+    let text = config.to_yaml().expect("renders");
+    assert!(text.contains("maxQueueDelay: 2ms"), "{text}");
+    assert_eq!(
+        RuntimeConfig::from_yaml(&text).expect("parses back"),
+        config
+    );
+}
+
+#[test]
+fn unknown_fields_are_refused() {
+    let text = MINIMAL.replace("name: mlp", "name: mlp\n    replicas: 3");
+    let err = RuntimeConfig::from_yaml(&text).expect_err("unknown field");
+    assert!(err.to_string().contains("replicas"), "{err}");
+}
+
+#[test]
+fn duplicate_versions_are_refused() {
+    let mut config = minimal();
+    let again = config.models[0].versions[0].clone();
+    config.models[0].versions.push(again);
+    assert!(matches!(
+        config.validate(),
+        Err(ConfigError::DuplicateVersion { .. })
+    ));
+}
+
+#[test]
+fn duplicate_models_are_refused() {
+    let mut config = minimal();
+    let again = config.models[0].clone();
+    config.models.push(again);
+    assert!(matches!(config.validate(), Err(ConfigError::DuplicateModel(name)) if name == "mlp"));
+}
+
+#[test]
+fn names_that_break_url_paths_are_refused() {
+    let mut config = minimal();
+    config.models[0].name = "a/b".to_owned();
+    assert!(matches!(
+        config.validate(),
+        Err(ConfigError::InvalidName { what: "model", .. })
+    ));
+}
+
+#[test]
+fn oci_sources_must_be_pinned_by_digest() {
+    let mut config = minimal();
+    let oci = |reference: &str| {
+        Source::Oci(OciSource {
+            reference: reference.to_owned(),
+            plain_http: false,
+        })
+    };
+    config.models[0].versions[0].source = oci("registry.local/models/mlp:v1");
+    assert!(matches!(
+        config.validate(),
+        Err(ConfigError::InvalidSource { .. })
+    ));
+    let pinned = format!("registry.local/models/mlp@sha256:{}", "a".repeat(64));
+    config.models[0].versions[0].source = oci(&pinned);
+    config.validate().expect("pinned reference is valid");
+}
+
+#[test]
+fn http_sources_need_a_sha256() {
+    let mut config = minimal();
+    config.models[0].versions[0].source = Source::Http(HttpSource {
+        url: "https://x/m.pt".to_owned(),
+        sha256: "abc".to_owned(),
+    });
+    let err = config.validate().expect_err("short sha256");
+    assert!(err.to_string().contains("sha256"), "{err}");
+}
+
+#[test]
+fn batching_requires_a_variable_batch_dimension() {
+    let mut config = minimal();
+    let model = &mut config.models[0];
+    model.batching.max_batch_size = 8;
+    model.inputs = vec![TensorSpec {
+        name: "x".to_owned(),
+        datatype: "FP32".to_owned(),
+        shape: vec![1, 4],
+    }];
+    assert!(matches!(
+        config.validate(),
+        Err(ConfigError::InvalidTensors { .. })
+    ));
+    config.models[0].inputs[0].shape[0] = -1;
+    config
+        .validate()
+        .expect("variable batch dimension is valid");
+}
+
+#[test]
+fn zero_limits_are_refused_with_the_field_name() {
+    let mut config = minimal();
+    config.models[0].limits.max_queue = 0;
+    let err = config.validate().expect_err("zero queue");
+    assert!(err.to_string().contains("limits.maxQueue"), "{err}");
+}
+
+#[test]
+fn default_version_must_exist() {
+    let mut config = minimal();
+    config.models[0].default_version = Some("9".to_owned());
+    assert!(matches!(
+        config.validate(),
+        Err(ConfigError::UnknownDefaultVersion { .. })
+    ));
+}

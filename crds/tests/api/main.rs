@@ -1,0 +1,9 @@
+//! Tests of the generated CRDs: drift against the checked-in YAML, structural schema
+//! rules, offline evaluation of every validation (OpenAPI and CEL), and the examples.
+
+mod drift;
+mod examples;
+mod formats;
+mod structural;
+mod support;
+mod validation;

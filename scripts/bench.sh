@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# The benchmark of docs/benchmarks.md, all sides in one run on this machine:
+#   1. plain libtorch loop (runtime/examples/plain_loop.rs), batch 1 .. max batch, no server;
+#   2. modelplane-runtime over REST JSON, REST binary and gRPC at concurrency 1, 8, 64;
+#   3. KServe's ModelServer (bench/kserve_server.py, torch.jit.load) over REST JSON, same points.
+# on the example classifier (compute-bound) and MLP (overhead-bound). Prints the tables
+# and the target ratios; writes every report under OUT_DIR.
+#
+#   scripts/bench.sh [OUT_DIR]        default OUT_DIR: target/bench/<UTC time>
+#
+# Env: BENCH_SECONDS   measured seconds per point (default 5)
+#      BENCH_PLAIN_SECONDS  seconds per batch size in the plain loop (default 2)
+#      BENCH_SKIP_BUILD=1   use the release binaries already built
+#
+# Cores: with two or more CPUs, every server (and the plain loop) runs on CPU 1 with one
+# libtorch thread and the load generator on CPU 0 (taskset), so server and client never
+# share a core; with one CPU both share it. Bounded: every load point stops after
+# BENCH_SECONDS, every server start waits at most 120 s; about 4 minutes in all.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+# shellcheck source=scripts/env.sh
+source scripts/env.sh
+
+OUT="${1:-target/bench/$(date -u +%Y%m%dT%H%M%SZ)}"
+SECONDS_PER_POINT="${BENCH_SECONDS:-5}"
+PLAIN_SECONDS="${BENCH_PLAIN_SECONDS:-2}"
+CONCURRENCY=(1 8 64)
+PROTOCOLS=(rest-json rest-binary grpc)
+MODELS=(classifier mlp)
+declare -A MAX_BATCH=([classifier]=16 [mlp]=64)
+declare -A SHAPE=([classifier]=1,3,64,64 [mlp]=1,784)
+declare -A BATCHES=([classifier]=1,2,4,8,16 [mlp]=1,2,4,8,16,32,64)
+BENCH_VENV=.cache/bench-venv
+KSERVE_VERSION="0.21.*"
+mkdir -p "$OUT"
+OUT="$(cd "$OUT" && pwd)"
+
+if [ "$(nproc)" -ge 2 ]; then SERVER_CPU=1 CLIENT_CPU=0; else SERVER_CPU=0 CLIENT_CPU=0; fi
+
+SERVER_PID=""
+stop_server() {
+  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+  fi
+  SERVER_PID=""
+}
+trap stop_server EXIT
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+wait_ready() { # URL LOG
+  for _ in $(seq 1200); do
+    curl -fsS "$1" >/dev/null 2>&1 && return 0
+    kill -0 "$SERVER_PID" 2>/dev/null || { echo "bench: server exited:" >&2; tail -20 "$2" >&2; exit 1; }
+    sleep 0.1
+  done
+  echo "bench: $1 not ready after 120 s" >&2
+  tail -20 "$2" >&2
+  exit 1
+}
+
+build() {
+  [ "${BENCH_SKIP_BUILD:-0}" = 1 ] && return 0
+  echo "== build (release)"
+  cargo build --release -p modelplane-runtime -p modelplane-bench \
+    --bin modelplane-runtime --bin modelplane-bench --example plain_loop
+}
+
+bench_venv() {
+  if [ ! -x "$BENCH_VENV/bin/python" ]; then
+    echo "== bench venv: kserve==$KSERVE_VERSION in $BENCH_VENV"
+    python3 -m venv "$BENCH_VENV"
+    "$BENCH_VENV/bin/pip" install -q "kserve==$KSERVE_VERSION"
+  fi
+  # The same torch 2.13.0 wheel as the runtime: the main venv's site-packages, appended
+  # after the bench venv's own (so kserve's pinned dependencies win).
+  local site
+  site="$("$BENCH_VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  .venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' >"$site/zz-modelplane-torch.pth"
+}
+
+load() { # LABEL_FILE URL PROTOCOL MODEL C [extra flags...]
+  local file="$1" url="$2" protocol="$3" model="$4" c="$5"
+  shift 5
+  taskset -c "$CLIENT_CPU" timeout $((SECONDS_PER_POINT + 60)) target/release/modelplane-bench \
+    --url "$url" --protocol "$protocol" --model "$model" --concurrency "$c" \
+    --duration "${SECONDS_PER_POINT}s" --requests 10000000 --warmup-requests $((c * 10)) \
+    --timeout 30s --threads 1 --label "${file%.json}" --json "$OUT/$file" "$@" | sed 's/^/  /'
+}
+
+plain() {
+  for model in "${MODELS[@]}"; do
+    echo "== plain libtorch loop: $model"
+    taskset -c "$SERVER_CPU" timeout 300 target/release/examples/plain_loop \
+      --model "examples/models/$model/1/model.pt" --shape "${SHAPE[$model]}" --datatype FP32 \
+      --batch-sizes "${BATCHES[$model]}" --duration-s "$PLAIN_SECONDS" --threads 1 \
+      --json "$OUT/plain-$model.json"
+  done
+}
+
+modelplane() {
+  local http grpc
+  http="$(free_port)" grpc="$(free_port)"
+  cat >"$OUT/runtime.yaml" <<EOF
+server: {http: "127.0.0.1:$http", grpc: "127.0.0.1:$grpc", cacheDir: "$OUT/cache", intraOpThreads: 1}
+models:
+EOF
+  for model in "${MODELS[@]}"; do
+    cat >>"$OUT/runtime.yaml" <<EOF
+- name: $model
+  batching: {maxBatchSize: ${MAX_BATCH[$model]}, maxQueueDelay: 0s}
+  limits: {maxInFlight: 1024, maxQueue: 1024}
+  versions: [{version: "1", source: {path: "$ROOT/examples/models/$model/1/model.pt"}}]
+EOF
+  done
+  echo "== modelplane-runtime (config $OUT/runtime.yaml)"
+  taskset -c "$SERVER_CPU" target/release/modelplane-runtime serve --config "$OUT/runtime.yaml" \
+    >"$OUT/runtime.log" 2>&1 &
+  SERVER_PID=$!
+  for model in "${MODELS[@]}"; do wait_ready "http://127.0.0.1:$http/v2/models/$model/ready" "$OUT/runtime.log"; done
+  for model in "${MODELS[@]}"; do
+    for protocol in "${PROTOCOLS[@]}"; do
+      local url="http://127.0.0.1:$http"
+      [ "$protocol" = grpc ] && url="http://127.0.0.1:$grpc"
+      for c in "${CONCURRENCY[@]}"; do
+        load "modelplane-$model-$protocol-c$c.json" "$url" "$protocol" "$model" "$c"
+      done
+    done
+  done
+  curl -fsS "http://127.0.0.1:$http/metrics" >"$OUT/runtime-metrics.txt" || true
+  stop_server
+}
+
+kserve() {
+  for model in "${MODELS[@]}"; do
+    local http grpc
+    http="$(free_port)" grpc="$(free_port)"
+    echo "== KServe ModelServer: $model"
+    taskset -c "$SERVER_CPU" "$BENCH_VENV/bin/python" bench/kserve_server.py --model_name "$model" \
+      --model_path "examples/models/$model/1/model.pt" --http_port "$http" --grpc_port "$grpc" \
+      >"$OUT/kserve-$model.log" 2>&1 &
+    SERVER_PID=$!
+    wait_ready "http://127.0.0.1:$http/v2/models/$model/ready" "$OUT/kserve-$model.log"
+    for c in "${CONCURRENCY[@]}"; do
+      # KServe's metadata lists no inputs, so the input is named here.
+      load "kserve-$model-rest-json-c$c.json" "http://127.0.0.1:$http" rest-json "$model" "$c" \
+        --input-name input --datatype FP32 --shape "${SHAPE[$model]}"
+    done
+    stop_server
+  done
+}
+
+machine() {
+  echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) CPUs"
+  echo "memory: $(free -g | awk '/^Mem:/ {print $2}') GiB; kernel $(uname -r)"
+  echo "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "cores: servers and plain loop on CPU $SERVER_CPU, load generator on CPU $CLIENT_CPU"
+  echo "git: $(git rev-parse --short HEAD 2>/dev/null || echo none)"
+}
+
+build
+.venv/bin/python examples/make_models.py --only "${MODELS[@]}"
+bench_venv
+machine | tee "$OUT/machine.txt"
+plain
+modelplane
+kserve
+.venv/bin/python bench/summarize.py "$OUT" | tee "$OUT/summary.md"
+echo "bench: reports in $OUT"

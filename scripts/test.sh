@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs every test of the project on a fresh machine: installs what it needs first.
+# This is the README's test command, and what CI runs (.ci/run).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "setup (apt, venv with torch, Python test tools)"
+bash scripts/setup.sh
+# shellcheck source=scripts/env.sh
+source scripts/env.sh
+
+step "example models"
+python examples/make_models.py
+python examples/make_chat_model.py
+
+step "format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "build binaries used by the tests"
+cargo build --workspace --bins --locked
+
+step "Rust tests"
+cargo nextest run --workspace --locked --no-fail-fast
+
+step "Python tests (real clients against the built binaries)"
+python -m pytest -q -p no:cacheprovider examples/tests examples/llm_tests runtime/tests/interop
