@@ -20,6 +20,11 @@ step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "Helm chart"
+K8S_BIN="$(bash scripts/k8s-tools.sh)"
+"$K8S_BIN/helm" lint --strict charts/modelplane
+"$K8S_BIN/helm" template modelplane charts/modelplane --namespace modelplane-system >/dev/null
+
 step "build binaries used by the tests"
 cargo build --workspace --bins --locked
 

@@ -1,0 +1,156 @@
+//! Command-line flags (each also settable by environment variable).
+
+use std::{net::SocketAddr, time::Duration};
+
+use clap::{Parser, ValueEnum};
+
+/// Default runtime image used when a ModelDeployment does not name one.
+pub const DEFAULT_RUNTIME_IMAGE: &str =
+    concat!("ghcr.io/modelplane/runtime:", env!("CARGO_PKG_VERSION"));
+
+/// `modelplane-operator`: reconciles ModelDeployments into modelplane-runtime pods.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "modelplane-operator", version, about)]
+pub struct Args {
+    /// Namespaces to watch (comma separated); empty watches all namespaces.
+    #[arg(long, env = "MODELPLANE_NAMESPACES", value_delimiter = ',')]
+    pub namespaces: Vec<String>,
+
+    /// Log filter in `tracing` EnvFilter syntax, e.g. `info` or `modelplane_operator=debug,info`.
+    #[arg(long, env = "MODELPLANE_LOG", default_value = "info")]
+    pub log_level: String,
+
+    /// Log output format.
+    #[arg(long, env = "MODELPLANE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    pub log_format: LogFormat,
+
+    /// Address of the HTTP server for `/metrics`, `/healthz` and `/readyz`.
+    #[arg(long, env = "MODELPLANE_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+
+    /// Run leader election so that only one replica reconciles.
+    #[arg(long, env = "MODELPLANE_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+
+    /// Name of the coordination.k8s.io Lease used for leader election.
+    #[arg(
+        long,
+        env = "MODELPLANE_LEASE_NAME",
+        default_value = "modelplane-operator"
+    )]
+    pub lease_name: String,
+
+    /// Namespace of the Lease; defaults to the pod's namespace.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+
+    /// How long a Lease stays valid without renewal; a standby takes over after it.
+    #[arg(long, env = "MODELPLANE_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: Duration,
+
+    /// How often the holder renews and a standby retries.
+    #[arg(long, env = "MODELPLANE_LEASE_RETRY", default_value = "2s", value_parser = parse_duration)]
+    pub lease_retry: Duration,
+
+    /// Identity written into the Lease; defaults to the pod name.
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+
+    /// Runtime image used when a ModelDeployment leaves `spec.runtime.image` empty.
+    #[arg(long, env = "MODELPLANE_RUNTIME_IMAGE", default_value = DEFAULT_RUNTIME_IMAGE)]
+    pub runtime_image: String,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line (for log pipelines).
+    Json,
+    /// Human-readable text (for a terminal).
+    Text,
+}
+
+/// The namespaces the controllers watch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Every namespace in the cluster.
+    All,
+    /// Only the listed namespaces.
+    Namespaces(Vec<String>),
+}
+
+impl Args {
+    /// The watch scope the flags describe.
+    pub fn scope(&self) -> Scope {
+        let namespaces: Vec<String> = self
+            .namespaces
+            .iter()
+            .map(|ns| ns.trim().to_owned())
+            .filter(|ns| !ns.is_empty())
+            .collect();
+        if namespaces.is_empty() {
+            Scope::All
+        } else {
+            Scope::Namespaces(namespaces)
+        }
+    }
+}
+
+fn parse_duration(value: &str) -> Result<Duration, String> {
+    let value = value.trim();
+    let (digits, unit) = value.split_at(
+        value
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(value.len()),
+    );
+    let amount: u64 = digits
+        .parse()
+        .map_err(|_| format!("invalid duration `{value}`"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(amount)),
+        "s" | "" => Ok(Duration::from_secs(amount)),
+        "m" => Ok(Duration::from_secs(amount * 60)),
+        _ => Err(format!(
+            "invalid duration unit in `{value}` (use ms, s or m)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Args {
+        Args::try_parse_from(std::iter::once("modelplane-operator").chain(args.iter().copied()))
+            .expect("flags parse")
+    }
+
+    #[test]
+    fn no_namespaces_means_all_namespaces() {
+        assert_eq!(parse(&[]).scope(), Scope::All);
+    }
+
+    #[test]
+    fn namespace_list_is_split_on_commas() {
+        let args = parse(&["--namespaces", "team-a, team-b,"]);
+        assert_eq!(
+            args.scope(),
+            Scope::Namespaces(vec!["team-a".into(), "team-b".into()])
+        );
+    }
+
+    #[test]
+    fn leader_election_can_be_switched_off() {
+        assert!(parse(&[]).leader_elect);
+        assert!(!parse(&["--leader-elect", "false"]).leader_elect);
+    }
+
+    #[test]
+    fn lease_durations_accept_units() {
+        let args = parse(&["--lease-duration", "30s", "--lease-retry", "500ms"]);
+        assert_eq!(args.lease_duration, Duration::from_secs(30));
+        assert_eq!(args.lease_retry, Duration::from_millis(500));
+        assert!(parse_duration("5h").is_err());
+        assert!(parse_duration("s").is_err());
+    }
+}

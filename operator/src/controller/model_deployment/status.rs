@@ -1,0 +1,242 @@
+//! The status to write and the Events to publish: pure functions of what the
+//! reconcile saw and did.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::runtime::events::{Event, EventType};
+use modelplane_api::{
+    condition::{Condition, ConditionStatus, merge_conditions},
+    model_deployment::{Endpoints, ModelDeploymentStatus, Revision},
+};
+
+use super::sync::{Change, ChangeAction};
+use crate::{
+    desired::{GRPC_PORT, HTTP_PORT},
+    health::{Assessment, DEGRADED, PROGRESSING, READY},
+};
+
+/// What the status is built from besides the assessment.
+pub struct StatusInputs<'a> {
+    /// `metadata.generation` of the ModelDeployment.
+    pub generation: Option<i64>,
+    /// Tenant after defaulting.
+    pub tenant: &'a str,
+    /// In-cluster DNS name of the Service.
+    pub service_host: String,
+    /// The revision now applied; `None` when the rollout was blocked.
+    pub applied: Option<Revision>,
+    /// Digest of the image the ready pods run.
+    pub image_digest: Option<String>,
+    /// When the conditions are computed.
+    pub now: Time,
+}
+
+/// The next status: `current` updated with the assessment, keeping the
+/// transition times of conditions whose status did not flip and leaving
+/// condition types this controller does not own untouched.
+pub fn next_status(
+    current: &ModelDeploymentStatus,
+    assessment: &Assessment,
+    inputs: StatusInputs<'_>,
+) -> ModelDeploymentStatus {
+    let ours = assessment.conditions.iter().map(|c| {
+        Condition::new(
+            c.type_,
+            c.status,
+            c.reason,
+            c.message.clone(),
+            inputs.generation,
+            inputs.now.clone(),
+        )
+    });
+    let others = current
+        .conditions
+        .iter()
+        .filter(|c| ![READY, PROGRESSING, DEGRADED].contains(&c.type_.as_str()))
+        .cloned();
+    let conditions = merge_conditions(&current.conditions, ours.chain(others).collect());
+    let mut revision = inputs.applied.or_else(|| current.revision.clone());
+    if let Some(revision) = revision.as_mut() {
+        revision.image_digest = inputs.image_digest.or_else(|| {
+            current
+                .revision
+                .as_ref()
+                .and_then(|r| r.image_digest.clone())
+        });
+    }
+    ModelDeploymentStatus {
+        observed_generation: inputs.generation,
+        conditions,
+        tenant: Some(inputs.tenant.to_owned()),
+        replicas: assessment.replicas,
+        ready_replicas: assessment.ready_replicas,
+        endpoints: Some(Endpoints {
+            http: Some(format!("http://{}:{HTTP_PORT}", inputs.service_host)),
+            grpc: Some(format!("{}:{GRPC_PORT}", inputs.service_host)),
+        }),
+        revision,
+    }
+}
+
+/// Longest Event note the API server accepts is 1 kB; longer notes are cut.
+const MAX_NOTE_BYTES: usize = 1024;
+
+fn truncate(mut note: String) -> String {
+    if note.len() > MAX_NOTE_BYTES {
+        let mut end = MAX_NOTE_BYTES - '…'.len_utf8();
+        while !note.is_char_boundary(end) {
+            end -= 1;
+        }
+        note.truncate(end);
+        note.push('…');
+    }
+    note
+}
+
+fn event(type_: EventType, reason: &str, note: String, action: &str) -> Event {
+    Event {
+        type_,
+        reason: reason.into(),
+        note: Some(truncate(note)),
+        action: action.into(),
+        secondary: None,
+    }
+}
+
+fn list(changes: &[&Change], describe: impl Fn(&Change) -> String) -> String {
+    changes
+        .iter()
+        .map(|c| describe(c))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Events describing the writes of one reconcile (at most one per kind of write).
+///
+/// `rolled` says whether the Deployment's pod template changed, so pods restart.
+pub fn change_events(changes: &[Change], rolled: bool) -> Vec<Event> {
+    let of = |wanted: fn(&ChangeAction) -> bool| {
+        changes
+            .iter()
+            .filter(|c| wanted(&c.action))
+            .collect::<Vec<_>>()
+    };
+    let named = |c: &Change| format!("{} {}", c.kind, c.name);
+    let mut events = Vec::new();
+    let created = of(|a| matches!(a, ChangeAction::Created));
+    if !created.is_empty() {
+        events.push(event(
+            EventType::Normal,
+            "Created",
+            format!("created {}", list(&created, named)),
+            "Apply",
+        ));
+    }
+    let updated = of(|a| matches!(a, ChangeAction::Updated | ChangeAction::Deleted));
+    if !updated.is_empty() {
+        let what = list(&updated, |c| match c.action {
+            ChangeAction::Deleted => format!("deleted {}", named(c)),
+            _ => format!("updated {}", named(c)),
+        });
+        let (reason, note) = if rolled {
+            (
+                "RolloutStarted",
+                format!(
+                    "{what}; model, image, device or resources changed, so the runtime pods roll"
+                ),
+            )
+        } else {
+            (
+                "Updated",
+                format!("{what}; running pods reload the config without a restart"),
+            )
+        };
+        events.push(event(EventType::Normal, reason, note, "Apply"));
+    }
+    let reverted = of(|a| matches!(a, ChangeAction::Reverted(_)));
+    if !reverted.is_empty() {
+        let what = list(&reverted, |c| match &c.action {
+            ChangeAction::Reverted(path) => format!("{} ({path})", named(c)),
+            _ => named(c),
+        });
+        let note = format!(
+            "reverted changes made outside the operator to {what}; edit the ModelDeployment instead"
+        );
+        events.push(event(EventType::Warning, "DriftReverted", note, "Apply"));
+    }
+    events
+}
+
+/// Events for conditions that changed status or reason: a new problem (Warning),
+/// the model becoming ready, a rollout completing.
+pub fn condition_events(before: &[Condition], after: &[Condition]) -> Vec<Event> {
+    after
+        .iter()
+        .filter(|next| {
+            let previous = before.iter().find(|c| c.type_ == next.type_);
+            previous.is_none_or(|p| p.status != next.status || p.reason != next.reason)
+        })
+        .filter_map(|c| match (c.type_.as_str(), c.status) {
+            (DEGRADED, ConditionStatus::True) => Some(event(
+                EventType::Warning,
+                &c.reason,
+                c.message.clone(),
+                "Assess",
+            )),
+            (READY, ConditionStatus::True) => Some(event(
+                EventType::Normal,
+                "Ready",
+                c.message.clone(),
+                "Assess",
+            )),
+            (PROGRESSING, ConditionStatus::False) if c.reason == "RolloutComplete" => Some(event(
+                EventType::Normal,
+                "RolloutComplete",
+                c.message.clone(),
+                "Assess",
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_notes_fit_the_api_limit() {
+        let long = "é".repeat(2000);
+        let note = event(EventType::Warning, "X", long, "Assess")
+            .note
+            .expect("note");
+        assert!(note.len() <= MAX_NOTE_BYTES, "{}", note.len());
+        assert!(note.ends_with('…'));
+        let short = event(EventType::Normal, "X", "fine".into(), "Apply").note;
+        assert_eq!(short.as_deref(), Some("fine"));
+    }
+
+    #[test]
+    fn one_event_per_kind_of_write() {
+        let change = |kind: &str, action| Change {
+            kind: kind.into(),
+            name: "m".into(),
+            action,
+        };
+        let changes = [
+            change("Service", ChangeAction::Created),
+            change("ConfigMap", ChangeAction::Updated),
+            change("Deployment", ChangeAction::Reverted("spec.replicas".into())),
+        ];
+        let reasons: Vec<_> = change_events(&changes, false)
+            .into_iter()
+            .map(|e| e.reason)
+            .collect();
+        assert_eq!(reasons, ["Created", "Updated", "DriftReverted"]);
+        let rolled: Vec<_> = change_events(&changes[1..2], true)
+            .into_iter()
+            .map(|e| e.reason)
+            .collect();
+        assert_eq!(rolled, ["RolloutStarted"]);
+        assert!(change_events(&[], true).is_empty());
+    }
+}

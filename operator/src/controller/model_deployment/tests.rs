@@ -1,0 +1,494 @@
+//! Reconcile against a scripted API server: which requests each situation causes.
+
+use serde_json::{Value, json};
+
+use super::reconcile;
+use crate::fixtures::{
+    Cluster, Expect, NAME, Recorded, apply_budget, apply_config_map, apply_deployment,
+    apply_service, context, finished, model_deployment, oci, path, resnet18_spec,
+};
+use modelplane_api::model_deployment::{ModelDeployment, ModelDeploymentStatus};
+
+/// Runs one reconcile of `md` over `cluster` against `script`; returns the bodies received.
+async fn reconcile_with(
+    cluster: &Cluster,
+    md: &ModelDeployment,
+    script: Vec<Expect>,
+) -> Vec<Recorded> {
+    let (ctx, server) = context(cluster, md);
+    let server = server.run(script);
+    reconcile(std::sync::Arc::new(md.clone()), ctx)
+        .await
+        .expect("reconcile succeeds");
+    finished(server).await
+}
+
+fn applied<'a>(recorded: &'a [Recorded], kind: &str) -> &'a Value {
+    recorded
+        .iter()
+        .find(|r| matches!(r.expect, Expect::Apply { .. }) && r.body["kind"] == kind)
+        .map(|r| &r.body)
+        .unwrap_or_else(|| panic!("no {kind} applied"))
+}
+
+fn status_written(recorded: &[Recorded]) -> ModelDeploymentStatus {
+    let body = recorded
+        .iter()
+        .find(|r| matches!(r.expect, Expect::ApplyStatus))
+        .map(|r| r.body["status"].clone())
+        .expect("status written");
+    serde_json::from_value(body).expect("status deserializes")
+}
+
+fn condition(status: &ModelDeploymentStatus, type_: &str) -> (String, String) {
+    let c = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .expect("condition");
+    (format!("{:?}", c.status), c.reason.clone())
+}
+
+fn rollout_hash(deployment: &Value) -> String {
+    deployment["spec"]["template"]["metadata"]["annotations"]["modelplane.io/rollout-hash"]
+        .as_str()
+        .expect("rollout hash")
+        .to_owned()
+}
+
+/// Creates `md` from scratch and returns the cluster as the API server would then show it,
+/// with `md` carrying the status that was written.
+async fn converged(md: &ModelDeployment, script: Vec<Expect>) -> (Cluster, ModelDeployment) {
+    let recorded = reconcile_with(&Cluster::new(), md, script).await;
+    let mut cluster = Cluster::new();
+    for r in recorded
+        .iter()
+        .filter(|r| matches!(r.expect, Expect::Apply { .. }))
+    {
+        cluster.serve(&r.body);
+    }
+    // The Deployment now reports its pods ready: settle the status on that.
+    let mut md = md.clone();
+    md.status = Some(status_written(&recorded));
+    let settled = reconcile_with(
+        &cluster,
+        &md,
+        vec![
+            Expect::ApplyStatus,
+            Expect::Event { reason: "Ready" },
+            Expect::Event {
+                reason: "RolloutComplete",
+            },
+        ],
+    )
+    .await;
+    md.status = Some(status_written(&settled));
+    (cluster, md)
+}
+
+fn create_script() -> Vec<Expect> {
+    vec![
+        apply_config_map(),
+        apply_deployment(),
+        apply_service(),
+        Expect::Event { reason: "Created" },
+        Expect::ApplyStatus,
+    ]
+}
+
+#[tokio::test]
+async fn new_model_deployment_gets_owned_objects_and_a_creating_status() {
+    let md = model_deployment(resnet18_spec());
+    let recorded = reconcile_with(&Cluster::new(), &md, create_script()).await;
+
+    for kind in ["ConfigMap", "Deployment", "Service"] {
+        let object = applied(&recorded, kind);
+        let owner = &object["metadata"]["ownerReferences"][0];
+        assert_eq!(owner["uid"], "uid-resnet18", "{kind}");
+        assert_eq!(owner["controller"], true, "{kind}");
+        assert_eq!(
+            object["metadata"]["labels"]["modelplane.io/tenant"], "team-a-tenant",
+            "{kind}"
+        );
+        assert_eq!(
+            object["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+            "modelplane-operator"
+        );
+    }
+    let config = applied(&recorded, "ConfigMap")["data"]["config.yaml"]
+        .as_str()
+        .expect("config");
+    assert!(config.contains(&oci('a')), "{config}");
+
+    let status = status_written(&recorded);
+    assert_eq!(
+        condition(&status, "Ready"),
+        ("False".into(), "Creating".into())
+    );
+    assert_eq!(
+        condition(&status, "Progressing"),
+        ("True".into(), "Creating".into())
+    );
+    assert_eq!(status.observed_generation, Some(1));
+    let endpoints = status.endpoints.expect("endpoints");
+    assert_eq!(
+        endpoints.http.as_deref(),
+        Some("http://resnet18.team-a.svc:8080")
+    );
+    assert_eq!(endpoints.grpc.as_deref(), Some("resnet18.team-a.svc:8081"));
+    let revision = status.revision.expect("revision");
+    assert_eq!(
+        revision.model_digest,
+        Some(format!("sha256:{}", "a".repeat(64)))
+    );
+    assert_eq!(
+        revision.id,
+        Some(rollout_hash(applied(&recorded, "Deployment")))
+    );
+}
+
+#[tokio::test]
+async fn converged_model_deployment_reconciles_without_any_request() {
+    let md = model_deployment(resnet18_spec());
+    let (cluster, md) = converged(&md, create_script()).await;
+    assert_eq!(md.status.as_ref().map(|s| s.ready_replicas), Some(1));
+    let recorded = reconcile_with(&cluster, &md, vec![]).await;
+    assert!(recorded.is_empty());
+}
+
+#[tokio::test]
+async fn model_change_rolls_the_pods() {
+    let (cluster, mut md) = converged(&model_deployment(resnet18_spec()), create_script()).await;
+    let before = rollout_hash(&serde_json::to_value(&cluster.deployments[0]).expect("json"));
+    md.spec.model.as_mut().expect("model").source.oci = Some(oci('b'));
+    md.metadata.generation = Some(2);
+    let recorded = reconcile_with(
+        &cluster,
+        &md,
+        vec![
+            apply_config_map(),
+            apply_deployment(),
+            Expect::Event {
+                reason: "RolloutStarted",
+            },
+            Expect::ApplyStatus,
+        ],
+    )
+    .await;
+    assert_ne!(rollout_hash(applied(&recorded, "Deployment")), before);
+}
+
+#[tokio::test]
+async fn hot_reloadable_change_updates_the_config_without_rolling_pods() {
+    // Batching and limits (and canary weights, later) live in the runtime config,
+    // which the runtime reloads: only the ConfigMap is written.
+    let (cluster, mut md) = converged(&model_deployment(resnet18_spec()), create_script()).await;
+    md.spec.runtime.limits.max_in_flight = 64;
+    md.spec.runtime.batching.max_queue_delay = "5ms".into();
+    md.metadata.generation = Some(2);
+    let recorded = reconcile_with(
+        &cluster,
+        &md,
+        vec![
+            apply_config_map(),
+            Expect::Event { reason: "Updated" },
+            Expect::ApplyStatus,
+        ],
+    )
+    .await;
+    let config = applied(&recorded, "ConfigMap")["data"]["config.yaml"]
+        .as_str()
+        .expect("config");
+    assert!(config.contains("maxInFlight: 64"), "{config}");
+}
+
+#[tokio::test]
+async fn hand_edited_deployment_is_reverted_and_reported() {
+    let (mut cluster, md) = converged(&model_deployment(resnet18_spec()), create_script()).await;
+    let spec = cluster.deployments[0].spec.as_mut().expect("spec");
+    spec.template.spec.as_mut().expect("pod").containers[0].image =
+        Some("evil/image:latest".into());
+    let recorded = reconcile_with(
+        &cluster,
+        &md,
+        vec![
+            apply_deployment(),
+            Expect::Event {
+                reason: "DriftReverted",
+            },
+        ],
+    )
+    .await;
+    let image =
+        &applied(&recorded, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"];
+    assert_eq!(image, "ghcr.io/modelplane/runtime:0.1.0");
+    let note = recorded[1].body["note"].as_str().expect("note");
+    assert!(
+        note.contains("spec.template.spec.containers[runtime].image"),
+        "{note}"
+    );
+}
+
+#[tokio::test]
+async fn deleted_owned_object_is_recreated() {
+    let (mut cluster, md) = converged(&model_deployment(resnet18_spec()), create_script()).await;
+    cluster.services.clear();
+    reconcile_with(
+        &cluster,
+        &md,
+        vec![apply_service(), Expect::Event { reason: "Created" }],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn scaling_up_adds_a_disruption_budget_and_scaling_down_removes_it() {
+    let (cluster, mut md) = converged(&model_deployment(resnet18_spec()), create_script()).await;
+    md.spec.runtime.replicas = 3;
+    md.metadata.generation = Some(2);
+    let recorded = reconcile_with(
+        &cluster,
+        &md,
+        vec![
+            apply_deployment(),
+            apply_budget(),
+            Expect::Event { reason: "Created" },
+            Expect::Event { reason: "Updated" },
+            Expect::ApplyStatus,
+        ],
+    )
+    .await;
+    assert_eq!(
+        applied(&recorded, "PodDisruptionBudget")["spec"]["maxUnavailable"],
+        1
+    );
+
+    let mut scaled = cluster.clone();
+    scaled.serve(applied(&recorded, "PodDisruptionBudget"));
+    md.spec.runtime.replicas = 1;
+    md.metadata.generation = Some(3);
+    reconcile_with(
+        &scaled,
+        &md,
+        vec![
+            Expect::Delete {
+                path: path("policy/v1", "poddisruptionbudgets", NAME),
+            },
+            Expect::Event { reason: "Updated" },
+            Expect::ApplyStatus,
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn model_deployment_being_deleted_is_left_to_garbage_collection() {
+    let (cluster, mut md) = converged(&model_deployment(resnet18_spec()), create_script()).await;
+    md.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        k8s_openapi::jiff::Timestamp::now(),
+    ));
+    md.metadata.finalizers = Some(vec!["foregroundDeletion".into()]);
+    assert!(reconcile_with(&cluster, &md, vec![]).await.is_empty());
+}
+
+#[tokio::test]
+async fn missing_secret_blocks_the_rollout_with_a_condition() {
+    let mut spec = resnet18_spec();
+    spec["verification"] = json!({"mode": "Enforce", "keys": [{"secretRef": {"name": "cosign-pub", "key": "cosign.pub"}}]});
+    let md = model_deployment(spec);
+    let recorded = reconcile_with(
+        &Cluster::new(),
+        &md,
+        vec![
+            Expect::Get {
+                path: path("v1", "secrets", "cosign-pub"),
+                found: false,
+            },
+            Expect::ApplyStatus,
+            Expect::Event {
+                reason: "SecretNotFound",
+            },
+        ],
+    )
+    .await;
+    let status = status_written(&recorded);
+    assert_eq!(
+        condition(&status, "Ready"),
+        ("False".into(), "SecretNotFound".into())
+    );
+    assert_eq!(
+        condition(&status, "Degraded"),
+        ("True".into(), "SecretNotFound".into())
+    );
+    let message = &status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .expect("ready")
+        .message;
+    assert!(
+        message.contains("spec.verification.keys[0].secretRef"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn missing_pvc_blocks_the_rollout_and_leaves_the_running_revision_alone() {
+    let (cluster, mut md) = converged(&model_deployment(resnet18_spec()), create_script()).await;
+    md.spec.model.as_mut().expect("model").source = serde_json::from_value(
+        json!({"pvc": {"claimName": "models", "path": "resnet18/v4/model.pt"}}),
+    )
+    .expect("source");
+    md.metadata.generation = Some(2);
+    let recorded = reconcile_with(
+        &cluster,
+        &md,
+        vec![
+            Expect::Get {
+                path: path("v1", "persistentvolumeclaims", "models"),
+                found: false,
+            },
+            Expect::ApplyStatus,
+            Expect::Event {
+                reason: "PersistentVolumeClaimNotFound",
+            },
+        ],
+    )
+    .await;
+    let status = status_written(&recorded);
+    assert_eq!(
+        condition(&status, "Ready"),
+        ("True".into(), "Available".into())
+    );
+    assert_eq!(
+        condition(&status, "Progressing"),
+        ("False".into(), "PersistentVolumeClaimNotFound".into())
+    );
+    assert_eq!(
+        status.revision,
+        md.status.as_ref().and_then(|s| s.revision.clone()),
+        "previous revision kept"
+    );
+}
+
+#[tokio::test]
+async fn existing_pvc_is_mounted_read_only() {
+    let spec = json!({
+        "model": {"name": "resnet18", "task": "classify", "source": {"pvc": {"claimName": "models", "path": "resnet18/model.pt"}}},
+    });
+    let md = model_deployment(spec);
+    let mut script = vec![Expect::Get {
+        path: path("v1", "persistentvolumeclaims", "models"),
+        found: true,
+    }];
+    script.extend(create_script());
+    let recorded = reconcile_with(&Cluster::new(), &md, script).await;
+    let pod = &applied(&recorded, "Deployment")["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["volumes"][3]["persistentVolumeClaim"],
+        json!({"claimName": "models", "readOnly": true})
+    );
+    let config = applied(&recorded, "ConfigMap")["data"]["config.yaml"]
+        .as_str()
+        .expect("config");
+    assert!(
+        config.contains("path: /models/resnet18/model.pt"),
+        "{config}"
+    );
+}
+
+fn failing_pod(status: Value) -> k8s_openapi::api::core::v1::Pod {
+    serde_json::from_value(json!({
+        "metadata": {"name": "resnet18-5d9f-x2", "namespace": "team-a",
+                     "labels": {"app.kubernetes.io/instance": NAME, "app.kubernetes.io/name": "modelplane-runtime"}},
+        "status": status,
+    }))
+    .expect("pod")
+}
+
+#[tokio::test]
+async fn image_pull_backoff_on_the_pods_is_reported() {
+    let (mut cluster, md) = converged(&model_deployment(resnet18_spec()), create_script()).await;
+    cluster.pods.push(failing_pod(json!({"containerStatuses": [{
+        "name": "runtime", "image": "ghcr.io/modelplane/runtime:0.1.0", "imageID": "", "ready": false, "restartCount": 0,
+        "state": {"waiting": {"reason": "ImagePullBackOff", "message": "manifest unknown"}}}]})));
+    let recorded = reconcile_with(
+        &cluster,
+        &md,
+        vec![
+            Expect::ApplyStatus,
+            Expect::Event {
+                reason: "ImagePullBackOff",
+            },
+        ],
+    )
+    .await;
+    let status = status_written(&recorded);
+    assert_eq!(
+        condition(&status, "Degraded"),
+        ("True".into(), "ImagePullBackOff".into())
+    );
+}
+
+#[tokio::test]
+async fn unschedulable_gpu_pods_are_reported() {
+    let mut spec = resnet18_spec();
+    spec["runtime"] = json!({"replicas": 1, "device": "cuda", "resources": {"gpu": 2}});
+    let (mut cluster, md) = converged(&model_deployment(spec), create_script()).await;
+    let gpus = &cluster.deployments[0]
+        .spec
+        .as_ref()
+        .expect("spec")
+        .template
+        .spec
+        .as_ref()
+        .expect("pod")
+        .containers[0]
+        .resources
+        .as_ref()
+        .expect("resources")
+        .limits
+        .as_ref()
+        .expect("limits")["nvidia.com/gpu"];
+    assert_eq!(gpus.0, "2");
+    cluster.pods.push(failing_pod(json!({"conditions": [{"type": "PodScheduled", "status": "False",
+        "reason": "Unschedulable", "message": "0/4 nodes are available: 4 Insufficient nvidia.com/gpu."}]})));
+    let recorded = reconcile_with(
+        &cluster,
+        &md,
+        vec![
+            Expect::ApplyStatus,
+            Expect::Event {
+                reason: "InsufficientGPU",
+            },
+        ],
+    )
+    .await;
+    let status = status_written(&recorded);
+    assert_eq!(
+        condition(&status, "Degraded"),
+        ("True".into(), "InsufficientGPU".into())
+    );
+}
+
+#[tokio::test]
+async fn unpinned_model_tag_is_not_rolled_out() {
+    let mut spec = resnet18_spec();
+    spec["model"]["source"] = json!({"oci": "registry.example/models/resnet18:v3"});
+    let md = model_deployment(spec);
+    let recorded = reconcile_with(
+        &Cluster::new(),
+        &md,
+        vec![
+            Expect::ApplyStatus,
+            Expect::Event {
+                reason: "ModelTagNotPinned",
+            },
+        ],
+    )
+    .await;
+    assert_eq!(
+        condition(&status_written(&recorded), "Ready"),
+        ("False".into(), "ModelTagNotPinned".into())
+    );
+}

@@ -1,0 +1,215 @@
+//! Desired state: the objects a ModelDeployment should own, as a pure function
+//! of the ModelDeployment, its tenant and the operator's defaults.
+
+mod config;
+mod deployment;
+mod service;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    core::v1::{ConfigMap, Service},
+    policy::v1::PodDisruptionBudget,
+};
+use kube::{Resource, ResourceExt, api::ObjectMeta};
+use modelplane_api::model_deployment::{ModelDeployment, ModelDeploymentSpec};
+
+use crate::health::Blocker;
+
+pub use config::{model_digest, render_runtime_config};
+pub use deployment::{ROLLOUT_HASH_ANNOTATION, rollout_hash};
+
+/// Field manager of every server-side apply the operator makes.
+pub const FIELD_MANAGER: &str = "modelplane-operator";
+/// Value of `app.kubernetes.io/managed-by` on owned objects.
+pub const MANAGED_BY: &str = "modelplane-operator";
+/// Label selecting everything the operator owns (used to filter watches).
+pub const MANAGED_BY_SELECTOR: &str = "app.kubernetes.io/managed-by=modelplane-operator";
+/// Label naming a ModelDeployment's tenant.
+pub const TENANT_LABEL: &str = "modelplane.io/tenant";
+/// Name of the runtime container.
+pub const RUNTIME_CONTAINER: &str = "runtime";
+/// HTTP port of the runtime (Open Inference Protocol, OpenAI, `/metrics`).
+pub const HTTP_PORT: i32 = 8080;
+/// gRPC port of the runtime.
+pub const GRPC_PORT: i32 = 8081;
+/// Port under which the Service exposes the runtime's `/metrics`.
+pub const METRICS_SERVICE_PORT: i32 = 9090;
+
+/// Operator-wide settings that fill what a spec leaves unset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Defaults {
+    /// Runtime image when `spec.runtime.image` is unset.
+    pub runtime_image: String,
+}
+
+/// The objects one ModelDeployment owns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Desired {
+    /// The runtime config file.
+    pub config_map: ConfigMap,
+    /// The runtime pods.
+    pub deployment: Deployment,
+    /// HTTP, gRPC and metrics ports of the pods.
+    pub service: Service,
+    /// Present when there is more than one replica to keep available.
+    pub pod_disruption_budget: Option<PodDisruptionBudget>,
+}
+
+/// Where the owned objects live and what they carry, taken from the ModelDeployment.
+#[derive(Debug, Clone)]
+pub struct Owner<'a> {
+    /// Name shared by the ModelDeployment and its Deployment, Service and PDB.
+    pub name: String,
+    /// Namespace of everything.
+    pub namespace: String,
+    /// Tenant after defaulting.
+    pub tenant: &'a str,
+    /// The spec.
+    pub spec: &'a ModelDeploymentSpec,
+    /// Controller ownerReference pointing at the ModelDeployment.
+    owner_reference: k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
+}
+
+impl<'a> Owner<'a> {
+    /// Reads name, namespace and ownerReference off `md`; `None` if the API server
+    /// has not assigned them (never the case for watched objects).
+    pub fn new(md: &'a ModelDeployment, tenant: &'a str) -> Option<Self> {
+        Some(Self {
+            name: md.meta().name.clone()?,
+            namespace: md.namespace()?,
+            tenant,
+            spec: &md.spec,
+            owner_reference: md.controller_owner_ref(&())?,
+        })
+    }
+
+    /// Labels on every owned object.
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        let mut labels = self.selector_labels();
+        labels.insert("app.kubernetes.io/managed-by".into(), MANAGED_BY.into());
+        labels.insert("app.kubernetes.io/component".into(), "model-server".into());
+        labels.insert(TENANT_LABEL.into(), self.tenant.to_owned());
+        labels
+    }
+
+    /// Labels that select the runtime pods (immutable, so no tenant in them).
+    pub fn selector_labels(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("app.kubernetes.io/name".into(), "modelplane-runtime".into()),
+            ("app.kubernetes.io/instance".into(), self.name.clone()),
+        ])
+    }
+
+    /// Metadata of an owned object called `name`.
+    fn metadata(&self, name: String) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name),
+            namespace: Some(self.namespace.clone()),
+            labels: Some(self.labels()),
+            owner_references: Some(vec![self.owner_reference.clone()]),
+            ..ObjectMeta::default()
+        }
+    }
+
+    /// Name of the runtime ConfigMap.
+    pub fn config_map_name(&self) -> String {
+        format!("{}-runtime-config", self.name)
+    }
+
+    /// In-cluster DNS name of the Service.
+    pub fn service_host(&self) -> String {
+        format!("{}.{}.svc", self.name, self.namespace)
+    }
+}
+
+/// The tenant of a ModelDeployment: `spec.tenant`, else the namespace's
+/// `modelplane.io/tenant` label, else the namespace name.
+pub fn tenant_of(
+    spec: &ModelDeploymentSpec,
+    namespace: &str,
+    namespace_labels: Option<&BTreeMap<String, String>>,
+) -> String {
+    spec.tenant
+        .clone()
+        .or_else(|| {
+            namespace_labels
+                .and_then(|labels| labels.get(TENANT_LABEL))
+                .cloned()
+        })
+        .unwrap_or_else(|| namespace.to_owned())
+}
+
+/// Computes every owned object; a spec the operator cannot serve yields the
+/// [`Blocker`] to report instead.
+pub fn desired_state(owner: &Owner<'_>, defaults: &Defaults) -> Result<Desired, Blocker> {
+    let config = render_runtime_config(owner.spec)?;
+    let yaml = config.to_yaml().map_err(|error| Blocker {
+        reason: "InvalidRuntimeConfig",
+        message: format!("the runtime config cannot be rendered: {error}"),
+    })?;
+    Ok(Desired {
+        config_map: config::config_map(owner, yaml),
+        deployment: deployment::deployment(owner, defaults),
+        service: service::service(owner),
+        pod_disruption_budget: service::pod_disruption_budget(owner),
+    })
+}
+
+/// An object in the ModelDeployment's namespace that the spec refers to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reference {
+    /// A Secret, with the spec field naming it.
+    Secret {
+        /// Secret name.
+        name: String,
+        /// Spec field, e.g. `spec.verification.keys[0].secretRef`.
+        field: String,
+    },
+    /// A PersistentVolumeClaim holding the model.
+    PersistentVolumeClaim {
+        /// Claim name.
+        name: String,
+    },
+}
+
+impl Reference {
+    /// The condition reporting this reference as missing.
+    pub fn missing(&self, namespace: &str) -> Blocker {
+        match self {
+            Reference::Secret { name, field } => Blocker {
+                reason: "SecretNotFound",
+                message: format!(
+                    "Secret {name:?} named by {field} does not exist in namespace {namespace}; create it or fix the reference"
+                ),
+            },
+            Reference::PersistentVolumeClaim { name } => Blocker {
+                reason: "PersistentVolumeClaimNotFound",
+                message: format!(
+                    "PersistentVolumeClaim {name:?} named by spec.model.source.pvc.claimName does not exist in namespace {namespace}"
+                ),
+            },
+        }
+    }
+}
+
+/// Secrets and PVCs the spec refers to; each must exist before a rollout.
+pub fn references(spec: &ModelDeploymentSpec) -> Vec<Reference> {
+    let keys = spec.verification.iter().flat_map(|v| v.keys.iter());
+    let secrets = keys.enumerate().map(|(index, key)| Reference::Secret {
+        name: key.secret_ref.name.clone(),
+        field: format!("spec.verification.keys[{index}].secretRef"),
+    });
+    let claims = spec
+        .model
+        .iter()
+        .filter_map(|model| model.source.pvc.as_ref())
+        .map(|pvc| Reference::PersistentVolumeClaim {
+            name: pvc.claim_name.clone(),
+        });
+    secrets.chain(claims).collect()
+}
+
+#[cfg(test)]
+mod tests;

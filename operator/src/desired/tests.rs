@@ -1,0 +1,314 @@
+//! Table tests of the desired objects.
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::fixtures::{defaults, model_deployment, oci, resnet18_spec};
+
+fn render(spec: Value) -> Result<Desired, Blocker> {
+    let md = model_deployment(spec);
+    let owner = Owner::new(&md, "team-a").expect("owner");
+    desired_state(&owner, &defaults())
+}
+
+fn json_of<T: serde::Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).expect("json")
+}
+
+fn with_runtime(runtime: Value) -> Value {
+    let mut spec = resnet18_spec();
+    spec["runtime"] = runtime;
+    spec
+}
+
+fn pod(desired: &Desired) -> Value {
+    json_of(&desired.deployment)["spec"]["template"]["spec"].clone()
+}
+
+#[test]
+fn device_selects_gpu_resources_tolerations_and_rollout_strategy() {
+    let cases = [
+        (
+            "cpu",
+            json!({"device": "cpu", "resources": {"cpu": "2", "memory": "4Gi"}}),
+            json!({"cpu": "2", "memory": "4Gi"}),
+            Value::Null,
+            (1, 0),
+        ),
+        (
+            "cuda default gpu",
+            json!({"device": "cuda"}),
+            json!({"nvidia.com/gpu": "1"}),
+            json!("nvidia.com/gpu"),
+            (0, 1),
+        ),
+        (
+            "cuda two gpus",
+            json!({"device": "cuda", "resources": {"memory": "16Gi", "gpu": 2}}),
+            json!({"memory": "16Gi", "nvidia.com/gpu": "2"}),
+            json!("nvidia.com/gpu"),
+            (0, 1),
+        ),
+    ];
+    for (name, runtime, limits, toleration, (surge, unavailable)) in cases {
+        let desired = render(with_runtime(runtime)).expect(name);
+        let pod = pod(&desired);
+        let resources = &pod["containers"][0]["resources"];
+        assert_eq!(resources["limits"], limits, "{name}");
+        assert_eq!(
+            resources["requests"], limits,
+            "{name}: requests equal limits"
+        );
+        assert_eq!(pod["tolerations"][0]["key"], toleration, "{name}");
+        let strategy = &json_of(&desired.deployment)["spec"]["strategy"]["rollingUpdate"];
+        assert_eq!(
+            (
+                strategy["maxSurge"].clone(),
+                strategy["maxUnavailable"].clone()
+            ),
+            (json!(surge), json!(unavailable)),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn disruption_budget_only_with_more_than_one_replica() {
+    for (replicas, budget) in [(0, false), (1, false), (3, true)] {
+        let desired = render(with_runtime(json!({"replicas": replicas}))).expect("renders");
+        assert_eq!(
+            json_of(&desired.deployment)["spec"]["replicas"],
+            json!(replicas)
+        );
+        assert_eq!(
+            desired.pod_disruption_budget.is_some(),
+            budget,
+            "replicas {replicas}"
+        );
+    }
+}
+
+#[test]
+fn every_model_source_renders_into_the_runtime_config() {
+    let sha = "b".repeat(64);
+    let cases = [
+        (
+            json!({"oci": oci('a')}),
+            format!("oci:\n        reference: {}", oci('a')),
+            Some(format!("sha256:{}", "a".repeat(64))),
+            "version: v3",
+        ),
+        (
+            json!({"http": {"url": "https://models.example/r18.pt", "sha256": sha}}),
+            "url: https://models.example/r18.pt".to_owned(),
+            Some(format!("sha256:{sha}")),
+            "version: bbbbbbbbbbbb",
+        ),
+        (
+            json!({"pvc": {"claimName": "models", "path": "r18/model.pt"}}),
+            "path: /models/r18/model.pt".to_owned(),
+            None,
+            "version: ",
+        ),
+    ];
+    for (source, expected, digest, version) in cases {
+        let mut spec = resnet18_spec();
+        spec["model"]["source"] = source.clone();
+        let desired = render(spec.clone()).expect("renders");
+        let config = desired.config_map.data.as_ref().expect("data")["config.yaml"].clone();
+        assert!(config.contains(&expected), "{source}: {config}");
+        assert!(config.contains(version), "{source}: {config}");
+        let md = model_deployment(spec);
+        assert_eq!(
+            model_digest(&md.spec.model.expect("model").source),
+            digest,
+            "{source}"
+        );
+    }
+}
+
+#[test]
+fn defaults_fill_what_the_spec_leaves_out() {
+    let spec =
+        json!({"model": {"name": "resnet18", "task": "classify", "source": {"oci": oci('a')}}});
+    let desired = render(spec).expect("renders");
+    let pod = pod(&desired);
+    let container = &pod["containers"][0];
+    assert_eq!(container["image"], "ghcr.io/modelplane/runtime:0.1.0");
+    assert_eq!(
+        container["resources"],
+        Value::Null,
+        "no resources unless asked"
+    );
+    assert_eq!(json_of(&desired.deployment)["spec"]["replicas"], 1);
+    let config = &desired.config_map.data.as_ref().expect("data")["config.yaml"];
+    for needle in ["maxBatchSize: 32", "requestTimeout: 30s", "device: cpu"] {
+        assert!(config.contains(needle), "{needle:?} not in:\n{config}");
+    }
+}
+
+#[test]
+fn runtime_pod_is_locked_down_and_probed() {
+    let pod = pod(&render(resnet18_spec()).expect("renders"));
+    let container = &pod["containers"][0];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(
+        container["securityContext"]["allowPrivilegeEscalation"],
+        false
+    );
+    assert_eq!(
+        container["securityContext"]["capabilities"]["drop"],
+        json!(["ALL"])
+    );
+    assert_eq!(
+        container["args"],
+        json!(["serve", "--config", "/etc/modelplane/config.yaml"])
+    );
+    assert_eq!(
+        container["readinessProbe"]["httpGet"]["path"],
+        "/v2/health/ready"
+    );
+    assert_eq!(
+        container["livenessProbe"]["httpGet"]["path"],
+        "/v2/health/live"
+    );
+    let ports: Vec<_> = container["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .map(|p| p["containerPort"].clone())
+        .collect();
+    assert_eq!(ports, [json!(8080), json!(8081)]);
+    let mounts: Vec<_> = container["volumeMounts"]
+        .as_array()
+        .expect("mounts")
+        .iter()
+        .map(|m| m["mountPath"].clone())
+        .collect();
+    assert_eq!(
+        mounts,
+        [
+            json!("/etc/modelplane"),
+            json!("/var/cache/modelplane"),
+            json!("/tmp")
+        ]
+    );
+    assert!(
+        container["volumeMounts"][0].get("subPath").is_none(),
+        "config must be a directory mount"
+    );
+}
+
+#[test]
+fn pods_are_annotated_for_prometheus_and_service_exposes_three_ports() {
+    let desired = render(resnet18_spec()).expect("renders");
+    let annotations = &json_of(&desired.deployment)["spec"]["template"]["metadata"]["annotations"];
+    assert_eq!(annotations["prometheus.io/scrape"], "true");
+    assert_eq!(annotations["prometheus.io/port"], "8080");
+    let service = json_of(&desired.service);
+    let names: Vec<_> = service["spec"]["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .map(|p| p["name"].clone())
+        .collect();
+    assert_eq!(names, [json!("http"), json!("grpc"), json!("metrics")]);
+}
+
+#[test]
+fn rollout_hash_follows_model_image_device_and_resources_only() {
+    let hash = |spec: Value| {
+        let md = model_deployment(spec);
+        rollout_hash(&Owner::new(&md, "t").expect("owner"), &defaults())
+    };
+    let base = hash(resnet18_spec());
+    let mut changed_model = resnet18_spec();
+    changed_model["model"]["source"]["oci"] = json!(oci('c'));
+    let mut changed_image = resnet18_spec();
+    changed_image["runtime"]["image"] = json!("ghcr.io/modelplane/runtime:0.2.0");
+    let mut changed_resources = resnet18_spec();
+    changed_resources["runtime"]["resources"]["cpu"] = json!("4");
+    for (what, spec) in [
+        ("model", changed_model),
+        ("image", changed_image),
+        ("resources", changed_resources),
+    ] {
+        assert_ne!(hash(spec), base, "{what} must roll the pods");
+    }
+    let mut hot = resnet18_spec();
+    hot["runtime"]["replicas"] = json!(5);
+    hot["runtime"]["limits"] = json!({"maxInFlight": 8, "maxQueue": 16, "requestTimeout": "5s"});
+    hot["runtime"]["batching"] = json!({"maxBatchSize": 4, "maxQueueDelay": "1ms"});
+    assert_eq!(
+        hash(hot),
+        base,
+        "replicas, limits and batching do not roll the pods"
+    );
+}
+
+#[test]
+fn tenant_comes_from_spec_then_namespace_label_then_namespace() {
+    let labels = BTreeMap::from([(TENANT_LABEL.to_owned(), "labelled".to_owned())]);
+    let mut spec = model_deployment(resnet18_spec()).spec;
+    assert_eq!(tenant_of(&spec, "ns", Some(&labels)), "labelled");
+    assert_eq!(tenant_of(&spec, "ns", None), "ns");
+    spec.tenant = Some("explicit".into());
+    assert_eq!(tenant_of(&spec, "ns", Some(&labels)), "explicit");
+}
+
+#[test]
+fn selector_omits_the_tenant_so_it_can_change() {
+    let desired = render(resnet18_spec()).expect("renders");
+    let selector = &json_of(&desired.deployment)["spec"]["selector"]["matchLabels"];
+    assert_eq!(
+        selector,
+        &json!({"app.kubernetes.io/name": "modelplane-runtime", "app.kubernetes.io/instance": "resnet18"})
+    );
+}
+
+#[test]
+fn specs_the_runtime_cannot_serve_are_blocked_with_a_reason() {
+    let mut unpinned = resnet18_spec();
+    unpinned["model"]["source"]["oci"] = json!("registry.example/models/resnet18:v3");
+    let mut pipeline = resnet18_spec();
+    pipeline.as_object_mut().expect("spec").remove("model");
+    pipeline["pipeline"] = json!({"nodes": [{"name": "a", "model": "resnet18"}], "edges": []});
+    let mut bad_timeout = resnet18_spec();
+    bad_timeout["runtime"]["limits"] = json!({"requestTimeout": "soon"});
+    for (spec, reason) in [
+        (unpinned, "ModelTagNotPinned"),
+        (pipeline, "PipelineNotSupported"),
+        (bad_timeout, "InvalidRuntimeConfig"),
+    ] {
+        assert_eq!(render(spec).err().map(|b| b.reason), Some(reason));
+    }
+}
+
+#[test]
+fn references_list_key_secrets_and_the_model_claim() {
+    let mut spec = resnet18_spec();
+    spec["model"]["source"] = json!({"pvc": {"claimName": "models", "path": "m.pt"}});
+    spec["verification"] = json!({"keys": [{"secretRef": {"name": "k1", "key": "a"}}, {"secretRef": {"name": "k2", "key": "b"}}]});
+    let refs = references(&model_deployment(spec).spec);
+    assert_eq!(
+        refs,
+        vec![
+            Reference::Secret {
+                name: "k1".into(),
+                field: "spec.verification.keys[0].secretRef".into()
+            },
+            Reference::Secret {
+                name: "k2".into(),
+                field: "spec.verification.keys[1].secretRef".into()
+            },
+            Reference::PersistentVolumeClaim {
+                name: "models".into()
+            },
+        ]
+    );
+}

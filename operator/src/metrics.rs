@@ -1,0 +1,188 @@
+//! Prometheus metrics exported on `/metrics`.
+
+use std::{collections::HashMap, sync::Mutex, time::Instant};
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+
+/// Labels of the reconcile counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReconcileLabels {
+    /// Kind of the reconciled custom resource, e.g. `ModelDeployment`.
+    pub kind: String,
+    /// `success` or the error's metric label.
+    pub outcome: String,
+}
+
+/// Label naming a resource kind.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    /// Resource kind, e.g. `Deployment`.
+    pub kind: String,
+}
+
+/// All operator metrics, registered in one registry.
+pub struct Metrics {
+    registry: Registry,
+    reconciles: Family<ReconcileLabels, Counter>,
+    duration: Family<KindLabel, Histogram>,
+    objects_managed: Family<KindLabel, Gauge>,
+    /// Per (kind, watch scope) counts; the gauge shows their sum per kind.
+    managed_by_scope: Mutex<HashMap<(String, String), usize>>,
+    leader: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("modelplane_operator");
+        let reconciles = Family::<ReconcileLabels, Counter>::default();
+        let duration = Family::<KindLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new([
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ])
+        });
+        let objects_managed = Family::<KindLabel, Gauge>::default();
+        let leader = Gauge::default();
+        registry.register(
+            "reconciles",
+            "Reconciles by resource kind and outcome",
+            reconciles.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time spent in one reconcile, by resource kind",
+            duration.clone(),
+        );
+        registry.register(
+            "objects_managed",
+            "Objects owned by the operator, by kind",
+            objects_managed.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader Lease, else 0",
+            leader.clone(),
+        );
+        Self {
+            registry,
+            reconciles,
+            duration,
+            objects_managed,
+            managed_by_scope: Mutex::default(),
+            leader,
+        }
+    }
+}
+
+impl Metrics {
+    /// Starts timing one reconcile of `kind`; finish it with [`ReconcileTimer::finish`].
+    pub fn reconcile_started(&self, kind: &str) -> ReconcileTimer<'_> {
+        ReconcileTimer {
+            metrics: self,
+            kind: kind.to_owned(),
+            started: Instant::now(),
+        }
+    }
+
+    /// Sets how many objects of `kind` the controller watching `scope` owns.
+    pub fn set_objects_managed(&self, kind: &str, scope: &str, count: usize) {
+        let mut counts = self
+            .managed_by_scope
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        counts.insert((kind.to_owned(), scope.to_owned()), count);
+        let total: usize = counts
+            .iter()
+            .filter(|((k, _), _)| k == kind)
+            .map(|(_, n)| n)
+            .sum();
+        self.objects_managed
+            .get_or_create(&KindLabel {
+                kind: kind.to_owned(),
+            })
+            .set(i64::try_from(total).unwrap_or(i64::MAX));
+    }
+
+    /// Records whether this replica is the leader.
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.set(i64::from(leader));
+    }
+
+    /// The metrics in the Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Measures one reconcile; records count and duration when finished.
+pub struct ReconcileTimer<'a> {
+    metrics: &'a Metrics,
+    kind: String,
+    started: Instant,
+}
+
+impl ReconcileTimer<'_> {
+    /// Records the outcome (`success` or an error's metric label) and the elapsed time.
+    pub fn finish(self, outcome: &str) {
+        let elapsed = self.started.elapsed().as_secs_f64();
+        self.metrics
+            .duration
+            .get_or_create(&KindLabel {
+                kind: self.kind.clone(),
+            })
+            .observe(elapsed);
+        self.metrics
+            .reconciles
+            .get_or_create(&ReconcileLabels {
+                kind: self.kind,
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finished_reconcile_is_counted_by_kind_and_outcome() {
+        let metrics = Metrics::default();
+        metrics
+            .reconcile_started("ModelDeployment")
+            .finish("success");
+        metrics.reconcile_started("ModelDeployment").finish("kube");
+        metrics
+            .reconcile_started("ModelDeployment")
+            .finish("success");
+        let text = metrics.render();
+        assert!(text.contains(
+            r#"modelplane_operator_reconciles_total{kind="ModelDeployment",outcome="success"} 2"#
+        ), "{text}");
+        assert!(text.contains(
+            r#"modelplane_operator_reconciles_total{kind="ModelDeployment",outcome="kube"} 1"#
+        ));
+        assert!(text.contains(
+            r#"modelplane_operator_reconcile_duration_seconds_count{kind="ModelDeployment"} 3"#
+        ));
+    }
+
+    #[test]
+    fn leader_and_managed_objects_are_gauges() {
+        let metrics = Metrics::default();
+        metrics.set_leader(true);
+        metrics.set_objects_managed("Deployment", "team-a", 3);
+        metrics.set_objects_managed("Deployment", "team-b", 1);
+        let text = metrics.render();
+        assert!(text.contains("modelplane_operator_leader 1"), "{text}");
+        assert!(text.contains(r#"modelplane_operator_objects_managed{kind="Deployment"} 4"#));
+        metrics.set_leader(false);
+        assert!(metrics.render().contains("modelplane_operator_leader 0"));
+    }
+}
