@@ -4,7 +4,9 @@ use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::schema::{OCI_REFERENCE_MAX, OCI_REFERENCE_PATTERN};
+use crate::schema::{
+    DNS_SUBDOMAIN_MAX, DNS_SUBDOMAIN_PATTERN, OCI_REFERENCE_MAX, OCI_REFERENCE_PATTERN,
+};
 use crate::units::{DURATION_PATTERN, MAX_UNIT_STRING, QUANTITY_PATTERN};
 
 /// How the runtime pods run.
@@ -33,6 +35,21 @@ pub struct RuntimeSpec {
     /// Admission limits of each runtime pod.
     #[serde(default)]
     pub limits: RuntimeLimits,
+    /// `kubernetes.io/dockerconfigjson` Secrets in this namespace with registry
+    /// credentials: used by the operator to resolve and verify the image and an OCI
+    /// model, and set as the pods' imagePullSecrets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub image_pull_secrets: Vec<LocalSecretRef>,
+}
+
+/// A Secret in the object's own namespace, by name.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalSecretRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = DNS_SUBDOMAIN_MAX), pattern(DNS_SUBDOMAIN_PATTERN))]
+    pub name: String,
 }
 
 impl Default for RuntimeSpec {
@@ -44,6 +61,7 @@ impl Default for RuntimeSpec {
             resources: None,
             batching: Batching::default(),
             limits: RuntimeLimits::default(),
+            image_pull_secrets: Vec::new(),
         }
     }
 }
