@@ -84,13 +84,23 @@ bench_venv() {
   .venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' >"$site/zz-modelplane-torch.pth"
 }
 
+METRICS_URL=""  # set while the runtime runs: its /metrics is scraped around each point
+
+scrape() { # NAME
+  [ -n "$METRICS_URL" ] || return 0
+  mkdir -p "$OUT/metrics"
+  curl -fsS "$METRICS_URL" >"$OUT/metrics/$1" || true
+}
+
 load() { # LABEL_FILE URL PROTOCOL MODEL C [extra flags...]
   local file="$1" url="$2" protocol="$3" model="$4" c="$5"
   shift 5
+  scrape "${file%.json}.before.prom"
   taskset -c "$CLIENT_CPU" timeout $((SECONDS_PER_POINT + 60)) target/release/modelplane-bench \
     --url "$url" --protocol "$protocol" --model "$model" --concurrency "$c" \
     --duration "${SECONDS_PER_POINT}s" --requests 10000000 --warmup-requests $((c * 10)) \
     --timeout 30s --threads 1 --label "${file%.json}" --json "$OUT/$file" "$@" | sed 's/^/  /'
+  scrape "${file%.json}.after.prom"
 }
 
 plain() {
@@ -123,6 +133,7 @@ EOF
     >"$OUT/runtime.log" 2>&1 &
   SERVER_PID=$!
   for model in "${MODELS[@]}"; do wait_ready "http://127.0.0.1:$http/v2/models/$model/ready" "$OUT/runtime.log"; done
+  METRICS_URL="http://127.0.0.1:$http/metrics"
   for model in "${MODELS[@]}"; do
     for protocol in "${PROTOCOLS[@]}"; do
       local url="http://127.0.0.1:$http"
@@ -132,7 +143,7 @@ EOF
       done
     done
   done
-  curl -fsS "http://127.0.0.1:$http/metrics" >"$OUT/runtime-metrics.txt" || true
+  METRICS_URL=""
   stop_server
 }
 

@@ -34,4 +34,4 @@ step "Rust tests"
 cargo nextest run --workspace --locked --no-fail-fast
 
 step "Python tests (real clients against the built binaries)"
-python -m pytest -q -p no:cacheprovider examples/tests examples/llm_tests runtime/tests/interop
+python -m pytest -q -p no:cacheprovider examples/tests examples/llm_tests runtime/tests/interop bench/tests
