@@ -24,6 +24,8 @@ use kube::{
 };
 use tokio::process::{Child, Command};
 
+pub mod registry;
+
 /// Field manager of everything the tests apply.
 pub const FIELD_MANAGER: &str = "modelplane-e2e";
 
@@ -162,13 +164,28 @@ pub fn operator_binary() -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// Runtime image the tests' operator defaults to: pinned by digest, so that ModelDeployments
+/// without verification roll out without asking a registry (the pods need not start).
+/// `MODELPLANE_E2E_RUNTIME_IMAGE` overrides it.
+pub fn runtime_image() -> String {
+    std::env::var("MODELPLANE_E2E_RUNTIME_IMAGE")
+        .unwrap_or_else(|_| format!("ghcr.io/modelplane/runtime@sha256:{}", "0".repeat(64)))
+}
+
 impl Operator {
     /// Starts the operator watching `namespaces`, with leader election on a Lease in the first.
     pub fn spawn(namespaces: &[&str]) -> anyhow::Result<Self> {
+        Self::spawn_with(namespaces, &[])
+    }
+
+    /// Like [`Operator::spawn`], with `extra` flags (e.g. `--insecure-registry=…`).
+    pub fn spawn_with(namespaces: &[&str], extra: &[String]) -> anyhow::Result<Self> {
         let lease_namespace = namespaces.first().context("at least one namespace")?;
         let child = Command::new(operator_binary()?)
             .arg(format!("--namespaces={}", namespaces.join(",")))
             .arg(format!("--lease-namespace={lease_namespace}"))
+            .arg(format!("--runtime-image={}", runtime_image()))
+            .args(extra)
             .args([
                 "--metrics-addr=127.0.0.1:0",
                 "--log-format=text",

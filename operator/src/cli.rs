@@ -1,6 +1,6 @@
 //! Command-line flags (each also settable by environment variable).
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Parser, ValueEnum};
 
@@ -59,6 +59,26 @@ pub struct Args {
     /// Runtime image used when a ModelDeployment leaves `spec.runtime.image` empty.
     #[arg(long, env = "MODELPLANE_RUNTIME_IMAGE", default_value = DEFAULT_RUNTIME_IMAGE)]
     pub runtime_image: String,
+
+    /// Registry reached over plain HTTP instead of HTTPS (`host[:port]`; repeatable).
+    #[arg(
+        long = "insecure-registry",
+        env = "MODELPLANE_INSECURE_REGISTRIES",
+        value_delimiter = ','
+    )]
+    pub insecure_registries: Vec<String>,
+
+    /// PEM file of extra CA certificates trusted for registry TLS (private registries).
+    #[arg(long, env = "MODELPLANE_REGISTRY_CA_FILE")]
+    pub registry_ca_file: Option<PathBuf>,
+
+    /// Registry credentials, a `.dockerconfigjson` file (e.g. a mounted pull Secret).
+    #[arg(long, env = "MODELPLANE_REGISTRY_CREDENTIALS_FILE")]
+    pub registry_credentials_file: Option<PathBuf>,
+
+    /// How long a successful signature verification is trusted for the same digest and keys.
+    #[arg(long, env = "MODELPLANE_VERIFICATION_CACHE_TTL", default_value = "60m", value_parser = parse_duration)]
+    pub verification_cache_ttl: Duration,
 }
 
 /// How log lines are written.
@@ -143,6 +163,21 @@ mod tests {
     fn leader_election_can_be_switched_off() {
         assert!(parse(&[]).leader_elect);
         assert!(!parse(&["--leader-elect", "false"]).leader_elect);
+    }
+
+    #[test]
+    fn insecure_registries_repeat_and_split() {
+        let args = parse(&[
+            "--insecure-registry",
+            "127.0.0.1:5000",
+            "--insecure-registry",
+            "a.local,b.local",
+        ]);
+        assert_eq!(
+            args.insecure_registries,
+            ["127.0.0.1:5000", "a.local", "b.local"]
+        );
+        assert_eq!(args.verification_cache_ttl, Duration::from_secs(3600));
     }
 
     #[test]

@@ -32,6 +32,7 @@ use crate::{
     controller::{Backoff, Cache, Context},
     desired::Defaults,
     metrics::Metrics,
+    verification::fake::FakeRegistry,
 };
 
 /// Namespace of every test object.
@@ -51,6 +52,7 @@ pub fn oci(digit: char) -> String {
 pub fn defaults() -> Defaults {
     Defaults {
         runtime_image: "ghcr.io/modelplane/runtime:0.1.0".into(),
+        insecure_registries: vec!["127.0.0.1:5000".into()],
     }
 }
 
@@ -211,6 +213,13 @@ pub enum Expect {
         /// Request path.
         path: String,
     },
+    /// A full GET answered with `body` (e.g. a Secret with its data).
+    Read {
+        /// Request path.
+        path: String,
+        /// The object returned.
+        body: Value,
+    },
     /// A server-side apply of the status subresource.
     ApplyStatus,
     /// A DELETE.
@@ -294,7 +303,14 @@ pub struct ApiServer {
 
 impl ApiServer {
     /// Answers the scripted requests in order, then closes; returns what it received.
-    pub fn run(mut self, script: Vec<Expect>) -> tokio::task::JoinHandle<Vec<Recorded>> {
+    pub fn run(self, script: Vec<Expect>) -> tokio::task::JoinHandle<Vec<Recorded>> {
+        let serving = self.serve(script);
+        tokio::spawn(async move { serving.await.expect("the API server script failed").0 })
+    }
+
+    /// Like [`ApiServer::run`], but hands the server back for the next reconcile's script
+    /// (requests beyond the script then wait instead of failing).
+    pub fn serve(mut self, script: Vec<Expect>) -> tokio::task::JoinHandle<(Vec<Recorded>, Self)> {
         tokio::spawn(async move {
             let mut recorded = Vec::new();
             for expect in script {
@@ -306,7 +322,7 @@ impl ApiServer {
                 let body = self.answer(&expect, request, send).await;
                 recorded.push(Recorded { expect, body });
             }
-            recorded
+            (recorded, self)
         })
     }
 
@@ -339,6 +355,13 @@ impl ApiServer {
                 let meta = json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
                                   "metadata": {"name": name, "namespace": NAMESPACE}});
                 respond(StatusCode::OK, &meta)
+            }
+            Expect::Read { path: want, body } => {
+                assert!(
+                    seen.method == Method::GET && path == want,
+                    "expected GET {want}, got {got}"
+                );
+                respond(StatusCode::OK, body)
             }
             Expect::Apply { path: want } => {
                 assert!(
@@ -424,8 +447,28 @@ impl Seen {
     }
 }
 
-/// A reconcile context over `cluster`, and the API server to script.
+/// Digest the test registry resolves the default runtime image to.
+pub const RUNTIME_DIGEST: &str =
+    "sha256:eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee";
+
+/// A registry that knows the default runtime image's tag and nothing else.
+pub fn registry() -> Arc<FakeRegistry> {
+    let registry = FakeRegistry::default();
+    registry.tag(&defaults().runtime_image, RUNTIME_DIGEST);
+    Arc::new(registry)
+}
+
+/// A reconcile context over `cluster` with the [`registry`], and the API server to script.
 pub fn context(cluster: &Cluster, md: &ModelDeployment) -> (Arc<Context>, ApiServer) {
+    context_with(cluster, md, registry())
+}
+
+/// A reconcile context over `cluster` verifying against `registry`.
+pub fn context_with(
+    cluster: &Cluster,
+    md: &ModelDeployment,
+    registry: Arc<FakeRegistry>,
+) -> (Arc<Context>, ApiServer) {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
     let context = Context {
@@ -435,6 +478,8 @@ pub fn context(cluster: &Cluster, md: &ModelDeployment) -> (Arc<Context>, ApiSer
         defaults: defaults(),
         cache: cluster.cache(),
         backoff: Backoff::default(),
+        verifier: registry,
+        holds: crate::controller::model_deployment::Holds::default(),
     };
     (
         Arc::new(context),

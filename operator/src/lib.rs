@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod rbac;
 pub mod run;
 pub mod telemetry;
+pub mod verification;
 
 #[cfg(test)]
 mod fixtures;

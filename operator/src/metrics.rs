@@ -33,11 +33,14 @@ pub struct Metrics {
     /// Per (kind, watch scope) counts; the gauge shows their sum per kind.
     managed_by_scope: Mutex<HashMap<(String, String), usize>>,
     leader: Gauge,
+    verification: modelplane_verify::Metrics,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("modelplane_operator");
+        let mut root = Registry::default();
+        let verification = modelplane_verify::Metrics::register(&mut root);
+        let registry = root.sub_registry_with_prefix("modelplane_operator");
         let reconciles = Family::<ReconcileLabels, Counter>::default();
         let duration = Family::<KindLabel, Histogram>::new_with_constructor(|| {
             Histogram::new([
@@ -67,12 +70,13 @@ impl Default for Metrics {
             leader.clone(),
         );
         Self {
-            registry,
+            registry: root,
             reconciles,
             duration,
             objects_managed,
             managed_by_scope: Mutex::default(),
             leader,
+            verification,
         }
     }
 }
@@ -104,6 +108,12 @@ impl Metrics {
                 kind: kind.to_owned(),
             })
             .set(i64::try_from(total).unwrap_or(i64::MAX));
+    }
+
+    /// Verification counts, cache hits and durations (`modelplane_verification*`), to hand to
+    /// the [`modelplane_verify::Verifier`].
+    pub fn verification(&self) -> modelplane_verify::Metrics {
+        self.verification.clone()
     }
 
     /// Records whether this replica is the leader.
@@ -184,5 +194,24 @@ mod tests {
         assert!(text.contains(r#"modelplane_operator_objects_managed{kind="Deployment"} 4"#));
         metrics.set_leader(false);
         assert!(metrics.render().contains("modelplane_operator_leader 0"));
+    }
+
+    #[test]
+    fn verification_metrics_are_served_beside_the_operator_metrics() {
+        let metrics = Metrics::default();
+        metrics.verification().record(
+            modelplane_verify::metrics::Artifact::Image,
+            "NoSignature",
+            false,
+            std::time::Duration::from_millis(5),
+        );
+        let text = metrics.render();
+        assert!(
+            text.contains(
+                r#"modelplane_verifications_total{artifact="image",result="NoSignature"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains("modelplane_operator_leader 0"), "{text}");
     }
 }

@@ -5,6 +5,7 @@ use std::{future::Future, sync::Arc};
 use anyhow::Context as _;
 use kube::{Api, Client, api::ListParams};
 use modelplane_api::model_deployment::ModelDeployment;
+use modelplane_verify::{DockerConfig, RegistryClient, RegistryOptions, Verifier};
 use tokio::sync::watch;
 
 use crate::{
@@ -14,6 +15,7 @@ use crate::{
     http::{self, Health},
     leader::{ElectionConfig, LeaderElector},
     metrics::Metrics,
+    verification::{ArtifactVerifier, RegistryVerifier},
 };
 
 /// A shutdown signal that many tasks can wait on.
@@ -52,6 +54,7 @@ pub async fn run(
     });
     let shutdown = Shutdown(stopped);
     let metrics = Arc::new(Metrics::default());
+    let verifier = registry_verifier(&args, &metrics)?;
     let health = Arc::new(Health::default());
     let listener = tokio::net::TcpListener::bind(args.metrics_addr)
         .await
@@ -77,7 +80,14 @@ pub async fn run(
             },
         )
     });
-    let outcome = lead(&args, client, elector.as_ref(), &metrics, &shutdown).await;
+    let outcome = lead(
+        &args,
+        client,
+        elector.as_ref(),
+        (&metrics, verifier),
+        &shutdown,
+    )
+    .await;
     metrics.set_leader(false);
     if let Some(elector) = &elector
         && let Err(error) = elector.release().await
@@ -100,7 +110,7 @@ async fn lead(
     args: &Args,
     client: Client,
     elector: Option<&LeaderElector>,
-    metrics: &Arc<Metrics>,
+    (metrics, verifier): (&Arc<Metrics>, Arc<dyn ArtifactVerifier>),
     shutdown: &Shutdown,
 ) -> anyhow::Result<()> {
     if let Some(elector) = elector {
@@ -113,8 +123,16 @@ async fn lead(
     metrics.set_leader(true);
     let defaults = Defaults {
         runtime_image: args.runtime_image.clone(),
+        insecure_registries: args.insecure_registries.clone(),
     };
-    let controllers = run_controllers(client, args.scope(), metrics.clone(), defaults, shutdown);
+    let controllers = run_controllers(
+        client,
+        args.scope(),
+        metrics.clone(),
+        defaults,
+        verifier,
+        shutdown,
+    );
     let lost = async {
         match elector {
             Some(elector) => elector.hold().await,
@@ -133,6 +151,7 @@ async fn run_controllers(
     scope: Scope,
     metrics: Arc<Metrics>,
     defaults: Defaults,
+    verifier: Arc<dyn ArtifactVerifier>,
     shutdown: &Shutdown,
 ) {
     let namespaces = match scope {
@@ -145,10 +164,32 @@ async fn run_controllers(
             namespace,
             metrics.clone(),
             defaults.clone(),
+            verifier.clone(),
             shutdown.requested(),
         )
     });
     futures::future::join_all(controllers).await;
+}
+
+/// The registry client and verification cache shared by every controller, from the flags.
+fn registry_verifier(args: &Args, metrics: &Metrics) -> anyhow::Result<Arc<dyn ArtifactVerifier>> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    let credentials = match &args.registry_credentials_file {
+        Some(path) => DockerConfig::from_json(&read(path)?)
+            .with_context(|| format!("{} is not a .dockerconfigjson", path.display()))?,
+        None => DockerConfig::default(),
+    };
+    let options = RegistryOptions {
+        credentials,
+        ca_bundle_pem: args.registry_ca_file.as_deref().map(read).transpose()?,
+        insecure_registries: args.insecure_registries.clone(),
+        ..RegistryOptions::default()
+    };
+    let registry = RegistryClient::new(options).context("registry client")?;
+    let verifier = Verifier::new(args.verification_cache_ttl, Some(metrics.verification()));
+    Ok(Arc::new(RegistryVerifier::new(registry, verifier)))
 }
 
 fn default_identity() -> String {

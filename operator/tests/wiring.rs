@@ -196,6 +196,11 @@ async fn operator_elects_itself_reconciles_and_shuts_down_gracefully() {
         "--lease-namespace=team-a",
         "--identity=replica-a",
         "--lease-retry=100ms",
+        // Pinned by digest: with verification disabled, nothing asks a registry.
+        &format!(
+            "--runtime-image=ghcr.io/modelplane/runtime@sha256:{}",
+            "e".repeat(64)
+        ),
         &format!("--metrics-addr={metrics_addr}"),
     ])
     .expect("args");
@@ -247,6 +252,10 @@ async fn operator_elects_itself_reconciles_and_shuts_down_gracefully() {
         metrics.contains(
             r#"modelplane_operator_reconciles_total{kind="ModelDeployment",outcome="success"}"#
         ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"modelplane_verifications_total{artifact="image",result="Disabled"} 1"#),
         "{metrics}"
     );
     assert!(

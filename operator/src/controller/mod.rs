@@ -22,7 +22,7 @@ use kube::{
     },
 };
 
-use crate::{desired::Defaults, metrics::Metrics};
+use crate::{desired::Defaults, metrics::Metrics, verification::ArtifactVerifier};
 
 /// In-memory copies of the objects the operator owns (filtered by its
 /// managed-by label) and of the namespaces, kept current by watches.
@@ -141,6 +141,10 @@ pub struct Context {
     pub cache: Cache,
     /// Retry delays.
     pub backoff: Backoff,
+    /// Resolves and verifies images and models before they roll out.
+    pub verifier: Arc<dyn ArtifactVerifier>,
+    /// Revisions refused recently, not re-checked until their hold ends.
+    pub holds: model_deployment::Holds,
 }
 
 #[cfg(test)]

@@ -33,8 +33,12 @@ fn invalid(message: String) -> Blocker {
     }
 }
 
-/// Renders the runtime config for a spec.
-pub fn render_runtime_config(spec: &ModelDeploymentSpec) -> Result<RuntimeConfig, Blocker> {
+/// Renders the runtime config for a spec; models in `insecure_registries` are pulled over
+/// plain http.
+pub fn render_runtime_config(
+    spec: &ModelDeploymentSpec,
+    insecure_registries: &[String],
+) -> Result<RuntimeConfig, Blocker> {
     let Some(model) = &spec.model else {
         return Err(Blocker {
             reason: "PipelineNotSupported",
@@ -47,7 +51,7 @@ pub fn render_runtime_config(spec: &ModelDeploymentSpec) -> Result<RuntimeConfig
             cache_dir: CACHE_DIR.into(),
             ..ServerConfig::default()
         },
-        models: vec![model_config(model, &spec.runtime)?],
+        models: vec![model_config(model, &spec.runtime, insecure_registries)?],
     };
     config
         .validate()
@@ -55,7 +59,11 @@ pub fn render_runtime_config(spec: &ModelDeploymentSpec) -> Result<RuntimeConfig
     Ok(config)
 }
 
-fn model_config(model: &ModelSpec, runtime: &RuntimeSpec) -> Result<ModelConfig, Blocker> {
+fn model_config(
+    model: &ModelSpec,
+    runtime: &RuntimeSpec,
+    insecure_registries: &[String],
+) -> Result<ModelConfig, Blocker> {
     let duration = |field: &str, text: &str| {
         text.parse::<Duration>()
             .map_err(|error| invalid(format!("{field}: {error}")))
@@ -92,7 +100,7 @@ fn model_config(model: &ModelSpec, runtime: &RuntimeSpec) -> Result<ModelConfig,
         },
         versions: vec![VersionConfig {
             version: version_label(&model.source),
-            source: source(&model.source)?,
+            source: source(&model.source, insecure_registries)?,
             device: match runtime.device {
                 md::Device::Cpu => rc::Device::Cpu,
                 md::Device::Cuda => rc::Device::Cuda,
@@ -111,19 +119,21 @@ fn task(task: md::Task) -> rc::Task {
     }
 }
 
-fn source(source: &ModelSource) -> Result<Source, Blocker> {
+fn source(source: &ModelSource, insecure_registries: &[String]) -> Result<Source, Blocker> {
     if let Some(reference) = &source.oci {
         if !reference.contains("@sha256:") {
             return Err(Blocker {
                 reason: "ModelTagNotPinned",
                 message: format!(
-                    "spec.model.source.oci {reference:?} names a tag; pin it by digest (…@sha256:<digest>) until tag resolution lands with signature verification"
+                    "model reference {reference:?} is not pinned by digest; the operator renders only references it resolved to digests"
                 ),
             });
         }
+        let registry = reference.parse::<modelplane_verify::Reference>().ok();
         return Ok(Source::Oci(OciSource {
             reference: reference.clone(),
-            plain_http: false,
+            plain_http: registry
+                .is_some_and(|r| insecure_registries.iter().any(|h| h == r.registry())),
         }));
     }
     if let Some(http) = &source.http {

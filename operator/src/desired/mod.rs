@@ -42,6 +42,8 @@ pub const METRICS_SERVICE_PORT: i32 = 9090;
 pub struct Defaults {
     /// Runtime image when `spec.runtime.image` is unset.
     pub runtime_image: String,
+    /// Registries (`host[:port]`) spoken to over plain http, by the operator and the runtime.
+    pub insecure_registries: Vec<String>,
 }
 
 /// The objects one ModelDeployment owns.
@@ -83,6 +85,20 @@ impl<'a> Owner<'a> {
             spec: &md.spec,
             owner_reference: md.controller_owner_ref(&())?,
         })
+    }
+
+    /// The same owner rendering `spec` instead (e.g. with its references pinned to digests).
+    pub fn with_spec<'b>(&self, spec: &'b ModelDeploymentSpec) -> Owner<'b>
+    where
+        'a: 'b,
+    {
+        Owner {
+            name: self.name.clone(),
+            namespace: self.namespace.clone(),
+            tenant: self.tenant,
+            spec,
+            owner_reference: self.owner_reference.clone(),
+        }
     }
 
     /// Labels on every owned object.
@@ -144,7 +160,7 @@ pub fn tenant_of(
 /// Computes every owned object; a spec the operator cannot serve yields the
 /// [`Blocker`] to report instead.
 pub fn desired_state(owner: &Owner<'_>, defaults: &Defaults) -> Result<Desired, Blocker> {
-    let config = render_runtime_config(owner.spec)?;
+    let config = render_runtime_config(owner.spec, &defaults.insecure_registries)?;
     let yaml = config.to_yaml().map_err(|error| Blocker {
         reason: "InvalidRuntimeConfig",
         message: format!("the runtime config cannot be rendered: {error}"),

@@ -312,3 +312,18 @@ fn references_list_key_secrets_and_the_model_claim() {
         ]
     );
 }
+
+#[test]
+fn models_in_insecure_registries_are_pulled_over_plain_http() {
+    let config_of = |reference: String| {
+        let mut spec = resnet18_spec();
+        spec["model"]["source"] = json!({ "oci": reference });
+        let desired = render(spec).expect("renders");
+        desired.config_map.data.as_ref().expect("data")["config.yaml"].clone()
+    };
+    let digest = "a".repeat(64);
+    let local = config_of(format!("127.0.0.1:5000/models/r18:v1@sha256:{digest}"));
+    assert!(local.contains("plainHttp: true"), "{local}");
+    let remote = config_of(oci('a'));
+    assert!(!remote.contains("plainHttp: true"), "{remote}");
+}

@@ -5,12 +5,15 @@
 //! compute the desired objects, write only what differs, assess, and write the
 //! status only when it changed.
 
+mod gate;
 mod status;
 mod sync;
 mod watch;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod verify_tests;
 
 use std::{sync::Arc, time::Duration};
 
@@ -31,13 +34,15 @@ use crate::{
     Error, Result,
     controller::{Context, cached},
     desired::{
-        Desired, FIELD_MANAGER, Owner, RUNTIME_CONTAINER, Reference, desired_state, model_digest,
-        references, rollout_hash, tenant_of,
+        Desired, FIELD_MANAGER, Owner, RUNTIME_CONTAINER, Reference, desired_state, references,
+        rollout_hash, tenant_of,
     },
     health::{Blocker, Observation, assess, running_image_digest},
+    verification::PinnedRevision,
 };
 
-pub use status::{StatusInputs, change_events, condition_events, next_status};
+pub use gate::{Gate, HELD_RETRY, Holds, Outcome, VerifiedCondition, conclude, effective_mode};
+pub use status::{StatusInputs, VERIFIED, change_events, condition_events, next_status};
 pub use sync::{Change, ChangeAction};
 pub use watch::run;
 
@@ -92,13 +97,14 @@ async fn reconcile_inner(md: &ModelDeployment, ctx: &Context) -> Result<Action> 
     let tenant = tenant_of(&md.spec, &namespace, labels.as_ref());
     let owner = Owner::new(md, &tenant).ok_or(Error::MissingField("metadata.name/uid"))?;
 
-    let plan = match missing_reference(ctx, &owner).await? {
-        Some(blocker) => Err(blocker),
-        None => desired_state(&owner, &ctx.defaults),
+    let recorded = cached(&ctx.cache.deployments, &namespace, &owner.name)
+        .and_then(|deployment| PinnedRevision::read(&deployment));
+    let gate = match missing_reference(ctx, &owner).await? {
+        Some(blocker) => Gate::blocked(blocker),
+        None => gate::gate(ctx, &key(md), &owner, recorded).await?,
     };
-    let (blocker, applied) = match plan {
-        Ok(desired) => {
-            let revision = revision(&owner, ctx);
+    let (blocker, applied) = match render(ctx, &owner, &gate) {
+        Ok((desired, revision)) => {
             apply(ctx, md, &owner, desired).await?;
             (None, Some(revision))
         }
@@ -107,12 +113,41 @@ async fn reconcile_inner(md: &ModelDeployment, ctx: &Context) -> Result<Action> 
             (Some(blocker), None)
         }
     };
-    write_status(ctx, md, &owner, blocker.as_ref(), applied).await?;
-    Ok(Action::requeue(if blocker.is_some() {
+    publish(ctx, md, gate.event.into_iter().collect()).await?;
+    write_status(ctx, md, &owner, blocker.as_ref(), applied, gate.verified).await?;
+    let resync = if blocker.is_some() {
         BLOCKED_RESYNC
     } else {
         RESYNC
-    }))
+    };
+    Ok(Action::requeue(gate.requeue.unwrap_or(resync)))
+}
+
+/// The objects and the status revision of the pinned revision the gate lets through.
+fn render(ctx: &Context, owner: &Owner<'_>, gate: &Gate) -> Result<(Desired, Revision), Blocker> {
+    let Some(record) = &gate.render else {
+        return Err(gate.blocker.clone().unwrap_or_else(|| Blocker {
+            reason: "VerificationPending",
+            message: "no verified revision to roll out yet".into(),
+        }));
+    };
+    let spec = record.pin(owner.spec);
+    let pinned = owner.with_spec(&spec);
+    let mut desired = desired_state(&pinned, &ctx.defaults)?;
+    record
+        .write(&mut desired.deployment)
+        .map_err(|error| Blocker {
+            reason: "InvalidRuntimeConfig",
+            message: format!("the pinned revision cannot be recorded: {error}"),
+        })?;
+    let revision = Revision {
+        id: Some(rollout_hash(&pinned, &ctx.defaults)),
+        model_digest: record.model_digest.clone(),
+        image_digest: Some(record.image_digest.clone()),
+        verified_at: record.verified_at.clone(),
+        ..Revision::default()
+    };
+    Ok((desired, revision))
 }
 
 /// The first Secret or PVC the spec names that does not exist.
@@ -134,18 +169,6 @@ async fn missing_reference(ctx: &Context, owner: &Owner<'_>) -> Result<Option<Bl
         }
     }
     Ok(None)
-}
-
-fn revision(owner: &Owner<'_>, ctx: &Context) -> Revision {
-    Revision {
-        id: Some(rollout_hash(owner, &ctx.defaults)),
-        model_digest: owner
-            .spec
-            .model
-            .as_ref()
-            .and_then(|m| model_digest(&m.source)),
-        ..Revision::default()
-    }
 }
 
 /// Writes what differs and publishes an Event per kind of write.
@@ -185,6 +208,7 @@ async fn write_status(
     owner: &Owner<'_>,
     blocker: Option<&Blocker>,
     applied: Option<Revision>,
+    verified: Option<VerifiedCondition>,
 ) -> Result<()> {
     let deployment = cached(&ctx.cache.deployments, &owner.namespace, &owner.name);
     let pods = ctx.cache.pods_of(&owner.namespace, &owner.name);
@@ -204,6 +228,7 @@ async fn write_status(
             service_host: owner.service_host(),
             applied,
             image_digest: running_image_digest(&pods, RUNTIME_CONTAINER),
+            verified,
             now: Time(Timestamp::now()),
         },
     );

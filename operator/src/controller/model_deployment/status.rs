@@ -8,7 +8,10 @@ use modelplane_api::{
     model_deployment::{Endpoints, ModelDeploymentStatus, Revision},
 };
 
-use super::sync::{Change, ChangeAction};
+use super::{
+    gate::VerifiedCondition,
+    sync::{Change, ChangeAction},
+};
 use crate::{
     desired::{GRPC_PORT, HTTP_PORT},
     health::{Assessment, DEGRADED, PROGRESSING, READY},
@@ -26,6 +29,8 @@ pub struct StatusInputs<'a> {
     pub applied: Option<Revision>,
     /// Digest of the image the ready pods run.
     pub image_digest: Option<String>,
+    /// A new `Verified` condition; `None` keeps the current one.
+    pub verified: Option<VerifiedCondition>,
     /// When the conditions are computed.
     pub now: Time,
 }
@@ -48,20 +53,42 @@ pub fn next_status(
             inputs.now.clone(),
         )
     });
+    let verified = inputs.verified.map(|v| {
+        Condition::new(
+            VERIFIED,
+            v.status,
+            v.reason,
+            v.message,
+            inputs.generation,
+            inputs.now.clone(),
+        )
+    });
+    let new_verified = verified.is_some();
+    let replaced = |type_: &str| {
+        [READY, PROGRESSING, DEGRADED].contains(&type_) || (new_verified && type_ == VERIFIED)
+    };
     let others = current
         .conditions
         .iter()
-        .filter(|c| ![READY, PROGRESSING, DEGRADED].contains(&c.type_.as_str()))
+        .filter(|c| !replaced(&c.type_))
         .cloned();
-    let conditions = merge_conditions(&current.conditions, ours.chain(others).collect());
+    let conditions = merge_conditions(
+        &current.conditions,
+        ours.chain(verified).chain(others).collect(),
+    );
     let mut revision = inputs.applied.or_else(|| current.revision.clone());
     if let Some(revision) = revision.as_mut() {
-        revision.image_digest = inputs.image_digest.or_else(|| {
-            current
-                .revision
-                .as_ref()
-                .and_then(|r| r.image_digest.clone())
-        });
+        // The pinned digest is what runs; the pods' digest only fills in for older revisions.
+        revision.image_digest = revision
+            .image_digest
+            .take()
+            .or(inputs.image_digest)
+            .or_else(|| {
+                current
+                    .revision
+                    .as_ref()
+                    .and_then(|r| r.image_digest.clone())
+            });
     }
     ModelDeploymentStatus {
         observed_generation: inputs.generation,
@@ -76,6 +103,9 @@ pub fn next_status(
         revision,
     }
 }
+
+/// Type of the condition saying whether the serving revision's signatures verified.
+pub const VERIFIED: &str = "Verified";
 
 /// Longest Event note the API server accepts is 1 kB; longer notes are cut.
 const MAX_NOTE_BYTES: usize = 1024;
@@ -92,7 +122,7 @@ fn truncate(mut note: String) -> String {
     note
 }
 
-fn event(type_: EventType, reason: &str, note: String, action: &str) -> Event {
+pub(super) fn event(type_: EventType, reason: &str, note: String, action: &str) -> Event {
     Event {
         type_,
         reason: reason.into(),

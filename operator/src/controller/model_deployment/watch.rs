@@ -28,6 +28,7 @@ use crate::{
     controller::{Backoff, Cache, Context},
     desired::{Defaults, FIELD_MANAGER, MANAGED_BY_SELECTOR},
     metrics::Metrics,
+    verification::ArtifactVerifier,
 };
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -102,6 +103,7 @@ pub async fn run(
     namespace: Option<String>,
     metrics: Arc<Metrics>,
     defaults: Defaults,
+    verifier: Arc<dyn ArtifactVerifier>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let ns = namespace.as_deref();
@@ -132,6 +134,8 @@ pub async fn run(
         defaults,
         cache: cache.clone(),
         backoff: Backoff::default(),
+        verifier,
+        holds: super::Holds::default(),
     });
     let scope = namespace.unwrap_or_else(|| "*".into());
     controller

@@ -1,0 +1,134 @@
+//! Signed rollouts against a real cluster and a real registry: `examples/classifier-cpu.yaml`
+//! (Enforce, key Secret `cosign-pub`) pointed at artifacts in a loopback registry deploys
+//! pinned to the signed digests; the same example with an unsigned model is held with
+//! `Verified=False`.
+//!
+//! Needs, besides `KUBECONFIG`: `docker-registry` (Debian), the venv's `oras`, `openssl`.
+
+use std::time::Duration;
+
+use k8s_openapi::{
+    ByteString,
+    api::{apps::v1::Deployment, core::v1::Secret},
+};
+use kube::{
+    Api, Client, ResourceExt,
+    api::{Patch, PatchParams, PostParams},
+};
+use modelplane_api::ModelDeployment;
+use modelplane_e2e::{
+    FIELD_MANAGER, Operator, TestNamespace, cluster, eventually, install_crds,
+    registry::TestRegistry, workspace_root,
+};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Applies `examples/classifier-cpu.yaml` as `name`, with its runtime image and model
+/// pointed at `image` and `model`.
+async fn apply_classifier(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    (image, model): (String, String),
+) -> anyhow::Result<ModelDeployment> {
+    let path = workspace_root().join("examples/classifier-cpu.yaml");
+    let mut md: ModelDeployment = serde_yaml::from_str(&std::fs::read_to_string(path)?)?;
+    md.metadata.name = Some(name.to_owned());
+    md.metadata.namespace = Some(namespace.to_owned());
+    md.spec.runtime.image = Some(image);
+    if let Some(spec) = md.spec.model.as_mut() {
+        spec.source.oci = Some(model);
+    }
+    let api: Api<ModelDeployment> = Api::namespaced(client.clone(), namespace);
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    Ok(api.patch(name, &params, &Patch::Apply(&md)).await?)
+}
+
+/// The `Verified` condition once the status reports the current generation.
+async fn verified(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> anyhow::Result<(String, String)> {
+    let api: Api<ModelDeployment> = Api::namespaced(client.clone(), namespace);
+    eventually("the Verified condition", TIMEOUT, || async {
+        let md = api.get(name).await?;
+        let generation = md.metadata.generation;
+        Ok(md
+            .status
+            .filter(|s| s.observed_generation == generation)
+            .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Verified"))
+            .map(|c| (format!("{:?}", c.status), c.reason)))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn signed_example_deploys_pinned_and_unsigned_model_is_held() -> anyhow::Result<()> {
+    let Some(client) = cluster("signed_example_deploys_pinned").await else {
+        return Ok(());
+    };
+    let registry = TestRegistry::start()?;
+    let key = registry.signing_key()?;
+    let image_digest = registry.push("modelplane/runtime", "0.1.0", b"runtime image")?;
+    registry.sign("modelplane/runtime", &image_digest, &key)?;
+    let model_digest = registry.push("modelplane/classifier", "1", b"signed model")?;
+    registry.sign("modelplane/classifier", &model_digest, &key)?;
+    registry.push("modelplane/classifier", "unsigned", b"unsigned model")?;
+
+    install_crds(&client).await?;
+    let ns = TestNamespace::create(&client, "verify").await?;
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("cosign-pub".into()),
+            ..Default::default()
+        },
+        data: Some(
+            [(
+                "cosign.pub".to_owned(),
+                ByteString(key.public_pem.clone().into_bytes()),
+            )]
+            .into(),
+        ),
+        ..Default::default()
+    };
+    Api::<Secret>::namespaced(client.clone(), &ns.name)
+        .create(&PostParams::default(), &secret)
+        .await?;
+    let addr = registry.addr().to_owned();
+    let mut operator = Operator::spawn_with(&[&ns.name], &[format!("--insecure-registry={addr}")])?;
+
+    let image = format!("{addr}/modelplane/runtime:0.1.0");
+    let signed = format!("{addr}/modelplane/classifier:1");
+    apply_classifier(&client, &ns.name, "signed", (image.clone(), signed)).await?;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
+    let deployment = eventually("the signed Deployment", TIMEOUT, || async {
+        Ok(deployments.get_opt("signed").await?)
+    })
+    .await?;
+    let running = deployment
+        .spec
+        .and_then(|s| s.template.spec)
+        .and_then(|p| p.containers.into_iter().next())
+        .and_then(|c| c.image);
+    assert_eq!(running, Some(format!("{image}@{image_digest}")));
+    assert_eq!(
+        verified(&client, &ns.name, "signed").await?,
+        ("True".into(), "Verified".into())
+    );
+    let mds: Api<ModelDeployment> = Api::namespaced(client.clone(), &ns.name);
+    let revision = mds.get("signed").await?.status.and_then(|s| s.revision);
+    let revision = revision.expect("revision");
+    assert_eq!(revision.model_digest, Some(model_digest));
+    assert!(revision.verified_at.is_some());
+
+    let unsigned = format!("{addr}/modelplane/classifier:unsigned");
+    let held = apply_classifier(&client, &ns.name, "unsigned", (image, unsigned)).await?;
+    assert_eq!(
+        verified(&client, &ns.name, &held.name_any()).await?,
+        ("False".into(), "NoSignature".into())
+    );
+    assert!(deployments.get_opt("unsigned").await?.is_none());
+    operator.assert_running()?;
+    ns.delete().await
+}

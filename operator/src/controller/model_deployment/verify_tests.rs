@@ -1,0 +1,363 @@
+//! Reconcile with the verification gate: pinning, Enforce, Audit, outages — against the
+//! scripted API server and the in-memory registry.
+
+use std::{sync::Arc, time::Duration};
+
+use kube::runtime::controller::Action;
+use modelplane_api::model_deployment::{ModelDeployment, ModelDeploymentStatus};
+use serde_json::{Value, json};
+
+use super::{HELD_RETRY, reconcile};
+use crate::{
+    controller::Context,
+    fixtures::{
+        ApiServer, Cluster, Expect, NAMESPACE, RUNTIME_DIGEST, Recorded, apply_config_map,
+        apply_deployment, apply_service, context_with, defaults, model_deployment, oci, path,
+        registry, resnet18_spec,
+    },
+    verification::{PINNED_ANNOTATION, fake::FakeRegistry},
+};
+
+/// A P-256 public key, as `cosign generate-key-pair` writes it.
+const COSIGN_PUB: &str = "-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEMRhUn5QOvIZhAVIL8DfiQifpXbiZ
+1uVczVaMCsBRFmGf0aDnivWF5LxJlFxCogpkiLyPlG9YmwHNt3skg9MwOA==
+-----END PUBLIC KEY-----
+";
+
+fn digest(digit: char) -> String {
+    format!("sha256:{}", digit.to_string().repeat(64))
+}
+
+/// resnet18 from `oci(model)` under `spec.verification.mode = mode`, key Secret `cosign-pub`.
+fn verified_spec(mode: &str, model: char) -> Value {
+    let mut spec = resnet18_spec();
+    spec["model"]["source"] = json!({"oci": oci(model)});
+    spec["verification"] = json!({"mode": mode, "keys": [{"secretRef": {"name": "cosign-pub"}}]});
+    spec
+}
+
+/// The key Secret: existence check, then the read of its data.
+fn key_secret() -> Vec<Expect> {
+    let secret = path("v1", "secrets", "cosign-pub");
+    let pem = base64_encode(COSIGN_PUB.as_bytes());
+    vec![
+        Expect::Get {
+            path: secret.clone(),
+            found: true,
+        },
+        Expect::Read {
+            path: secret,
+            body: json!({"apiVersion": "v1", "kind": "Secret",
+                         "metadata": {"name": "cosign-pub", "namespace": NAMESPACE},
+                         "data": {"cosign.pub": pem}}),
+        },
+    ]
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    let value = serde_json::to_value(k8s_openapi::ByteString(bytes.to_vec())).expect("base64");
+    value.as_str().expect("string").to_owned()
+}
+
+fn creates() -> Vec<Expect> {
+    vec![
+        apply_config_map(),
+        apply_deployment(),
+        apply_service(),
+        Expect::Event { reason: "Created" },
+    ]
+}
+
+/// One context (so holds and backoff carry over) and its scripted API server.
+struct Harness {
+    ctx: Arc<Context>,
+    server: Option<ApiServer>,
+}
+
+impl Harness {
+    fn new(cluster: &Cluster, md: &ModelDeployment, registry: Arc<FakeRegistry>) -> Self {
+        let (ctx, server) = context_with(cluster, md, registry);
+        Self {
+            ctx,
+            server: Some(server),
+        }
+    }
+
+    /// Reconciles `md`, expecting exactly `script`; returns the action and what was sent.
+    async fn reconcile(
+        &mut self,
+        md: &ModelDeployment,
+        script: Vec<Expect>,
+    ) -> (Action, Vec<Recorded>) {
+        let server = self.server.take().expect("server").serve(script);
+        let action = tokio::time::timeout(
+            Duration::from_secs(2),
+            reconcile(Arc::new(md.clone()), self.ctx.clone()),
+        )
+        .await
+        .expect("reconcile made a request the script does not expect")
+        .expect("reconcile succeeds");
+        let (recorded, server) = tokio::time::timeout(Duration::from_secs(2), server)
+            .await
+            .expect("the reconcile did not make every expected request")
+            .expect("the API server script failed");
+        self.server = Some(server);
+        (action, recorded)
+    }
+}
+
+fn applied<'a>(recorded: &'a [Recorded], kind: &str) -> &'a Value {
+    recorded
+        .iter()
+        .find(|r| matches!(r.expect, Expect::Apply { .. }) && r.body["kind"] == kind)
+        .map(|r| &r.body)
+        .unwrap_or_else(|| panic!("no {kind} applied"))
+}
+
+fn status_written(recorded: &[Recorded]) -> ModelDeploymentStatus {
+    let body = recorded
+        .iter()
+        .find(|r| matches!(r.expect, Expect::ApplyStatus))
+        .map(|r| r.body["status"].clone())
+        .expect("status written");
+    serde_json::from_value(body).expect("status deserializes")
+}
+
+fn condition(status: &ModelDeploymentStatus, type_: &str) -> (String, String) {
+    let c = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .unwrap_or_else(|| panic!("no {type_} condition"));
+    (format!("{:?}", c.status), c.reason.clone())
+}
+
+fn image(recorded: &[Recorded]) -> String {
+    applied(recorded, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
+        .as_str()
+        .expect("image")
+        .to_owned()
+}
+
+/// Creates `md` (verified against `registry`), settles it ready, and returns the cluster
+/// and the ModelDeployment with its status.
+async fn running(md: &ModelDeployment, registry: Arc<FakeRegistry>) -> (Cluster, ModelDeployment) {
+    let mut harness = Harness::new(&Cluster::new(), md, registry.clone());
+    let mut script = key_secret();
+    script.extend(creates());
+    script.extend([Expect::Event { reason: "Verified" }, Expect::ApplyStatus]);
+    let (_, recorded) = harness.reconcile(md, script).await;
+    let mut cluster = Cluster::new();
+    for r in recorded
+        .iter()
+        .filter(|r| matches!(r.expect, Expect::Apply { .. }))
+    {
+        cluster.serve(&r.body);
+    }
+    let mut md = md.clone();
+    md.status = Some(status_written(&recorded));
+    let mut harness = Harness::new(&cluster, &md, registry);
+    let settle = vec![
+        key_secret().remove(0),
+        Expect::ApplyStatus,
+        Expect::Event { reason: "Ready" },
+        Expect::Event {
+            reason: "RolloutComplete",
+        },
+    ];
+    let (_, settled) = harness.reconcile(&md, settle).await;
+    md.status = Some(status_written(&settled));
+    (cluster, md)
+}
+
+fn signed_registry(digests: &[char]) -> Arc<FakeRegistry> {
+    let registry = registry();
+    registry.sign(RUNTIME_DIGEST);
+    for d in digests {
+        registry.sign(&digest(*d));
+    }
+    registry
+}
+
+#[tokio::test]
+async fn tags_are_resolved_and_pinned_on_create() {
+    let registry = registry();
+    registry.tag("registry.example/models/resnet18:v3", &digest('c'));
+    let mut spec = resnet18_spec();
+    spec["model"]["source"] = json!({"oci": "registry.example/models/resnet18:v3"});
+    let md = model_deployment(spec);
+    let mut script = creates();
+    script.push(Expect::ApplyStatus);
+    let (_, recorded) = Harness::new(&Cluster::new(), &md, registry)
+        .reconcile(&md, script)
+        .await;
+
+    let runtime = &defaults().runtime_image;
+    assert_eq!(image(&recorded), format!("{runtime}@{RUNTIME_DIGEST}"));
+    let config = applied(&recorded, "ConfigMap")["data"]["config.yaml"]
+        .as_str()
+        .expect("config");
+    let pinned_model = format!("registry.example/models/resnet18:v3@{}", digest('c'));
+    assert!(config.contains(&pinned_model), "{config}");
+    let record = &applied(&recorded, "Deployment")["metadata"]["annotations"][PINNED_ANNOTATION];
+    assert!(record.as_str().is_some_and(|r| r.contains(&pinned_model)));
+    let status = status_written(&recorded);
+    let revision = status.revision.clone().expect("revision");
+    assert_eq!(revision.model_digest, Some(digest('c')));
+    assert_eq!(revision.image_digest.as_deref(), Some(RUNTIME_DIGEST));
+    assert_eq!(revision.verified_at, None);
+    assert_eq!(
+        condition(&status, "Verified"),
+        ("Unknown".into(), "VerificationDisabled".into())
+    );
+}
+
+#[tokio::test]
+async fn enforce_rolls_out_nothing_unsigned() {
+    let md = model_deployment(verified_spec("Enforce", 'a'));
+    let mut script = key_secret();
+    script.extend([
+        Expect::ApplyStatus,
+        Expect::Event {
+            reason: "NoSignature",
+        },
+    ]);
+    let (action, recorded) = Harness::new(&Cluster::new(), &md, registry())
+        .reconcile(&md, script)
+        .await;
+
+    let status = status_written(&recorded);
+    assert_eq!(
+        condition(&status, "Verified"),
+        ("False".into(), "NoSignature".into())
+    );
+    assert_eq!(
+        condition(&status, "Ready"),
+        ("False".into(), "NoSignature".into())
+    );
+    assert_eq!(status.revision, None);
+    assert_eq!(action, Action::requeue(HELD_RETRY));
+}
+
+#[tokio::test]
+async fn enforce_keeps_the_verified_revision_serving_when_the_new_model_is_unsigned() {
+    let registry = signed_registry(&['a']);
+    let md = model_deployment(verified_spec("Enforce", 'a'));
+    let (cluster, running) = running(&md, registry.clone()).await;
+    let revision = running.status.as_ref().and_then(|s| s.revision.clone());
+    let verified = revision.as_ref().expect("revision");
+    assert_eq!(verified.model_digest, Some(digest('a')));
+    assert!(verified.verified_at.is_some());
+
+    let mut changed = model_deployment(verified_spec("Enforce", 'b'));
+    changed.metadata.generation = Some(2);
+    changed.status = running.status.clone();
+    let mut harness = Harness::new(&cluster, &changed, registry.clone());
+    let mut script = key_secret();
+    script.extend([
+        Expect::Event {
+            reason: "NoSignature",
+        },
+        Expect::ApplyStatus,
+    ]);
+    // No apply: the pinned, verified revision is rendered again and matches what runs.
+    let (_, recorded) = harness.reconcile(&changed, script).await;
+    let status = status_written(&recorded);
+    assert_eq!(
+        condition(&status, "Verified"),
+        ("False".into(), "NoSignature".into())
+    );
+    assert_eq!(
+        condition(&status, "Ready"),
+        ("True".into(), "Available".into())
+    );
+    assert_eq!(status.revision, revision);
+
+    // Held: the next reconcile asks neither the registry nor the API server for more.
+    let checks = registry.checks();
+    changed.status = Some(status);
+    let (_, recorded) = harness
+        .reconcile(&changed, key_secret()[..1].to_vec())
+        .await;
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(registry.checks(), checks);
+}
+
+#[tokio::test]
+async fn verified_revision_reconciles_without_registry_calls_or_writes() {
+    let registry = signed_registry(&['a']);
+    let md = model_deployment(verified_spec("Enforce", 'a'));
+    let (cluster, running) = running(&md, registry.clone()).await;
+    let checks = registry.checks();
+    let (_, recorded) = Harness::new(&cluster, &running, registry.clone())
+        .reconcile(&running, key_secret()[..1].to_vec())
+        .await;
+    assert_eq!(recorded.len(), 1, "only the key Secret's existence is read");
+    assert_eq!(registry.checks(), checks);
+}
+
+#[tokio::test]
+async fn audit_rolls_out_an_unsigned_revision_and_records_the_failure() {
+    let md = model_deployment(verified_spec("Audit", 'a'));
+    let mut script = key_secret();
+    script.extend(creates());
+    script.extend([
+        Expect::Event {
+            reason: "NoSignature",
+        },
+        Expect::ApplyStatus,
+    ]);
+    let (_, recorded) = Harness::new(&Cluster::new(), &md, registry())
+        .reconcile(&md, script)
+        .await;
+
+    assert_eq!(
+        image(&recorded),
+        format!("{}@{RUNTIME_DIGEST}", defaults().runtime_image)
+    );
+    let status = status_written(&recorded);
+    assert_eq!(
+        condition(&status, "Verified"),
+        ("False".into(), "NoSignature".into())
+    );
+    let revision = status.revision.expect("revision");
+    assert_eq!(revision.model_digest, Some(digest('a')));
+    assert_eq!(revision.verified_at, None);
+}
+
+#[tokio::test]
+async fn unreachable_registry_is_retried_with_backoff_and_changes_nothing() {
+    let registry = signed_registry(&['a']);
+    let md = model_deployment(verified_spec("Enforce", 'a'));
+    let (cluster, running) = running(&md, registry.clone()).await;
+
+    registry.set_unreachable(true);
+    let mut changed = running.clone();
+    changed.spec.runtime.image = Some("ghcr.io/modelplane/runtime:0.2.0".into());
+    changed.metadata.generation = Some(2);
+    let mut harness = Harness::new(&cluster, &changed, registry.clone());
+    let mut script = key_secret();
+    script.extend([
+        Expect::Event {
+            reason: "RegistryUnreachable",
+        },
+        Expect::ApplyStatus,
+    ]);
+    let (action, recorded) = harness.reconcile(&changed, script).await;
+    assert_eq!(action, Action::requeue(Duration::from_secs(5)));
+    let status = status_written(&recorded);
+    assert_eq!(
+        condition(&status, "Verified"),
+        ("False".into(), "RegistryUnreachable".into())
+    );
+    assert_eq!(
+        status.revision,
+        running.status.as_ref().and_then(|s| s.revision.clone())
+    );
+    assert!(
+        !recorded
+            .iter()
+            .any(|r| matches!(r.expect, Expect::Apply { .. }))
+    );
+}
