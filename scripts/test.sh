@@ -33,5 +33,8 @@ cargo build --workspace --bins --locked
 step "Rust tests"
 cargo nextest run --workspace --locked --no-fail-fast
 
+step "SBOMs (CycloneDX) of the binaries, checked for well-formedness"
+bash scripts/sbom.sh
+
 step "Python tests (real clients against the built binaries)"
 python -m pytest -q -p no:cacheprovider examples/tests examples/llm_tests runtime/tests/interop bench/tests

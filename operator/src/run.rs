@@ -5,7 +5,7 @@ use std::{future::Future, sync::Arc};
 use anyhow::Context as _;
 use kube::{Api, Client, api::ListParams};
 use modelplane_api::model_deployment::ModelDeployment;
-use modelplane_verify::{DockerConfig, RegistryClient, RegistryOptions, Verifier};
+use modelplane_verify::{DockerConfig, RegistryOptions, Verifier};
 use tokio::sync::watch;
 
 use crate::{
@@ -187,9 +187,9 @@ fn registry_verifier(args: &Args, metrics: &Metrics) -> anyhow::Result<Arc<dyn A
         insecure_registries: args.insecure_registries.clone(),
         ..RegistryOptions::default()
     };
-    let registry = RegistryClient::new(options).context("registry client")?;
     let verifier = Verifier::new(args.verification_cache_ttl, Some(metrics.verification()));
-    Ok(Arc::new(RegistryVerifier::new(registry, verifier)))
+    let verifier = RegistryVerifier::new(options, verifier).context("registry client")?;
+    Ok(Arc::new(verifier))
 }
 
 fn default_identity() -> String {

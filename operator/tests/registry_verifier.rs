@@ -14,7 +14,7 @@ use std::{
 
 use modelplane_operator::verification::{ArtifactVerifier, Check, RegistryVerifier};
 use modelplane_verify::{
-    FailureReason, KeySet, Mode, PublicKey, RegistryClient, RegistryOptions, Verifier,
+    DockerConfig, FailureReason, KeySet, Mode, PublicKey, RegistryOptions, Verifier,
 };
 
 fn manifest_dir() -> &'static Path {
@@ -68,27 +68,46 @@ impl Registry {
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
-        let config = format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            dir.path().join("storage").display()
-        );
-        std::fs::write(dir.path().join("config.yml"), config).expect("config");
-        let child = Command::new(registry_bin())
-            .arg("serve")
-            .arg(dir.path().join("config.yml"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start docker-registry");
+        let child = spawn_registry(dir.path(), port, "");
         // Owned (and killed on drop) before anything can panic.
         let registry = Self { dir, port, child };
+        registry.wait_until_up();
+        registry
+    }
+
+    /// Restarts the registry on the same port and storage, now asking for `user`/`password`
+    /// (distribution's htpasswd backend, which takes bcrypt hashes only).
+    fn require_login(&mut self, user: &str, password: &str) {
+        let output = Command::new(python())
+            .args(["-c", "import bcrypt, sys; print(bcrypt.hashpw(sys.argv[1].encode(), bcrypt.gensalt(rounds=4, prefix=b'2a')).decode())", password])
+            .output()
+            .expect("run python bcrypt");
+        assert!(
+            output.status.success(),
+            "bcrypt: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let hash = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        let htpasswd = self.dir.path().join("htpasswd");
+        std::fs::write(&htpasswd, format!("{user}:{hash}\n")).expect("htpasswd");
+        let auth = format!(
+            "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
+            htpasswd.display()
+        );
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn_registry(self.dir.path(), self.port, &auth);
+        self.wait_until_up();
+    }
+
+    fn wait_until_up(&self) {
         for _ in 0..200 {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return registry;
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("registry on port {port} did not come up within 10 s");
+        panic!("registry on port {} did not come up within 10 s", self.port);
     }
 
     fn addr(&self) -> String {
@@ -131,6 +150,22 @@ impl Registry {
         let key = key.to_str().expect("utf-8 path");
         self.oci_tool(&[], &["sign", &addr, repo, digest, key]);
     }
+}
+
+/// Starts `docker-registry` on loopback `port`, storing under `dir`, with `extra` config.
+fn spawn_registry(dir: &Path, port: u16, extra: &str) -> Child {
+    let config = format!(
+        "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n{extra}",
+        dir.join("storage").display()
+    );
+    std::fs::write(dir.join("config.yml"), config).expect("config");
+    Command::new(registry_bin())
+        .arg("serve")
+        .arg(dir.join("config.yml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start docker-registry")
 }
 
 impl Drop for Registry {
@@ -191,13 +226,13 @@ fn setup(signed_model: bool) -> Setup {
     if signed_model {
         registry.sign("models/resnet18", &model_digest, &private);
     }
-    let client = RegistryClient::new(RegistryOptions {
+    let options = RegistryOptions {
         insecure_registries: vec![registry.addr()],
         request_timeout: Duration::from_secs(5),
         ..RegistryOptions::default()
-    })
-    .expect("client");
-    let verifier = RegistryVerifier::new(client, Verifier::new(Duration::from_secs(300), None));
+    };
+    let verifier = RegistryVerifier::new(options, Verifier::new(Duration::from_secs(300), None))
+        .expect("client");
     Setup {
         registry,
         verifier,
@@ -215,6 +250,7 @@ impl Setup {
             model_oci: Some(format!("{addr}/models/resnet18:v3")),
             keys: self.keys.clone(),
             mode,
+            credentials: None,
         }
     }
 }
@@ -278,4 +314,29 @@ async fn unreachable_registry_is_a_retryable_failure() {
     assert_eq!(failure.reason, FailureReason::RegistryUnreachable);
     assert!(failure.is_retryable());
     assert!(checked.pins.is_none());
+}
+
+#[tokio::test]
+async fn pull_secret_credentials_serve_only_the_check_that_names_them() {
+    if !parts_available() {
+        return;
+    }
+    let mut setup = setup(true);
+    setup.registry.require_login("alice", "s3cret");
+    let addr = setup.registry.addr();
+    let config = serde_json::json!({"auths": {addr: {"username": "alice", "password": "s3cret"}}});
+    let mut with_secret = setup.check(Mode::Enforce);
+    with_secret.credentials =
+        Some(DockerConfig::from_json(config.to_string().as_bytes()).expect("docker config"));
+    let checked = setup.verifier.check(&with_secret).await;
+    assert!(checked.result.is_ok(), "{:?}", checked.result);
+    let pins = checked.pins.expect("pins");
+    assert_eq!(pins.image_digest, setup.image_digest);
+
+    // Same verifier, cache now warm: a check without the credentials still has to resolve
+    // with its own, and is refused.
+    let refused = setup.verifier.check(&setup.check(Mode::Enforce)).await;
+    let failure = refused.result.expect_err("no credentials");
+    assert_eq!(failure.reason, FailureReason::RegistryUnauthorized);
+    assert!(refused.pins.is_none());
 }

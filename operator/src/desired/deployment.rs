@@ -7,9 +7,9 @@ use k8s_openapi::{
         apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment},
         core::v1::{
             Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-            HTTPGetAction, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec,
-            PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecurityContext,
-            Toleration, Volume, VolumeMount,
+            HTTPGetAction, LocalObjectReference, PersistentVolumeClaimVolumeSource,
+            PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+            SeccompProfile, SecurityContext, Toleration, Volume, VolumeMount,
         },
     },
     apimachinery::pkg::{
@@ -17,7 +17,7 @@ use k8s_openapi::{
     },
 };
 use kube::api::ObjectMeta;
-use modelplane_api::model_deployment::{Device, ModelSpec, RuntimeResources};
+use modelplane_api::model_deployment::{Device, LocalSecretRef, ModelSpec, RuntimeResources};
 use serde::Serialize;
 
 use super::{
@@ -33,7 +33,10 @@ const GPU_RESOURCE: &str = "nvidia.com/gpu";
 const RUNTIME_UID: i64 = 65532;
 
 /// What must restart the pods when it changes. Batching, limits and (later)
-/// canary weights are hot-reloaded from the ConfigMap and stay out of it.
+/// canary weights are hot-reloaded from the ConfigMap and stay out of it. So are
+/// `imagePullSecrets`: kubelet reads them only when it pulls, so nothing in a running
+/// pod depends on them. (They are still in the pod template, whose change the
+/// Deployment controller rolls out by itself; this hash is what the operator adds.)
 #[derive(Serialize)]
 struct RolloutInputs<'a> {
     image: &'a str,
@@ -114,6 +117,7 @@ fn pod_annotations(rollout_hash: String) -> BTreeMap<String, String> {
 fn pod_spec(owner: &Owner<'_>, defaults: &Defaults, cuda: bool) -> PodSpec {
     PodSpec {
         containers: vec![container(owner, defaults, cuda)],
+        image_pull_secrets: image_pull_secrets(&owner.spec.runtime.image_pull_secrets),
         volumes: Some(volumes(owner)),
         security_context: Some(PodSecurityContext {
             run_as_non_root: Some(true),
@@ -141,6 +145,18 @@ fn pod_spec(owner: &Owner<'_>, defaults: &Defaults, cuda: bool) -> PodSpec {
         }),
         ..PodSpec::default()
     }
+}
+
+/// The pod's `imagePullSecrets`: the Secrets `spec.runtime.imagePullSecrets` names, in order.
+pub fn image_pull_secrets(secrets: &[LocalSecretRef]) -> Option<Vec<LocalObjectReference>> {
+    (!secrets.is_empty()).then(|| {
+        secrets
+            .iter()
+            .map(|secret| LocalObjectReference {
+                name: secret.name.clone(),
+            })
+            .collect()
+    })
 }
 
 fn container(owner: &Owner<'_>, defaults: &Defaults, cuda: bool) -> Container {

@@ -213,10 +213,20 @@ impl Reference {
 /// Secrets and PVCs the spec refers to; each must exist before a rollout.
 pub fn references(spec: &ModelDeploymentSpec) -> Vec<Reference> {
     let keys = spec.verification.iter().flat_map(|v| v.keys.iter());
-    let secrets = keys.enumerate().map(|(index, key)| Reference::Secret {
+    let key_secrets = keys.enumerate().map(|(index, key)| Reference::Secret {
         name: key.secret_ref.name.clone(),
         field: format!("spec.verification.keys[{index}].secretRef"),
     });
+    let pull_secrets = spec
+        .runtime
+        .image_pull_secrets
+        .iter()
+        .enumerate()
+        .map(|(index, secret)| Reference::Secret {
+            name: secret.name.clone(),
+            field: format!("spec.runtime.imagePullSecrets[{index}]"),
+        });
+    let secrets = key_secrets.chain(pull_secrets);
     let claims = spec
         .model
         .iter()

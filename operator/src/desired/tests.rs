@@ -244,11 +244,33 @@ fn rollout_hash_follows_model_image_device_and_resources_only() {
     hot["runtime"]["replicas"] = json!(5);
     hot["runtime"]["limits"] = json!({"maxInFlight": 8, "maxQueue": 16, "requestTimeout": "5s"});
     hot["runtime"]["batching"] = json!({"maxBatchSize": 4, "maxQueueDelay": "1ms"});
+    hot["runtime"]["imagePullSecrets"] = json!([{"name": "pull"}]);
     assert_eq!(
         hash(hot),
         base,
-        "replicas, limits and batching do not roll the pods"
+        "replicas, limits, batching and pull secrets do not roll the pods"
     );
+}
+
+#[test]
+fn pod_pulls_with_the_secrets_the_spec_names_in_order() {
+    let cases = [
+        ("none", Value::Null, Value::Null),
+        ("one", json!([{"name": "pull"}]), json!([{"name": "pull"}])),
+        (
+            "two in order",
+            json!([{"name": "b"}, {"name": "a"}]),
+            json!([{"name": "b"}, {"name": "a"}]),
+        ),
+    ];
+    for (name, secrets, rendered) in cases {
+        let mut spec = resnet18_spec();
+        if !secrets.is_null() {
+            spec["runtime"]["imagePullSecrets"] = secrets;
+        }
+        let desired = render(spec).expect(name);
+        assert_eq!(pod(&desired)["imagePullSecrets"], rendered, "{name}");
+    }
 }
 
 #[test]
@@ -290,8 +312,9 @@ fn specs_the_runtime_cannot_serve_are_blocked_with_a_reason() {
 }
 
 #[test]
-fn references_list_key_secrets_and_the_model_claim() {
+fn references_list_key_secrets_pull_secrets_and_the_model_claim() {
     let mut spec = resnet18_spec();
+    spec["runtime"]["imagePullSecrets"] = json!([{"name": "pull"}]);
     spec["model"]["source"] = json!({"pvc": {"claimName": "models", "path": "m.pt"}});
     spec["verification"] = json!({"keys": [{"secretRef": {"name": "k1", "key": "a"}}, {"secretRef": {"name": "k2", "key": "b"}}]});
     let refs = references(&model_deployment(spec).spec);
@@ -305,6 +328,10 @@ fn references_list_key_secrets_and_the_model_claim() {
             Reference::Secret {
                 name: "k2".into(),
                 field: "spec.verification.keys[1].secretRef".into()
+            },
+            Reference::Secret {
+                name: "pull".into(),
+                field: "spec.runtime.imagePullSecrets[0]".into()
             },
             Reference::PersistentVolumeClaim {
                 name: "models".into()

@@ -1,4 +1,5 @@
-//! An in-memory registry for reconcile tests: tags, signatures and outages, no I/O.
+//! An in-memory registry for reconcile tests: tags, signatures, private hosts and outages,
+//! no I/O.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -20,6 +21,7 @@ pub struct FakeRegistry {
 struct State {
     tags: HashMap<String, String>,
     signed: HashSet<String>,
+    private: HashSet<String>,
     unreachable: bool,
     checks: usize,
 }
@@ -43,6 +45,12 @@ impl FakeRegistry {
         self
     }
 
+    /// Makes `host` refuse checks whose credentials do not name it.
+    pub fn private(&self, host: &str) -> &Self {
+        self.state().private.insert(host.to_owned());
+        self
+    }
+
     /// Makes every check fail as unreachable (or answer again).
     pub fn set_unreachable(&self, unreachable: bool) {
         self.state().unreachable = unreachable;
@@ -61,6 +69,12 @@ impl FakeRegistry {
                 FailureReason::RegistryUnreachable,
                 "registry.example: connection refused",
             );
+            return Checked {
+                result: Err(failure),
+                pins: None,
+            };
+        }
+        if let Some(failure) = unauthorized(&state, check) {
             return Checked {
                 result: Err(failure),
                 pins: None,
@@ -117,6 +131,26 @@ fn signed(pins: Pins, signer: Option<String>) -> Checked {
         }),
         pins: Some(pins),
     }
+}
+
+/// The refusal of the first private host the check names without credentials for it.
+fn unauthorized(state: &State, check: &Check) -> Option<Failure> {
+    let hosts = std::iter::once(&check.image)
+        .chain(&check.model_oci)
+        .filter_map(|reference| reference.split_once('/').map(|(host, _)| host));
+    let refused = hosts
+        .filter(|host| state.private.contains(*host))
+        .find(|host| {
+            check
+                .credentials
+                .as_ref()
+                .and_then(|c| c.credentials_for(host))
+                .is_none()
+        })?;
+    Some(Failure::new(
+        FailureReason::RegistryUnauthorized,
+        format!("{refused}: unauthorized"),
+    ))
 }
 
 /// `(pinned reference, digest)` of `reference`.

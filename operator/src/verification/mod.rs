@@ -1,16 +1,27 @@
 //! Resolving and verifying what a revision runs, behind the [`ArtifactVerifier`] seam:
 //! [`RegistryVerifier`] talks to registries through `modelplane-verify`; reconcile tests
 //! use an in-memory fake.
+//!
+//! Credentials: the operator-wide ones, plus those of the object's `imagePullSecrets`. An
+//! object with pull secrets gets a registry client of its own (its bearer tokens are cached
+//! per client), so one object's access never serves another's requests. The result cache is
+//! shared, keyed by digest and trusted keys: a hit only says "this digest is signed by these
+//! keys", and it is consulted after the object's own credentials resolved the reference —
+//! an object that cannot read the artifact fails there, and its pods pull with their own
+//! secrets anyway.
 
+mod credentials;
 #[cfg(test)]
 pub mod fake;
 mod record;
 
 use futures::future::BoxFuture;
 use modelplane_verify::{
-    Failure, FailureReason, KeySet, Mode, Reference, RegistryClient, Verified, Verifier,
+    DockerConfig, Failure, FailureReason, KeySet, Mode, Reference, RegistryClient, RegistryOptions,
+    Verified, Verifier, registry::RegistryError,
 };
 
+pub use credentials::pull_credentials;
 pub use record::{PINNED_ANNOTATION, PinnedRevision, inputs_hash};
 
 /// What to resolve and verify before one revision rolls out.
@@ -24,6 +35,9 @@ pub struct Check {
     pub keys: KeySet,
     /// The effective mode.
     pub mode: Mode,
+    /// Credentials of the object's pull secrets, which win over the operator-wide ones for
+    /// this check only (`None` when the spec names none).
+    pub credentials: Option<DockerConfig>,
 }
 
 /// Digest-pinned references of a revision.
@@ -64,21 +78,56 @@ pub trait ArtifactVerifier: Send + Sync {
     fn check<'a>(&'a self, check: &'a Check) -> BoxFuture<'a, Checked>;
 }
 
-/// The real verifier: one registry client and one result cache shared by every reconcile.
+/// The real verifier: a registry client with the operator-wide credentials and one result
+/// cache, shared by every reconcile.
 #[derive(Debug)]
 pub struct RegistryVerifier {
+    options: RegistryOptions,
     registry: RegistryClient,
     verifier: Verifier,
 }
 
 impl RegistryVerifier {
-    /// A verifier asking `registry`, caching results in `verifier`.
-    pub fn new(registry: RegistryClient, verifier: Verifier) -> Self {
-        Self { registry, verifier }
+    /// A verifier reaching registries as `options` say, caching results in `verifier`.
+    pub fn new(options: RegistryOptions, verifier: Verifier) -> Result<Self, RegistryError> {
+        let registry = RegistryClient::new(options.clone())?;
+        Ok(Self {
+            options,
+            registry,
+            verifier,
+        })
+    }
+
+    /// A client for one check with `extra` credentials over the operator-wide ones.
+    fn client_with(&self, extra: &DockerConfig) -> Result<RegistryClient, Failure> {
+        let mut options = self.options.clone();
+        options.credentials.merge(extra.clone());
+        RegistryClient::new(options).map_err(|error| {
+            Failure::new(
+                FailureReason::RegistryError,
+                format!("cannot build a registry client for the pull secrets: {error}"),
+            )
+        })
     }
 
     async fn run(&self, check: &Check) -> Checked {
-        match self.resolve_and_verify(check, check.mode).await {
+        let scoped;
+        let registry = match &check.credentials {
+            None => &self.registry,
+            Some(extra) => match self.client_with(extra) {
+                Ok(client) => {
+                    scoped = client;
+                    &scoped
+                }
+                Err(failure) => {
+                    return Checked {
+                        result: Err(failure),
+                        pins: None,
+                    };
+                }
+            },
+        };
+        match self.resolve_and_verify(registry, check, check.mode).await {
             Ok((pins, signed)) => Checked {
                 result: Ok(signed),
                 pins: Some(pins),
@@ -86,7 +135,7 @@ impl RegistryVerifier {
             // Audit rolls out what failed: resolve it (without verifying) to pin it.
             Err(failure) if check.mode == Mode::Audit && !failure.is_retryable() => {
                 let pins = self
-                    .resolve_and_verify(check, Mode::Disabled)
+                    .resolve_and_verify(registry, check, Mode::Disabled)
                     .await
                     .ok()
                     .map(|(pins, _)| pins);
@@ -104,20 +153,21 @@ impl RegistryVerifier {
 
     async fn resolve_and_verify(
         &self,
+        registry: &RegistryClient,
         check: &Check,
         mode: Mode,
     ) -> Result<(Pins, Signed), Failure> {
         let image = parse(&check.image, "runtime image")?;
         let image = self
             .verifier
-            .verify_image(&self.registry, &image, &check.keys, mode)
+            .verify_image(registry, &image, &check.keys, mode)
             .await?;
         let model = match &check.model_oci {
             Some(model) => {
                 let model = parse(model, "model")?;
                 Some(
                     self.verifier
-                        .verify_model_oci(&self.registry, &model, &check.keys, mode)
+                        .verify_model_oci(registry, &model, &check.keys, mode)
                         .await?,
                 )
             }

@@ -91,18 +91,25 @@ impl PinnedRevision {
 }
 
 /// Hash of what a rollout is resolved and verified from: the image (after defaulting), the
-/// model source and the verification policy. When it is unchanged, nothing is asked again.
+/// model source, the verification policy and the pull secrets (whose credentials resolve the
+/// references). When it is unchanged, nothing is asked again.
 pub fn inputs_hash(spec: &ModelDeploymentSpec, default_image: &str) -> String {
-    let inputs = json!({
+    let mut inputs = json!({
         "image": spec.runtime.image.as_deref().unwrap_or(default_image),
         "model": spec.model.as_ref().map(|m| &m.source),
         "verification": &spec.verification,
     });
+    // Only when set, so revisions recorded before the field existed keep their hash.
+    if !spec.runtime.image_pull_secrets.is_empty() {
+        inputs["imagePullSecrets"] = json!(spec.runtime.image_pull_secrets);
+    }
     crate::drift::hash_of(&inputs).unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
+    use modelplane_api::model_deployment::LocalSecretRef;
+
     use super::*;
 
     fn spec(source: serde_json::Value) -> ModelDeploymentSpec {
@@ -166,7 +173,7 @@ mod tests {
     }
 
     #[test]
-    fn inputs_change_with_image_model_or_policy_but_not_with_replicas() {
+    fn inputs_change_with_image_model_policy_or_pull_secrets_but_not_with_replicas() {
         let base = spec(json!({"oci": "r.example/m:v1"}));
         let hash = |s: &ModelDeploymentSpec| inputs_hash(s, "r.example/runtime:1");
         let mut scaled = base.clone();
@@ -177,5 +184,10 @@ mod tests {
         assert_ne!(hash(&base), hash(&image));
         let other_model = spec(json!({"oci": "r.example/m:v2"}));
         assert_ne!(hash(&base), hash(&other_model));
+        let mut pull = base.clone();
+        pull.runtime.image_pull_secrets = vec![LocalSecretRef {
+            name: "pull".into(),
+        }];
+        assert_ne!(hash(&base), hash(&pull));
     }
 }

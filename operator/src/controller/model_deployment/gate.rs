@@ -17,7 +17,7 @@ use modelplane_api::{
     condition::ConditionStatus,
     model_deployment::{ModelDeploymentSpec, VerificationMode},
 };
-use modelplane_verify::{Failure, FailureReason, KeySet, Mode, decide, load_keys};
+use modelplane_verify::{DockerConfig, Failure, FailureReason, KeySet, Mode, decide, load_keys};
 
 use super::status::event;
 use crate::{
@@ -25,7 +25,7 @@ use crate::{
     controller::Context,
     desired::Owner,
     health::Blocker,
-    verification::{Check, Checked, PinnedRevision, Pins, Signed, inputs_hash},
+    verification::{Check, Checked, PinnedRevision, Pins, Signed, inputs_hash, pull_credentials},
 };
 
 /// When a refused revision is checked again if only a spec change can fix it.
@@ -128,8 +128,14 @@ pub async fn gate(
             ..Gate::default()
         });
     }
+    // A pull secret without a usable docker config blocks like a missing Secret: nothing to
+    // retry until it is fixed, so the blocked resync (not a hold) picks the fix up.
+    let credentials = match pull_secret_credentials(ctx, owner).await? {
+        Ok(credentials) => credentials,
+        Err(blocker) => return Ok(Gate::blocked(blocker)),
+    };
     let mode = effective_mode(owner.spec);
-    let checked = check(ctx, owner, mode).await?;
+    let checked = check(ctx, owner, mode, credentials).await?;
     let outcome = conclude(
         mode,
         &inputs,
@@ -169,7 +175,12 @@ pub fn effective_mode(spec: &ModelDeploymentSpec) -> Mode {
 
 /// Loads the keys and runs the check; a key that cannot be loaded fails the check (the
 /// references are still resolved, so Audit can roll them out).
-async fn check(ctx: &Context, owner: &Owner<'_>, mode: Mode) -> Result<Checked> {
+async fn check(
+    ctx: &Context,
+    owner: &Owner<'_>,
+    mode: Mode,
+    credentials: Option<DockerConfig>,
+) -> Result<Checked> {
     let (keys, key_failure) = match mode {
         Mode::Disabled => (KeySet::new(Vec::new()), None),
         Mode::Enforce | Mode::Audit => match trusted_keys(ctx, owner).await? {
@@ -191,6 +202,7 @@ async fn check(ctx: &Context, owner: &Owner<'_>, mode: Mode) -> Result<Checked> 
         } else {
             mode
         },
+        credentials,
     };
     let mut checked = ctx.verifier.check(&request).await;
     if let Some(failure) = key_failure
@@ -216,6 +228,19 @@ async fn trusted_keys(ctx: &Context, owner: &Owner<'_>) -> Result<Result<KeySet,
         ));
     }
     Ok(load_keys(entries))
+}
+
+/// The credentials of the Secrets `spec.runtime.imagePullSecrets` names, merged.
+async fn pull_secret_credentials(
+    ctx: &Context,
+    owner: &Owner<'_>,
+) -> Result<Result<Option<DockerConfig>, Blocker>> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &owner.namespace);
+    let mut found = Vec::new();
+    for secret in &owner.spec.runtime.image_pull_secrets {
+        found.push((secret.name.clone(), api.get_opt(&secret.name).await?));
+    }
+    Ok(pull_credentials(&owner.namespace, found))
 }
 
 /// The pure part of the gate: what a check means under `mode`.

@@ -361,3 +361,147 @@ async fn unreachable_registry_is_retried_with_backoff_and_changes_nothing() {
             .any(|r| matches!(r.expect, Expect::Apply { .. }))
     );
 }
+
+/// resnet18 from a tag in the private `registry.example`, pulled with Secret `pull`.
+fn private_spec(pull_secrets: bool) -> Value {
+    let mut spec = resnet18_spec();
+    spec["model"]["source"] = json!({"oci": "registry.example/models/resnet18:v3"});
+    if pull_secrets {
+        spec["runtime"]["imagePullSecrets"] = json!([{"name": "pull"}]);
+    }
+    spec
+}
+
+fn private_registry() -> Arc<FakeRegistry> {
+    let registry = registry();
+    registry
+        .tag("registry.example/models/resnet18:v3", &digest('c'))
+        .private("registry.example");
+    registry
+}
+
+/// The pull Secret: existence check, then the read of `data`.
+fn pull_secret(data: Value) -> Vec<Expect> {
+    let secret = path("v1", "secrets", "pull");
+    vec![
+        Expect::Get {
+            path: secret.clone(),
+            found: true,
+        },
+        Expect::Read {
+            path: secret,
+            body: json!({"apiVersion": "v1", "kind": "Secret",
+                         "metadata": {"name": "pull", "namespace": NAMESPACE},
+                         "type": "kubernetes.io/dockerconfigjson",
+                         "data": data}),
+        },
+    ]
+}
+
+fn docker_config(host: &str) -> String {
+    let config = json!({"auths": {host: {"username": "u", "password": "p"}}});
+    base64_encode(config.to_string().as_bytes())
+}
+
+fn ready_message(status: &ModelDeploymentStatus) -> &str {
+    let ready = status.conditions.iter().find(|c| c.type_ == "Ready");
+    &ready.expect("ready").message
+}
+
+#[tokio::test]
+async fn pull_secrets_resolve_private_references_and_are_set_on_the_pods() {
+    let registry = private_registry();
+    let md = model_deployment(private_spec(true));
+    let mut script = pull_secret(json!({".dockerconfigjson": docker_config("registry.example")}));
+    script.extend(creates());
+    script.push(Expect::ApplyStatus);
+    let (_, recorded) = Harness::new(&Cluster::new(), &md, registry.clone())
+        .reconcile(&md, script)
+        .await;
+
+    let pod = &applied(&recorded, "Deployment")["spec"]["template"]["spec"];
+    assert_eq!(pod["imagePullSecrets"], json!([{"name": "pull"}]));
+    let config = applied(&recorded, "ConfigMap")["data"]["config.yaml"]
+        .as_str()
+        .expect("config");
+    assert!(config.contains(&digest('c')), "model pinned: {config}");
+    assert_eq!(registry.checks(), 1);
+}
+
+#[tokio::test]
+async fn private_references_without_pull_secrets_roll_out_nothing() {
+    let registry = private_registry();
+    let md = model_deployment(private_spec(false));
+    let script = vec![
+        Expect::ApplyStatus,
+        Expect::Event {
+            reason: "RegistryUnauthorized",
+        },
+    ];
+    let (_, recorded) = Harness::new(&Cluster::new(), &md, registry)
+        .reconcile(&md, script)
+        .await;
+    let status = status_written(&recorded);
+    assert_eq!(
+        condition(&status, "Ready"),
+        ("False".into(), "RegistryUnauthorized".into())
+    );
+}
+
+#[tokio::test]
+async fn missing_pull_secret_blocks_with_a_condition_and_asks_no_registry() {
+    let registry = private_registry();
+    let md = model_deployment(private_spec(true));
+    let script = vec![
+        Expect::Get {
+            path: path("v1", "secrets", "pull"),
+            found: false,
+        },
+        Expect::ApplyStatus,
+        Expect::Event {
+            reason: "SecretNotFound",
+        },
+    ];
+    let (action, recorded) = Harness::new(&Cluster::new(), &md, registry.clone())
+        .reconcile(&md, script)
+        .await;
+
+    let status = status_written(&recorded);
+    assert_eq!(
+        condition(&status, "Degraded"),
+        ("True".into(), "SecretNotFound".into())
+    );
+    let message = ready_message(&status);
+    assert!(
+        message.contains("spec.runtime.imagePullSecrets[0]"),
+        "{message}"
+    );
+    assert_eq!(registry.checks(), 0);
+    assert_eq!(action, Action::requeue(super::BLOCKED_RESYNC));
+}
+
+#[tokio::test]
+async fn pull_secret_without_a_docker_config_blocks_with_a_condition() {
+    let registry = private_registry();
+    let md = model_deployment(private_spec(true));
+    let mut script = pull_secret(json!({".dockercfg": docker_config("registry.example")}));
+    script.extend([
+        Expect::ApplyStatus,
+        Expect::Event {
+            reason: "InvalidPullSecret",
+        },
+    ]);
+    let (action, recorded) = Harness::new(&Cluster::new(), &md, registry.clone())
+        .reconcile(&md, script)
+        .await;
+
+    let status = status_written(&recorded);
+    assert_eq!(
+        condition(&status, "Ready"),
+        ("False".into(), "InvalidPullSecret".into())
+    );
+    let message = ready_message(&status);
+    assert!(message.contains(".dockerconfigjson"), "{message}");
+    assert_eq!(registry.checks(), 0);
+    assert_eq!(action, Action::requeue(super::BLOCKED_RESYNC));
+}
