@@ -1,0 +1,393 @@
+//! What is served right now: an immutable snapshot of models and their loaded versions,
+//! swapped atomically as a whole when anything changes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use modelplane_api::runtime_config::{Limits, ModelConfig};
+use tokio::sync::oneshot;
+
+use crate::batch::{Executor, Job};
+use crate::error::InferError;
+use crate::metrics::VersionMetrics;
+use crate::model::Signature;
+use crate::tensor::TensorData;
+
+/// A loaded, warmed-up model version that takes requests.
+pub struct Version {
+    /// Model name.
+    pub model: String,
+    /// Version label.
+    pub label: String,
+    /// Inputs and outputs (outputs probed at warm-up when not configured).
+    pub signature: Signature,
+    /// Whether requests are batched on dimension 0.
+    pub batching: bool,
+    /// Digest of the artifact it was loaded from, when known.
+    pub digest: Option<String>,
+    /// Request metrics of this version.
+    pub metrics: VersionMetrics,
+    executor: Executor,
+    in_flight: AtomicUsize,
+}
+
+impl Version {
+    /// Wraps a started executor.
+    pub fn new(
+        model: String,
+        label: String,
+        signature: Signature,
+        batching: bool,
+        digest: Option<String>,
+        metrics: VersionMetrics,
+        executor: Executor,
+    ) -> Self {
+        Self {
+            model,
+            label,
+            signature,
+            batching,
+            digest,
+            metrics,
+            executor,
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    /// Runs one request, honouring the in-flight and queue limits and the deadline.
+    pub async fn infer(
+        &self,
+        inputs: Vec<TensorData>,
+        rows: u64,
+        deadline: Instant,
+        limits: &Limits,
+    ) -> Result<Vec<TensorData>, InferError> {
+        let _admitted = self.admit(limits.max_in_flight as usize)?;
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            inputs,
+            rows,
+            enqueued: Instant::now(),
+            deadline,
+            reply,
+        };
+        self.executor.submit(job, limits.max_queue as usize)?;
+        match tokio::time::timeout_at(deadline.into(), answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(InferError::Internal("the model executor stopped".into())),
+            Err(_) => Err(InferError::DeadlineExceeded(
+                "deadline exceeded while waiting for the model".into(),
+            )),
+        }
+    }
+
+    fn admit(&self, max_in_flight: usize) -> Result<InFlight<'_>, InferError> {
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) >= max_in_flight {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            return Err(InferError::Overloaded(format!(
+                "{max_in_flight} requests already in flight"
+            )));
+        }
+        self.metrics.in_flight.inc();
+        Ok(InFlight(self))
+    }
+
+    /// Records a finished request's outcome and duration.
+    pub fn record<T>(&self, started: Instant, result: &Result<T, InferError>) {
+        self.metrics
+            .request_duration
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics.count(
+            result
+                .as_ref()
+                .map_or_else(InferError::metric_label, |_| "success"),
+        );
+    }
+}
+
+/// Counts a request as in flight until dropped.
+struct InFlight<'a>(&'a Version);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.0.metrics.in_flight.dec();
+    }
+}
+
+/// Load state of one configured version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LoadState {
+    /// Being fetched, loaded or warmed up.
+    Loading,
+    /// Serving.
+    Ready,
+    /// The last load failed; an older instance may still serve.
+    Failed(String),
+}
+
+impl LoadState {
+    /// The state's name in metadata and metrics.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Loading => "loading",
+            Self::Ready => "ready",
+            Self::Failed(_) => "failed",
+        }
+    }
+}
+
+/// One configured version: the instance serving it (if any) and its load state.
+#[derive(Clone)]
+pub struct VersionSlot {
+    /// The instance taking requests; kept while a newer load fails.
+    pub serving: Option<Arc<Version>>,
+    /// Outcome of the latest load attempt.
+    pub state: LoadState,
+}
+
+/// A model and its versions, in config order.
+#[derive(Clone)]
+pub struct ModelEntry {
+    /// The model's current config (limits apply without a reload).
+    pub config: Arc<ModelConfig>,
+    /// Versions by label, in config order.
+    pub versions: Vec<(String, VersionSlot)>,
+}
+
+impl ModelEntry {
+    /// The slot of a version label.
+    pub fn slot(&self, label: &str) -> Option<&VersionSlot> {
+        self.versions
+            .iter()
+            .find(|(l, _)| l == label)
+            .map(|(_, slot)| slot)
+    }
+
+    /// The instance serving requests that name no version: the default version when
+    /// it serves, else the last listed version that does.
+    pub fn default_serving(&self) -> Option<&Arc<Version>> {
+        let default = self.config.default_version();
+        default
+            .and_then(|label| self.slot(label))
+            .and_then(|slot| slot.serving.as_ref())
+            .or_else(|| {
+                self.versions
+                    .iter()
+                    .rev()
+                    .find_map(|(_, slot)| slot.serving.as_ref())
+            })
+    }
+
+    /// Resolves a request's version (`None`: the default).
+    pub fn resolve(&self, version: Option<&str>) -> Result<&Arc<Version>, InferError> {
+        let name = &self.config.name;
+        match version {
+            None => self.default_serving().ok_or_else(|| {
+                InferError::NotReady(format!(
+                    "model {name:?} has no ready version{}",
+                    self.reason_suffix(None)
+                ))
+            }),
+            Some(label) => {
+                let slot = self.slot(label).ok_or_else(|| {
+                    InferError::NotFound(format!("model {name:?} has no version {label:?}"))
+                })?;
+                slot.serving.as_ref().ok_or_else(|| {
+                    InferError::NotReady(format!(
+                        "model {name:?} version {label:?} is not ready{}",
+                        self.reason_suffix(Some(label))
+                    ))
+                })
+            }
+        }
+    }
+
+    fn reason_suffix(&self, label: Option<&str>) -> String {
+        let failed = self
+            .versions
+            .iter()
+            .filter(|(l, _)| label.is_none_or(|want| want == l));
+        let reasons: Vec<String> = failed
+            .filter_map(|(l, slot)| match &slot.state {
+                LoadState::Failed(reason) => Some(format!("version {l}: {reason}")),
+                _ => None,
+            })
+            .collect();
+        if reasons.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", reasons.join("; "))
+        }
+    }
+}
+
+/// Every model served, as one immutable snapshot.
+#[derive(Clone, Default)]
+pub struct Catalog {
+    /// Models by name.
+    pub models: HashMap<String, ModelEntry>,
+    /// False until the reloader has made its first pass over the config.
+    pub initialized: bool,
+}
+
+impl Catalog {
+    /// Finds a model.
+    pub fn model(&self, name: &str) -> Result<&ModelEntry, InferError> {
+        self.models
+            .get(name)
+            .ok_or_else(|| InferError::NotFound(format!("unknown model {name:?}")))
+    }
+
+    /// Resolves a model and version to the instance that serves it.
+    pub fn resolve(
+        &self,
+        model: &str,
+        version: Option<&str>,
+    ) -> Result<(&ModelEntry, Arc<Version>), InferError> {
+        let entry = self.model(model)?;
+        let version = entry.resolve(version)?;
+        Ok((entry, Arc::clone(version)))
+    }
+
+    /// Whether the config was applied and every model has a version serving
+    /// unversioned requests.
+    pub fn ready(&self) -> bool {
+        self.initialized
+            && self
+                .models
+                .values()
+                .all(|entry| entry.default_serving().is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use modelplane_api::runtime_config::RuntimeConfig;
+
+    use super::*;
+    use crate::batch::{BatchSettings, Loader};
+    use crate::metrics::Metrics;
+    use crate::model::{Backend, TensorSpec};
+    use crate::tensor::DataType;
+
+    struct Identity;
+
+    impl Backend for Identity {
+        fn forward(&self, inputs: &[tch::Tensor]) -> Result<Vec<tch::Tensor>, String> {
+            Ok(vec![inputs[0].shallow_clone()])
+        }
+        fn device(&self) -> tch::Device {
+            tch::Device::Cpu
+        }
+    }
+
+    async fn version(label: &str) -> Arc<Version> {
+        let signature = Signature {
+            inputs: vec![TensorSpec {
+                name: "x".into(),
+                datatype: DataType::Fp32,
+                shape: vec![-1],
+            }],
+            outputs: Vec::new(),
+        };
+        let settings = BatchSettings {
+            max_batch_size: 1,
+            max_queue_delay: std::time::Duration::ZERO,
+            warmup_iterations: 1,
+            intra_op_threads: 1,
+        };
+        let metrics = Metrics::new().version("m", label);
+        let loader: Loader =
+            Box::new(move || Ok((Box::new(Identity) as Box<dyn Backend>, signature)));
+        let (executor, signature) =
+            Executor::start(label.into(), settings, metrics.clone(), loader)
+                .await
+                .expect("starts");
+        Arc::new(Version::new(
+            "m".into(),
+            label.into(),
+            signature,
+            false,
+            None,
+            metrics,
+            executor,
+        ))
+    }
+
+    fn entry(default: Option<&str>, slots: Vec<(&str, VersionSlot)>) -> ModelEntry {
+        let yaml = "models: [{name: m, versions: [{version: '1', source: {path: a}}, {version: '2', source: {path: b}}]}]";
+        let mut config = RuntimeConfig::from_yaml(yaml)
+            .expect("config")
+            .models
+            .remove(0);
+        config.default_version = default.map(str::to_owned);
+        ModelEntry {
+            config: Arc::new(config),
+            versions: slots
+                .into_iter()
+                .map(|(label, slot)| (label.to_owned(), slot))
+                .collect(),
+        }
+    }
+
+    fn serving(version: &Arc<Version>) -> VersionSlot {
+        VersionSlot {
+            serving: Some(Arc::clone(version)),
+            state: LoadState::Ready,
+        }
+    }
+
+    fn failed(reason: &str) -> VersionSlot {
+        VersionSlot {
+            serving: None,
+            state: LoadState::Failed(reason.into()),
+        }
+    }
+
+    #[tokio::test]
+    async fn unversioned_requests_go_to_the_default_version() {
+        let (one, two) = (version("1").await, version("2").await);
+        let entry = entry(Some("1"), vec![("1", serving(&one)), ("2", serving(&two))]);
+        assert_eq!(entry.resolve(None).expect("serves").label, "1");
+        assert_eq!(entry.resolve(Some("2")).expect("serves").label, "2");
+    }
+
+    #[tokio::test]
+    async fn a_default_that_never_loaded_falls_back_to_a_serving_version() {
+        let one = version("1").await;
+        let entry = entry(
+            None,
+            vec![("1", serving(&one)), ("2", failed("corrupt file"))],
+        );
+        assert_eq!(entry.resolve(None).expect("falls back").label, "1");
+        let Err(InferError::NotReady(message)) = entry.resolve(Some("2")) else {
+            panic!("version 2 must be reported not ready");
+        };
+        assert!(message.contains("corrupt file"), "{message}");
+        assert!(matches!(
+            entry.resolve(Some("3")),
+            Err(InferError::NotFound(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_catalog_is_ready_only_after_the_first_pass_with_every_model_serving() {
+        let one = version("1").await;
+        let mut catalog = Catalog::default();
+        assert!(!catalog.ready());
+        catalog.initialized = true;
+        catalog.models.insert(
+            "m".into(),
+            entry(None, vec![("1", failed("x")), ("2", failed("y"))]),
+        );
+        assert!(!catalog.ready());
+        catalog.models.insert(
+            "m".into(),
+            entry(None, vec![("1", serving(&one)), ("2", failed("y"))]),
+        );
+        assert!(catalog.ready());
+    }
+}

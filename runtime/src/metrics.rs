@@ -1,0 +1,343 @@
+//! Prometheus metrics: one registry per process, handles resolved once per model version
+//! so the request path only touches atomics and a histogram lock.
+
+use std::path::Path;
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::cgroup;
+
+/// Labels of every per-version series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VersionLabels {
+    /// Model name.
+    pub model: String,
+    /// Version label.
+    pub version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    model: String,
+    version: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    model: String,
+    version: String,
+    state: String,
+}
+
+type HistogramFamily = Family<VersionLabels, Histogram, fn() -> Histogram>;
+
+/// All series the runtime exports.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<OutcomeLabels, Counter>,
+    request_duration: HistogramFamily,
+    queue_duration: HistogramFamily,
+    compute_duration: HistogramFamily,
+    batch_size: HistogramFamily,
+    queue_length: Family<VersionLabels, Gauge>,
+    in_flight: Family<VersionLabels, Gauge>,
+    load_seconds: Family<VersionLabels, Gauge<f64, AtomicU64>>,
+    load_failures: Family<VersionLabels, Counter>,
+    state: Family<StateLabels, Gauge>,
+    config_reload_failures: Counter,
+    cgroup_cpu_cores: Gauge<f64, AtomicU64>,
+    cgroup_memory_max: Gauge,
+    cgroup_memory_current: Gauge,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(25e-6, 2.0, 20))
+}
+
+fn batch_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(1.0, 2.0, 10))
+}
+
+/// The states a version's `modelplane_model_state` series can be in.
+pub const STATES: [&str; 3] = ["loading", "ready", "failed"];
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every series.
+    pub fn new() -> Self {
+        let mut metrics = Self {
+            registry: Registry::default(),
+            requests: Family::default(),
+            request_duration: Family::new_with_constructor(latency_histogram),
+            queue_duration: Family::new_with_constructor(latency_histogram),
+            compute_duration: Family::new_with_constructor(latency_histogram),
+            batch_size: Family::new_with_constructor(batch_histogram),
+            queue_length: Family::default(),
+            in_flight: Family::default(),
+            load_seconds: Family::default(),
+            load_failures: Family::default(),
+            state: Family::default(),
+            config_reload_failures: Counter::default(),
+            cgroup_cpu_cores: Gauge::default(),
+            cgroup_memory_max: Gauge::default(),
+            cgroup_memory_current: Gauge::default(),
+        };
+        metrics.register_request_series();
+        metrics.register_process_series();
+        metrics
+    }
+
+    fn register_request_series(&mut self) {
+        let r = &mut self.registry;
+        r.register(
+            "modelplane_requests",
+            "Inference requests by outcome",
+            self.requests.clone(),
+        );
+        r.register(
+            "modelplane_request_duration_seconds",
+            "Inference request duration, admission to response",
+            self.request_duration.clone(),
+        );
+        r.register(
+            "modelplane_queue_duration_seconds",
+            "Time queued before a forward",
+            self.queue_duration.clone(),
+        );
+        r.register(
+            "modelplane_compute_duration_seconds",
+            "Forward pass duration per batch",
+            self.compute_duration.clone(),
+        );
+        r.register(
+            "modelplane_batch_size",
+            "Rows per forward pass",
+            self.batch_size.clone(),
+        );
+        r.register(
+            "modelplane_queue_length",
+            "Requests waiting for a forward",
+            self.queue_length.clone(),
+        );
+        r.register(
+            "modelplane_in_flight",
+            "Requests admitted and not yet answered",
+            self.in_flight.clone(),
+        );
+    }
+
+    fn register_process_series(&mut self) {
+        let r = &mut self.registry;
+        r.register(
+            "modelplane_model_load_seconds",
+            "Duration of the last successful load",
+            self.load_seconds.clone(),
+        );
+        r.register(
+            "modelplane_model_load_failures",
+            "Failed model loads",
+            self.load_failures.clone(),
+        );
+        r.register(
+            "modelplane_model_state",
+            "1 for the state a version is in",
+            self.state.clone(),
+        );
+        r.register(
+            "modelplane_config_reload_failures",
+            "Config files that failed to parse",
+            self.config_reload_failures.clone(),
+        );
+        r.register(
+            "modelplane_cgroup_cpu_quota_cores",
+            "CPU quota of the pod's cgroup (0: none)",
+            self.cgroup_cpu_cores.clone(),
+        );
+        r.register(
+            "modelplane_cgroup_memory_max_bytes",
+            "memory.max of the pod's cgroup (0: none)",
+            self.cgroup_memory_max.clone(),
+        );
+        r.register(
+            "modelplane_cgroup_memory_current_bytes",
+            "memory.current of the pod's cgroup",
+            self.cgroup_memory_current.clone(),
+        );
+    }
+
+    /// Handles for one model version.
+    pub fn version(&self, model: &str, version: &str) -> VersionMetrics {
+        let labels = VersionLabels {
+            model: model.to_owned(),
+            version: version.to_owned(),
+        };
+        VersionMetrics {
+            success: self
+                .requests
+                .get_or_create_owned(&outcome(&labels, "success")),
+            requests: self.requests.clone(),
+            request_duration: self.request_duration.get_or_create_owned(&labels),
+            queue_duration: self.queue_duration.get_or_create_owned(&labels),
+            compute_duration: self.compute_duration.get_or_create_owned(&labels),
+            batch_size: self.batch_size.get_or_create_owned(&labels),
+            queue_length: self.queue_length.get_or_create_owned(&labels),
+            in_flight: self.in_flight.get_or_create_owned(&labels),
+            labels,
+        }
+    }
+
+    /// Records the state a version is in (and clears its other states).
+    pub fn set_state(&self, model: &str, version: &str, state: &str) {
+        for candidate in STATES {
+            let labels = StateLabels {
+                model: model.to_owned(),
+                version: version.to_owned(),
+                state: candidate.to_owned(),
+            };
+            self.state
+                .get_or_create(&labels)
+                .set(i64::from(candidate == state));
+        }
+    }
+
+    /// Records a successful load and how long it took.
+    pub fn loaded(&self, model: &str, version: &str, seconds: f64) {
+        let labels = VersionLabels {
+            model: model.to_owned(),
+            version: version.to_owned(),
+        };
+        self.load_seconds.get_or_create(&labels).set(seconds);
+        self.set_state(model, version, "ready");
+    }
+
+    /// Counts a failed load.
+    pub fn load_failed(&self, model: &str, version: &str) {
+        let labels = VersionLabels {
+            model: model.to_owned(),
+            version: version.to_owned(),
+        };
+        self.load_failures.get_or_create(&labels).inc();
+    }
+
+    /// Counts a config file that did not parse or validate.
+    pub fn config_reload_failed(&self) {
+        self.config_reload_failures.inc();
+    }
+
+    /// Renders the text exposition format, refreshing cgroup figures first.
+    pub fn encode(&self) -> String {
+        self.refresh_cgroup(Path::new(cgroup::CGROUP_ROOT));
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+
+    fn refresh_cgroup(&self, root: &Path) {
+        let cores = cgroup::read_cpu_max(root)
+            .and_then(cgroup::CpuMax::cores)
+            .unwrap_or(0.0);
+        self.cgroup_cpu_cores.set(cores);
+        let read = |file| {
+            cgroup::read_bytes(root, file).map_or(0, |b| i64::try_from(b).unwrap_or(i64::MAX))
+        };
+        self.cgroup_memory_max.set(read("memory.max"));
+        self.cgroup_memory_current.set(read("memory.current"));
+    }
+}
+
+fn outcome(labels: &VersionLabels, outcome: &str) -> OutcomeLabels {
+    OutcomeLabels {
+        model: labels.model.clone(),
+        version: labels.version.clone(),
+        outcome: outcome.to_owned(),
+    }
+}
+
+/// Pre-resolved series of one model version.
+#[derive(Clone)]
+pub struct VersionMetrics {
+    labels: VersionLabels,
+    success: Counter,
+    requests: Family<OutcomeLabels, Counter>,
+    /// Admission to response.
+    pub request_duration: Histogram,
+    /// Time queued before a forward.
+    pub queue_duration: Histogram,
+    /// Forward pass duration per batch.
+    pub compute_duration: Histogram,
+    /// Rows per forward.
+    pub batch_size: Histogram,
+    /// Requests waiting for a forward.
+    pub queue_length: Gauge,
+    /// Requests admitted and not yet answered.
+    pub in_flight: Gauge,
+}
+
+impl VersionMetrics {
+    /// Counts a finished request by outcome (`success` or an error's metric label).
+    pub fn count(&self, outcome_label: &str) {
+        if outcome_label == "success" {
+            self.success.inc();
+        } else {
+            self.requests
+                .get_or_create(&outcome(&self.labels, outcome_label))
+                .inc();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_series_appear_in_the_exposition() {
+        let metrics = Metrics::new();
+        let version = metrics.version("mlp", "1");
+        version.count("success");
+        version.count("bad_request");
+        version.batch_size.observe(4.0);
+        metrics.set_state("mlp", "1", "ready");
+        let text = metrics.encode();
+        assert!(
+            text.contains(
+                r#"modelplane_requests_total{model="mlp",version="1",outcome="success"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(r#"outcome="bad_request"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"modelplane_batch_size_count{model="mlp",version="1"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"modelplane_model_state{model="mlp",version="1",state="ready"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"state="failed"} 0"#), "{text}");
+    }
+
+    #[test]
+    fn a_failed_load_is_counted() {
+        let metrics = Metrics::new();
+        metrics.load_failed("mlp", "2");
+        let text = metrics.encode();
+        assert!(
+            text.contains(r#"modelplane_model_load_failures_total{model="mlp",version="2"} 1"#),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,416 @@
+//! Open Inference Protocol v2 over gRPC: `inference.GRPCInferenceService`.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::error::InferError;
+use crate::server::AppState;
+use crate::tensor::{DataType, TensorData};
+use crate::validate::{check_input, check_outputs, order_inputs};
+
+/// Code generated from `proto/grpc_service.proto`.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod pb {
+    tonic::include_proto!("inference");
+}
+
+use pb::grpc_inference_service_server::GrpcInferenceService;
+use pb::model_infer_response::InferOutputTensor;
+use pb::{InferTensorContents, ModelInferRequest, ModelInferResponse};
+
+/// Parses a `grpc-timeout` header value (`<up to 8 digits><H|M|S|m|u|n>`).
+pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let amount: u64 = digits.parse().ok()?;
+    match unit {
+        "H" => Some(Duration::from_secs(amount * 3600)),
+        "M" => Some(Duration::from_secs(amount * 60)),
+        "S" => Some(Duration::from_secs(amount)),
+        "m" => Some(Duration::from_millis(amount)),
+        "u" => Some(Duration::from_micros(amount)),
+        "n" => Some(Duration::from_nanos(amount)),
+        _ => None,
+    }
+}
+
+/// The gRPC service over the shared server state.
+#[derive(Clone)]
+pub struct GrpcService {
+    state: Arc<AppState>,
+}
+
+impl GrpcService {
+    /// Serves the models in `state`.
+    pub fn new(state: Arc<AppState>) -> Self {
+        Self { state }
+    }
+
+    /// Runs one inference; the shared path of `ModelInfer` and `ModelStreamInfer`.
+    async fn infer(
+        &self,
+        request: ModelInferRequest,
+        timeout: Option<Duration>,
+    ) -> Result<ModelInferResponse, InferError> {
+        let started = Instant::now();
+        let (config, version) = {
+            let catalog = self.state.catalog.load();
+            let wanted = Some(request.model_version.as_str()).filter(|v| !v.is_empty());
+            let (entry, version) = catalog.resolve(&request.model_name, wanted)?;
+            (Arc::clone(&entry.config), version)
+        };
+        let result = async {
+            let limits = &config.limits;
+            let deadline = started
+                + timeout.map_or(limits.request_timeout.get(), |t| {
+                    t.min(limits.request_timeout.get())
+                });
+            let (inputs, rows) =
+                decode_inputs(&request, &version.signature, limits, version.batching)?;
+            let requested: Vec<&str> = request.outputs.iter().map(|o| o.name.as_str()).collect();
+            check_outputs(&version.signature, requested.iter().copied())?;
+            let outputs = version.infer(inputs, rows, deadline, limits).await?;
+            Ok(encode_outputs(
+                &request,
+                &version.model,
+                &version.label,
+                outputs,
+                &requested,
+            ))
+        }
+        .await;
+        version.record(started, &result);
+        result
+    }
+}
+
+fn decode_inputs(
+    request: &ModelInferRequest,
+    signature: &crate::model::Signature,
+    limits: &modelplane_api::runtime_config::Limits,
+    batching: bool,
+) -> Result<(Vec<TensorData>, u64), InferError> {
+    let raw = &request.raw_input_contents;
+    if !raw.is_empty() && raw.len() != request.inputs.len() {
+        return Err(InferError::BadRequest(format!(
+            "raw_input_contents has {} entries for {} inputs",
+            raw.len(),
+            request.inputs.len()
+        )));
+    }
+    let mut decoded = Vec::with_capacity(request.inputs.len());
+    for (position, input) in request.inputs.iter().enumerate() {
+        let checked = check_input(
+            signature,
+            limits,
+            &input.name,
+            &input.datatype,
+            &input.shape,
+        )?;
+        let data = match (raw.get(position), &input.contents) {
+            (Some(bytes), _) => bytes.clone(),
+            (None, Some(contents)) => {
+                Bytes::from(typed_contents(contents, checked.datatype).map_err(|err| {
+                    InferError::BadRequest(format!("input {:?}: {err}", input.name))
+                })?)
+            }
+            (None, None) => {
+                return Err(InferError::BadRequest(format!(
+                    "input {:?} has no contents",
+                    input.name
+                )));
+            }
+        };
+        if data.len() as u64 != checked.byte_len() {
+            return Err(InferError::BadRequest(format!(
+                "input {:?}: {} bytes of data for shape {:?} of {} ({} bytes)",
+                input.name,
+                data.len(),
+                input.shape,
+                checked.datatype,
+                checked.byte_len()
+            )));
+        }
+        let tensor = TensorData {
+            name: input.name.clone(),
+            datatype: checked.datatype,
+            shape: input.shape.clone(),
+            data,
+        };
+        decoded.push((checked.index, tensor));
+    }
+    order_inputs(signature, decoded, batching)
+}
+
+/// Converts typed `InferTensorContents` to little-endian bytes.
+fn typed_contents(contents: &InferTensorContents, datatype: DataType) -> Result<Vec<u8>, String> {
+    fn narrow<T: TryFrom<S>, S: Copy + std::fmt::Display>(
+        values: &[S],
+        to_bytes: impl Fn(T) -> Vec<u8>,
+        datatype: DataType,
+    ) -> Result<Vec<u8>, String> {
+        let mut out = Vec::with_capacity(values.len() * datatype.size().unwrap_or(1));
+        for &value in values {
+            let narrowed =
+                T::try_from(value).map_err(|_| format!("{value} is not a valid {datatype}"))?;
+            out.extend(to_bytes(narrowed));
+        }
+        Ok(out)
+    }
+    let c = contents;
+    match datatype {
+        DataType::Bool => Ok(c.bool_contents.iter().map(|&b| u8::from(b)).collect()),
+        DataType::Int8 => narrow(&c.int_contents, |v: i8| v.to_le_bytes().to_vec(), datatype),
+        DataType::Int16 => narrow(&c.int_contents, |v: i16| v.to_le_bytes().to_vec(), datatype),
+        DataType::Int32 => Ok(c
+            .int_contents
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect()),
+        DataType::Int64 => Ok(c
+            .int64_contents
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect()),
+        DataType::Uint8 => narrow(&c.uint_contents, |v: u8| vec![v], datatype),
+        DataType::Uint16 => narrow(
+            &c.uint_contents,
+            |v: u16| v.to_le_bytes().to_vec(),
+            datatype,
+        ),
+        DataType::Uint32 => Ok(c
+            .uint_contents
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect()),
+        DataType::Uint64 => Ok(c
+            .uint64_contents
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect()),
+        DataType::Fp32 => Ok(c
+            .fp32_contents
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect()),
+        DataType::Fp64 => Ok(c
+            .fp64_contents
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect()),
+        DataType::Fp16 | DataType::Bf16 | DataType::Bytes => Err(format!(
+            "{datatype} has no typed contents field; send it in raw_input_contents"
+        )),
+    }
+}
+
+/// Builds the response with every (or every requested) output as raw contents.
+fn encode_outputs(
+    request: &ModelInferRequest,
+    model: &str,
+    version: &str,
+    outputs: Vec<TensorData>,
+    requested: &[&str],
+) -> ModelInferResponse {
+    let chosen: Vec<TensorData> = if requested.is_empty() {
+        outputs
+    } else {
+        requested
+            .iter()
+            .filter_map(|name| outputs.iter().find(|t| t.name == *name).cloned())
+            .collect()
+    };
+    let mut response = ModelInferResponse {
+        model_name: model.to_owned(),
+        model_version: version.to_owned(),
+        id: request.id.clone(),
+        ..Default::default()
+    };
+    for tensor in chosen {
+        response.outputs.push(InferOutputTensor {
+            name: tensor.name,
+            datatype: tensor.datatype.as_str().to_owned(),
+            shape: tensor.shape,
+            ..Default::default()
+        });
+        response.raw_output_contents.push(tensor.data);
+    }
+    response
+}
+
+fn timeout_of<T>(request: &Request<T>) -> Option<Duration> {
+    request
+        .metadata()
+        .get("grpc-timeout")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_grpc_timeout)
+}
+
+type InferStream =
+    Pin<Box<dyn Stream<Item = Result<pb::ModelStreamInferResponse, Status>> + Send + 'static>>;
+
+/// Requests of one stream run concurrently up to this many; responses keep request order.
+const STREAM_CONCURRENCY: usize = 64;
+
+#[tonic::async_trait]
+impl GrpcInferenceService for GrpcService {
+    async fn server_live(
+        &self,
+        _: Request<pb::ServerLiveRequest>,
+    ) -> Result<Response<pb::ServerLiveResponse>, Status> {
+        Ok(Response::new(pb::ServerLiveResponse { live: true }))
+    }
+
+    async fn server_ready(
+        &self,
+        _: Request<pb::ServerReadyRequest>,
+    ) -> Result<Response<pb::ServerReadyResponse>, Status> {
+        Ok(Response::new(pb::ServerReadyResponse {
+            ready: self.state.catalog.load().ready(),
+        }))
+    }
+
+    async fn model_ready(
+        &self,
+        request: Request<pb::ModelReadyRequest>,
+    ) -> Result<Response<pb::ModelReadyResponse>, Status> {
+        let request = request.into_inner();
+        let catalog = self.state.catalog.load();
+        let entry = catalog.model(&request.name)?;
+        let wanted = Some(request.version.as_str()).filter(|v| !v.is_empty());
+        let ready = match entry.resolve(wanted) {
+            Ok(_) => true,
+            Err(InferError::NotReady(_)) => false,
+            Err(err) => return Err(err.into()),
+        };
+        Ok(Response::new(pb::ModelReadyResponse { ready }))
+    }
+
+    async fn server_metadata(
+        &self,
+        _: Request<pb::ServerMetadataRequest>,
+    ) -> Result<Response<pb::ServerMetadataResponse>, Status> {
+        let meta = crate::server::server_metadata();
+        Ok(Response::new(pb::ServerMetadataResponse {
+            name: meta.name.to_owned(),
+            version: meta.version.to_owned(),
+            extensions: meta.extensions.iter().map(|e| (*e).to_owned()).collect(),
+        }))
+    }
+
+    async fn model_metadata(
+        &self,
+        request: Request<pb::ModelMetadataRequest>,
+    ) -> Result<Response<pb::ModelMetadataResponse>, Status> {
+        let request = request.into_inner();
+        let catalog = self.state.catalog.load();
+        let wanted = Some(request.version.as_str()).filter(|v| !v.is_empty());
+        let meta = crate::server::model_metadata(&catalog, &request.name, wanted)?;
+        let tensor =
+            |spec: crate::server::TensorMeta| pb::model_metadata_response::TensorMetadata {
+                name: spec.name,
+                datatype: spec.datatype.to_owned(),
+                shape: spec.shape,
+            };
+        Ok(Response::new(pb::ModelMetadataResponse {
+            name: meta.name,
+            versions: meta.versions,
+            platform: meta.platform.to_owned(),
+            inputs: meta.inputs.into_iter().map(tensor).collect(),
+            outputs: meta.outputs.into_iter().map(tensor).collect(),
+        }))
+    }
+
+    async fn model_infer(
+        &self,
+        request: Request<ModelInferRequest>,
+    ) -> Result<Response<ModelInferResponse>, Status> {
+        let timeout = timeout_of(&request);
+        Ok(Response::new(
+            self.infer(request.into_inner(), timeout).await?,
+        ))
+    }
+
+    type ModelStreamInferStream = InferStream;
+
+    async fn model_stream_infer(
+        &self,
+        request: Request<Streaming<ModelInferRequest>>,
+    ) -> Result<Response<Self::ModelStreamInferStream>, Status> {
+        let timeout = timeout_of(&request);
+        let service = self.clone();
+        let responses = request
+            .into_inner()
+            .map(move |message| {
+                let service = service.clone();
+                async move {
+                    let request = message?;
+                    let id = request.id.clone();
+                    Ok(match service.infer(request, timeout).await {
+                        Ok(response) => pb::ModelStreamInferResponse {
+                            error_message: String::new(),
+                            infer_response: Some(response),
+                        },
+                        Err(err) => pb::ModelStreamInferResponse {
+                            error_message: err.to_string(),
+                            infer_response: Some(ModelInferResponse {
+                                id,
+                                ..Default::default()
+                            }),
+                        },
+                    })
+                }
+            })
+            .buffered(STREAM_CONCURRENCY);
+        Ok(Response::new(Box::pin(responses)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeout_units_are_understood() {
+        assert_eq!(parse_grpc_timeout("5S"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_grpc_timeout("100u"), Some(Duration::from_micros(100)));
+        assert_eq!(parse_grpc_timeout("2H"), Some(Duration::from_secs(7200)));
+        for bad in ["", "S", "5", "5s", "123456789S", "-1S", "1.5S"] {
+            assert_eq!(parse_grpc_timeout(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn typed_contents_are_packed_little_endian() {
+        let contents = InferTensorContents {
+            int_contents: vec![1, -2],
+            ..Default::default()
+        };
+        assert_eq!(
+            typed_contents(&contents, DataType::Int16).expect("fits"),
+            [1, 0, 0xfe, 0xff]
+        );
+        let too_big = InferTensorContents {
+            int_contents: vec![300],
+            ..Default::default()
+        };
+        assert!(typed_contents(&too_big, DataType::Int8).is_err());
+        let floats = InferTensorContents {
+            fp32_contents: vec![1.5],
+            ..Default::default()
+        };
+        assert_eq!(
+            typed_contents(&floats, DataType::Fp32).expect("fp32"),
+            1.5f32.to_le_bytes()
+        );
+        assert!(typed_contents(&InferTensorContents::default(), DataType::Fp16).is_err());
+    }
+}

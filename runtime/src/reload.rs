@@ -1,0 +1,332 @@
+//! Hot reload: polls the config file and local model files, loads new or changed
+//! versions beside the serving ones, and swaps the catalog atomically. A failed load
+//! keeps the previous instance serving and records why.
+//!
+//! Polling (rather than inotify) is deliberate: Kubernetes updates ConfigMap mounts by
+//! swapping symlinks, which file watches miss or report inconsistently.
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use modelplane_api::runtime_config::{ModelConfig, RuntimeConfig, Source, VersionConfig};
+use tokio::sync::{oneshot, watch};
+
+use crate::batch::{BatchSettings, Executor, Loader};
+use crate::catalog::{Catalog, LoadState, ModelEntry, Version, VersionSlot};
+use crate::model::{self, SIGNATURE_FILE, Signature};
+use crate::server::{AppState, ConfigSource};
+use crate::source::Fetcher;
+
+/// What a version was (or is to be) loaded from; a change triggers a reload.
+#[derive(Clone, Debug, PartialEq)]
+struct Wanted {
+    version: VersionConfig,
+    format: modelplane_api::runtime_config::ModelFormat,
+    inputs: Vec<modelplane_api::runtime_config::TensorSpec>,
+    outputs: Vec<modelplane_api::runtime_config::TensorSpec>,
+    batching: modelplane_api::runtime_config::Batching,
+    files: Option<FileStamp>,
+}
+
+/// Identity of a local model file and its signature file: a rewrite, a rename over
+/// it or a symlink swap all change it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct FileStamp {
+    model: Option<(u64, u64, i64, i64)>,
+    signature: Option<(u64, u64, i64, i64)>,
+}
+
+fn stamp(path: &Path) -> Option<(u64, u64, i64, i64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.ino(), meta.len(), meta.mtime(), meta.mtime_nsec()))
+}
+
+impl Wanted {
+    fn of(model: &ModelConfig, version: &VersionConfig) -> Self {
+        let files = match &version.source {
+            Source::Path(path) => {
+                let path = Path::new(path);
+                let signature = path.parent().map(|dir| dir.join(SIGNATURE_FILE));
+                Some(FileStamp {
+                    model: stamp(path),
+                    signature: signature.as_deref().and_then(stamp),
+                })
+            }
+            Source::Http(_) | Source::Oci(_) => None,
+        };
+        Self {
+            version: version.clone(),
+            format: model.format,
+            inputs: model.inputs.clone(),
+            outputs: model.outputs.clone(),
+            batching: model.batching.clone(),
+            files,
+        }
+    }
+}
+
+type Key = (String, String);
+
+/// The task that keeps the catalog in line with the config and the model files.
+pub struct Reloader {
+    source: ConfigSource,
+    config: RuntimeConfig,
+    last_text: Option<String>,
+    state: Arc<AppState>,
+    fetcher: Fetcher,
+    loaded: HashMap<Key, Wanted>,
+    failed: HashMap<Key, (Wanted, String)>,
+}
+
+impl Reloader {
+    /// A reloader starting from an already validated config.
+    pub fn new(source: ConfigSource, config: RuntimeConfig, state: Arc<AppState>) -> Self {
+        let last_text = match &source {
+            ConfigSource::File(path) => std::fs::read_to_string(path).ok(),
+            ConfigSource::Inline(_) => None,
+        };
+        Self {
+            source,
+            config,
+            last_text,
+            state,
+            fetcher: Fetcher::default(),
+            loaded: HashMap::new(),
+            failed: HashMap::new(),
+        }
+    }
+
+    /// Reconciles now and then every watch interval, until `stop` turns true. After the
+    /// first pass, `initial` receives why each model without a serving version failed.
+    pub async fn run(
+        mut self,
+        mut stop: watch::Receiver<bool>,
+        initial: oneshot::Sender<Vec<String>>,
+    ) {
+        let mut initial = Some(initial);
+        loop {
+            self.reread_config();
+            self.reconcile().await;
+            if let Some(initial) = initial.take() {
+                let _ = initial.send(unservable(&self.state.catalog.load()));
+            }
+            let interval = self.config.server.watch_interval.get();
+            tokio::select! {
+                () = tokio::time::sleep(interval) => {}
+                _ = stop.wait_for(|stop| *stop) => return,
+            }
+        }
+    }
+
+    fn reread_config(&mut self) {
+        let ConfigSource::File(path) = &self.source else {
+            return;
+        };
+        let Ok(text) = std::fs::read_to_string(path) else {
+            tracing::warn!(path = %path.display(), "config file unreadable; keeping the current config");
+            return;
+        };
+        if self.last_text.as_deref() == Some(text.as_str()) {
+            return;
+        }
+        match RuntimeConfig::from_yaml(&text) {
+            Ok(config) => {
+                tracing::info!(path = %path.display(), "config changed");
+                self.config = config;
+            }
+            Err(err) => {
+                tracing::error!(path = %path.display(), error = %err, "new config refused; keeping the current one");
+                self.state.metrics.config_reload_failed();
+            }
+        }
+        self.last_text = Some(text);
+    }
+
+    async fn reconcile(&mut self) {
+        let current = self.state.catalog.load_full();
+        let mut models = HashMap::new();
+        let mut changed = !current.initialized;
+        for model in &self.config.models.clone() {
+            let old = current.models.get(&model.name);
+            let mut versions = Vec::with_capacity(model.versions.len());
+            for version in &model.versions {
+                let old_slot = old.and_then(|entry| entry.slot(&version.version)).cloned();
+                let (slot, loaded) = self.reconcile_version(model, version, old_slot).await;
+                changed |= loaded;
+                versions.push((version.version.clone(), slot));
+            }
+            let config = match old {
+                Some(entry) if *entry.config == *model => Arc::clone(&entry.config),
+                _ => {
+                    changed = true;
+                    Arc::new(model.clone())
+                }
+            };
+            models.insert(model.name.clone(), ModelEntry { config, versions });
+        }
+        changed |= current.models.len() != models.len();
+        let keep = |key: &Key| {
+            models
+                .get(&key.0)
+                .is_some_and(|e: &ModelEntry| e.slot(&key.1).is_some())
+        };
+        self.loaded.retain(|key, _| keep(key));
+        self.failed.retain(|key, _| keep(key));
+        if changed {
+            self.state.catalog.store(Arc::new(Catalog {
+                models,
+                initialized: true,
+            }));
+        }
+    }
+
+    /// Keeps, loads or reloads one version; returns its slot and whether it changed.
+    async fn reconcile_version(
+        &mut self,
+        model: &ModelConfig,
+        version: &VersionConfig,
+        old: Option<VersionSlot>,
+    ) -> (VersionSlot, bool) {
+        let key = (model.name.clone(), version.version.clone());
+        let wanted = Wanted::of(model, version);
+        if let Some(slot) = &old
+            && self.loaded.get(&key) == Some(&wanted)
+        {
+            return (slot.clone(), false);
+        }
+        if let Some((failed, reason)) = self.failed.get(&key)
+            && *failed == wanted
+        {
+            let slot = old.unwrap_or(VersionSlot {
+                serving: None,
+                state: LoadState::Failed(reason.clone()),
+            });
+            return (slot, false);
+        }
+        self.state
+            .metrics
+            .set_state(&model.name, &version.version, "loading");
+        let serving = old.and_then(|slot| slot.serving);
+        match self.load(model, version).await {
+            Ok(instance) => {
+                tracing::info!(model = %model.name, version = %version.version, "version ready");
+                self.failed.remove(&key);
+                self.loaded.insert(key, wanted);
+                (
+                    VersionSlot {
+                        serving: Some(Arc::new(instance)),
+                        state: LoadState::Ready,
+                    },
+                    true,
+                )
+            }
+            Err(reason) => {
+                tracing::error!(model = %model.name, version = %version.version, %reason, keeps_serving = serving.is_some(), "load failed");
+                self.state
+                    .metrics
+                    .load_failed(&model.name, &version.version);
+                self.state.metrics.set_state(
+                    &model.name,
+                    &version.version,
+                    if serving.is_some() { "ready" } else { "failed" },
+                );
+                self.failed.insert(key, (wanted, reason.clone()));
+                (
+                    VersionSlot {
+                        serving,
+                        state: LoadState::Failed(reason),
+                    },
+                    true,
+                )
+            }
+        }
+    }
+
+    async fn load(&self, model: &ModelConfig, version: &VersionConfig) -> Result<Version, String> {
+        let started = Instant::now();
+        let cache_dir = PathBuf::from(&self.config.server.cache_dir);
+        let artifact = self
+            .fetcher
+            .fetch(&version.source, &cache_dir)
+            .await
+            .map_err(|e| e.to_string())?;
+        let signature = signature_for(model, &artifact.path)?;
+        let batching = model.batching.max_batch_size > 1 && signature.batchable();
+        let settings = BatchSettings {
+            max_batch_size: if batching {
+                u64::from(model.batching.max_batch_size)
+            } else {
+                1
+            },
+            max_queue_delay: model.batching.max_queue_delay.get(),
+            warmup_iterations: version.warmup_iterations,
+            intra_op_threads: crate::cgroup::intra_op_threads(
+                self.config.server.intra_op_threads,
+                Path::new(crate::cgroup::CGROUP_ROOT),
+            ),
+        };
+        let metrics = self.state.metrics.version(&model.name, &version.version);
+        let (format, device, path) = (model.format, version.device, artifact.path.clone());
+        let loader: Loader = Box::new(move || {
+            let backend = model::load(format, &path, device).map_err(|e| e.to_string())?;
+            Ok((backend, signature))
+        });
+        let thread = format!("mp-{}-{}", model.name, version.version);
+        let (executor, signature) =
+            Executor::start(thread, settings, metrics.clone(), loader).await?;
+        self.state.metrics.loaded(
+            &model.name,
+            &version.version,
+            started.elapsed().as_secs_f64(),
+        );
+        Ok(Version::new(
+            model.name.clone(),
+            version.version.clone(),
+            signature,
+            batching,
+            artifact.digest,
+            metrics,
+            executor,
+        ))
+    }
+}
+
+/// One line per model that has no serving version, with the load failures behind it.
+fn unservable(catalog: &Catalog) -> Vec<String> {
+    let mut lines: Vec<String> = catalog
+        .models
+        .values()
+        .filter(|entry| entry.default_serving().is_none())
+        .flat_map(|entry| {
+            entry
+                .versions
+                .iter()
+                .filter_map(|(label, slot)| match &slot.state {
+                    LoadState::Failed(reason) => Some(format!(
+                        "model {} version {label} failed to load: {reason}",
+                        entry.config.name
+                    )),
+                    _ => None,
+                })
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// The configured signature, else the `signature.json` beside the model file.
+fn signature_for(model: &ModelConfig, model_path: &Path) -> Result<Signature, String> {
+    if !model.inputs.is_empty() {
+        return Signature::from_specs(&model.inputs, &model.outputs);
+    }
+    let dir = model_path.parent().unwrap_or(Path::new("."));
+    Signature::read_beside(dir)?.ok_or_else(|| {
+        format!(
+            "no inputs in the config and no {SIGNATURE_FILE} beside {}",
+            model_path.display()
+        )
+    })
+}
