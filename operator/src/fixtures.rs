@@ -24,7 +24,7 @@ use kube::{
         watcher,
     },
 };
-use modelplane_api::model_deployment::ModelDeployment;
+use modelplane_api::model_deployment::{ModelDeployment, ModelDeploymentStatus};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
@@ -496,4 +496,33 @@ pub async fn finished(server: tokio::task::JoinHandle<Vec<Recorded>>) -> Vec<Rec
         .await
         .expect("the reconcile did not make every expected request")
         .expect("the API server script failed")
+}
+
+/// The body of the first server-side apply of a `kind` the reconcile made.
+pub fn applied<'a>(recorded: &'a [Recorded], kind: &str) -> &'a Value {
+    recorded
+        .iter()
+        .find(|r| matches!(r.expect, Expect::Apply { .. }) && r.body["kind"] == kind)
+        .map(|r| &r.body)
+        .unwrap_or_else(|| panic!("no {kind} applied"))
+}
+
+/// The status the reconcile applied to the status subresource.
+pub fn status_written(recorded: &[Recorded]) -> ModelDeploymentStatus {
+    let body = recorded
+        .iter()
+        .find(|r| matches!(r.expect, Expect::ApplyStatus))
+        .map(|r| r.body["status"].clone())
+        .expect("status written");
+    serde_json::from_value(body).expect("status deserializes")
+}
+
+/// The (status, reason) of condition `type_`.
+pub fn condition(status: &ModelDeploymentStatus, type_: &str) -> (String, String) {
+    let c = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .unwrap_or_else(|| panic!("no {type_} condition"));
+    (format!("{:?}", c.status), c.reason.clone())
 }

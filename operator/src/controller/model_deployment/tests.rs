@@ -4,10 +4,11 @@ use serde_json::{Value, json};
 
 use super::reconcile;
 use crate::fixtures::{
-    Cluster, Expect, NAME, RUNTIME_DIGEST, Recorded, apply_budget, apply_config_map,
-    apply_deployment, apply_service, context, finished, model_deployment, oci, path, resnet18_spec,
+    Cluster, Expect, NAME, RUNTIME_DIGEST, Recorded, applied, apply_budget, apply_config_map,
+    apply_deployment, apply_service, condition, context, finished, model_deployment, oci, path,
+    resnet18_spec, status_written,
 };
-use modelplane_api::model_deployment::{ModelDeployment, ModelDeploymentStatus};
+use modelplane_api::model_deployment::ModelDeployment;
 
 /// Runs one reconcile of `md` over `cluster` against `script`; returns the bodies received.
 async fn reconcile_with(
@@ -21,32 +22,6 @@ async fn reconcile_with(
         .await
         .expect("reconcile succeeds");
     finished(server).await
-}
-
-fn applied<'a>(recorded: &'a [Recorded], kind: &str) -> &'a Value {
-    recorded
-        .iter()
-        .find(|r| matches!(r.expect, Expect::Apply { .. }) && r.body["kind"] == kind)
-        .map(|r| &r.body)
-        .unwrap_or_else(|| panic!("no {kind} applied"))
-}
-
-fn status_written(recorded: &[Recorded]) -> ModelDeploymentStatus {
-    let body = recorded
-        .iter()
-        .find(|r| matches!(r.expect, Expect::ApplyStatus))
-        .map(|r| r.body["status"].clone())
-        .expect("status written");
-    serde_json::from_value(body).expect("status deserializes")
-}
-
-fn condition(status: &ModelDeploymentStatus, type_: &str) -> (String, String) {
-    let c = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .expect("condition");
-    (format!("{:?}", c.status), c.reason.clone())
 }
 
 fn rollout_hash(deployment: &Value) -> String {

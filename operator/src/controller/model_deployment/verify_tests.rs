@@ -11,9 +11,9 @@ use super::{HELD_RETRY, reconcile};
 use crate::{
     controller::Context,
     fixtures::{
-        ApiServer, Cluster, Expect, NAMESPACE, RUNTIME_DIGEST, Recorded, apply_config_map,
-        apply_deployment, apply_service, context_with, defaults, model_deployment, oci, path,
-        registry, resnet18_spec,
+        ApiServer, Cluster, Expect, NAMESPACE, RUNTIME_DIGEST, Recorded, applied, apply_config_map,
+        apply_deployment, apply_service, condition, context_with, defaults, model_deployment, oci,
+        path, registry, resnet18_spec, status_written,
     },
     verification::{PINNED_ANNOTATION, fake::FakeRegistry},
 };
@@ -105,32 +105,6 @@ impl Harness {
         self.server = Some(server);
         (action, recorded)
     }
-}
-
-fn applied<'a>(recorded: &'a [Recorded], kind: &str) -> &'a Value {
-    recorded
-        .iter()
-        .find(|r| matches!(r.expect, Expect::Apply { .. }) && r.body["kind"] == kind)
-        .map(|r| &r.body)
-        .unwrap_or_else(|| panic!("no {kind} applied"))
-}
-
-fn status_written(recorded: &[Recorded]) -> ModelDeploymentStatus {
-    let body = recorded
-        .iter()
-        .find(|r| matches!(r.expect, Expect::ApplyStatus))
-        .map(|r| r.body["status"].clone())
-        .expect("status written");
-    serde_json::from_value(body).expect("status deserializes")
-}
-
-fn condition(status: &ModelDeploymentStatus, type_: &str) -> (String, String) {
-    let c = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .unwrap_or_else(|| panic!("no {type_} condition"));
-    (format!("{:?}", c.status), c.reason.clone())
 }
 
 fn image(recorded: &[Recorded]) -> String {
