@@ -1,0 +1,478 @@
+//! The continuous-batching engine: one dedicated thread per model version owns the
+//! model and its KV cache slots, and runs iterations of the contract's `step`
+//! (docs/generate-contract.md) over every request holding a slot.
+//!
+//! Each iteration it takes new requests off its queue, drops those whose client went
+//! away or whose deadline passed, admits waiting requests FIFO into free slots, and
+//! feeds one decode token per running request plus prompt chunks (the policy is in
+//! `engine/scheduler.rs`). The sampled tokens go back to each request's
+//! [`GenerationStream`] as text deltas. The async side ([`Engine`]) only validates,
+//! counts and enqueues.
+
+mod scheduler;
+mod sequence;
+mod worker;
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use tokio::sync::{mpsc as tokio_mpsc, oneshot};
+
+use crate::metrics::GenerationMetrics;
+use crate::sampling::{InvalidParam, SamplingParams};
+use crate::text::TextCodec;
+
+/// The shape of a loaded model and of the KV cache allocated for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModelShape {
+    /// Logits per row (`V`).
+    pub vocab_size: u32,
+    /// Cache slots (`S`): the most requests that run at once.
+    pub slots: u32,
+    /// Positions per slot (`C`): the most prompt + output tokens of one request.
+    pub context: u32,
+    /// Memory one cached token takes (`config.json`'s `kv_cache_bytes_per_token`).
+    pub kv_cache_bytes_per_token: u64,
+}
+
+/// One row of a `step` call: extend the sequence in `slot` by `tokens` at `start`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StepRow<'a> {
+    /// Cache slot; distinct within a call.
+    pub slot: u32,
+    /// Tokens already in the slot, the position of `tokens[0]`.
+    pub start: u32,
+    /// The new tokens (at least one).
+    pub tokens: &'a [u32],
+}
+
+/// A failed `step` call; the message is the model's.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct StepError(pub String);
+
+/// A generative model behind the contract's `step` function over a slotted KV cache.
+pub trait StepModel: Send {
+    /// The shape of the model and of its allocated cache.
+    fn shape(&self) -> ModelShape;
+
+    /// One call of the contract's `step`; returns the logits of each row's last
+    /// token, row-major `[rows.len() * vocab_size]`.
+    fn step(&mut self, rows: &[StepRow<'_>]) -> Result<Vec<f32>, StepError>;
+}
+
+/// How the engine queues and batches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngineSettings {
+    /// Requests that may wait for a slot; more are refused (503).
+    pub max_waiting: u32,
+    /// Most prompt tokens of one request fed in one iteration.
+    pub prefill_chunk: u32,
+    /// Token budget of an iteration: decode rows first, then prompt chunks (the
+    /// oldest prompt always advances by one chunk).
+    pub max_batch_tokens: u32,
+    /// Prompt chunks join the decode call when padding the decode rows to the
+    /// chunk's length costs at most this many tokens; otherwise they run in a call
+    /// of their own (contract §4). A padded position costs as much as a real token,
+    /// a second call one more pass over the weights; SmolLM2 on one CPU core
+    /// (measured on a busy machine): ~3–10 ms per token, ~50–100 ms per call.
+    pub mix_padding_tokens: u32,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self {
+            max_waiting: 64,
+            prefill_chunk: 64,
+            max_batch_tokens: 512,
+            mix_padding_tokens: 16,
+        }
+    }
+}
+
+impl EngineSettings {
+    /// Refuses settings the engine cannot run with.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.prefill_chunk == 0 {
+            return Err("prefill_chunk must be at least 1".to_owned());
+        }
+        if self.max_batch_tokens == 0 {
+            return Err("max_batch_tokens must be at least 1".to_owned());
+        }
+        Ok(())
+    }
+}
+
+/// A generation request, validated by [`Engine::submit`].
+#[derive(Clone, Debug)]
+pub struct GenerateRequest {
+    /// Prompt token ids (at least one).
+    pub prompt: Vec<u32>,
+    /// Most tokens to generate (at least one).
+    pub max_tokens: u32,
+    /// How to pick each token.
+    pub sampling: SamplingParams,
+    /// Stop sequences: generation ends before the first one in the text.
+    pub stop: Vec<String>,
+    /// After this the request fails with [`EngineError::DeadlineExceeded`].
+    pub deadline: Option<Instant>,
+}
+
+/// Why [`Engine::submit`] refused a request.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum AdmissionError {
+    /// No prompt tokens (400).
+    #[error("the prompt is empty")]
+    EmptyPrompt,
+    /// Prompt plus `max_tokens` do not fit a cache slot (400).
+    #[error(
+        "the prompt ({prompt} tokens) plus max_tokens ({max_tokens}) exceeds the model's context of {context} tokens"
+    )]
+    TooLong {
+        /// Prompt tokens.
+        prompt: u32,
+        /// Requested completion tokens.
+        max_tokens: u32,
+        /// Positions of a cache slot.
+        context: u32,
+    },
+    /// An invalid generation parameter (422).
+    #[error(transparent)]
+    Invalid(#[from] InvalidParam),
+    /// Too many requests already wait for a slot (503).
+    #[error("{0}")]
+    QueueFull(String),
+    /// The engine thread has stopped (503).
+    #[error("the generation engine has stopped")]
+    Stopped,
+}
+
+/// Why an admitted request failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    /// Its deadline passed before it finished.
+    #[error("deadline exceeded")]
+    DeadlineExceeded,
+    /// A model `step` call that fed it failed.
+    #[error("model step failed: {0}")]
+    Step(StepError),
+}
+
+/// Why generation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FinishReason {
+    /// An eos token or a stop sequence.
+    Stop,
+    /// `max_tokens` reached.
+    Length,
+}
+
+impl FinishReason {
+    /// OpenAI's `finish_reason` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stop => "stop",
+            Self::Length => "length",
+        }
+    }
+}
+
+/// Token counts of a finished request.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Prompt tokens.
+    pub prompt_tokens: u32,
+    /// Generated tokens, an eos token included.
+    pub completion_tokens: u32,
+}
+
+/// What a [`GenerationStream`] yields.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StreamEvent {
+    /// Newly generated tokens (each generated id exactly once, in order, an eos id
+    /// included) and the text they completed; `text` may be empty (an incomplete
+    /// UTF-8 character, a possible stop sequence held back, an eos token).
+    Delta {
+        /// Text safe to show now.
+        text: String,
+        /// The generated ids.
+        tokens: Vec<u32>,
+    },
+    /// The last event of a successful request.
+    Finished {
+        /// Why it ended.
+        reason: FinishReason,
+        /// Token counts.
+        usage: Usage,
+    },
+    /// The last event of a failed request.
+    Failed(EngineError),
+}
+
+/// A snapshot of the engine's load.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Requests holding a slot.
+    pub running: u32,
+    /// Requests queued for a slot.
+    pub waiting: u32,
+    /// Cache slots allocated.
+    pub slots_total: u32,
+    /// Cache slots held (one per running request).
+    pub slots_used: u32,
+    /// KV memory of the slots held (`slots_used · context · bytes per token`).
+    pub kv_cache_bytes_used: u64,
+    /// KV memory allocated (`slots_total · context · bytes per token`).
+    pub kv_cache_bytes_total: u64,
+}
+
+/// The events of one request. Dropping it cancels the request: it leaves the batch
+/// within one iteration and its slot is freed.
+#[derive(Debug)]
+pub struct GenerationStream {
+    events: tokio_mpsc::UnboundedReceiver<StreamEvent>,
+}
+
+impl GenerationStream {
+    /// The next event; `None` after the last one.
+    pub async fn next(&mut self) -> Option<StreamEvent> {
+        self.events.recv().await
+    }
+}
+
+impl futures_core::Stream for GenerationStream {
+    type Item = StreamEvent;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<StreamEvent>> {
+        self.get_mut().events.poll_recv(cx)
+    }
+}
+
+/// A request handed to the engine thread.
+struct Submission {
+    request: GenerateRequest,
+    events: tokio_mpsc::UnboundedSender<StreamEvent>,
+    arrived: Instant,
+}
+
+/// Counters both sides of the engine update.
+#[derive(Debug, Default)]
+struct Shared {
+    running: AtomicU32,
+    waiting: AtomicU32,
+}
+
+/// Handle to a running engine; clones share it. The thread finishes what is queued
+/// and exits when the last handle is dropped.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    submissions: mpsc::Sender<Submission>,
+    shared: Arc<Shared>,
+    codec: Arc<TextCodec>,
+    shape: ModelShape,
+    settings: EngineSettings,
+    metrics: GenerationMetrics,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("shape", &self.inner.shape)
+            .field("settings", &self.inner.settings)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Loads the model on the engine thread.
+pub type ModelLoader = Box<dyn FnOnce() -> Result<Box<dyn StepModel>, String> + Send>;
+
+impl Engine {
+    /// Runs `load` on a new dedicated thread (tch objects are created and used
+    /// there), then serves; resolves once the model is loaded.
+    pub async fn start(
+        thread_name: String,
+        load: ModelLoader,
+        codec: Arc<TextCodec>,
+        eos_token_ids: Vec<u32>,
+        settings: EngineSettings,
+        metrics: GenerationMetrics,
+    ) -> Result<Engine, String> {
+        settings.validate()?;
+        let (submissions, receiver) = mpsc::channel();
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let shared = Arc::new(Shared::default());
+        let worker_shared = Arc::clone(&shared);
+        let worker_codec = Arc::clone(&codec);
+        let worker_settings = settings.clone();
+        let worker_metrics = metrics.clone();
+        std::thread::Builder::new()
+            .name(thread_name)
+            .spawn(move || {
+                let loaded = load().and_then(|model| Ok((checked(model.shape())?, model)));
+                let (shape, model) = match loaded {
+                    Ok(loaded) => loaded,
+                    Err(err) => {
+                        let _ = ready_tx.send(Err(err));
+                        return;
+                    }
+                };
+                if ready_tx.send(Ok(shape)).is_ok() {
+                    let worker = worker::Worker::new(
+                        receiver,
+                        worker_shared,
+                        worker_codec,
+                        eos_token_ids,
+                        worker_settings,
+                        worker_metrics,
+                        shape,
+                    );
+                    worker.run(model);
+                }
+            })
+            .map_err(|err| format!("cannot start the engine thread: {err}"))?;
+        let shape = ready_rx
+            .await
+            .map_err(|_| "the engine thread died while loading".to_owned())??;
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                submissions,
+                shared,
+                codec,
+                shape,
+                settings,
+                metrics,
+            }),
+        })
+    }
+
+    /// Validates and queues a request; its events arrive on the returned stream.
+    pub fn submit(&self, request: GenerateRequest) -> Result<GenerationStream, AdmissionError> {
+        let inner = &*self.inner;
+        check_request(&request, inner.shape.context)?;
+        let max_waiting = inner.settings.max_waiting;
+        let before = inner.shared.waiting.fetch_add(1, Ordering::AcqRel);
+        if before >= max_waiting {
+            inner.shared.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(AdmissionError::QueueFull(format!(
+                "{max_waiting} requests already wait for a KV cache slot; retry later"
+            )));
+        }
+        inner.metrics.set_waiting(before + 1);
+        let (events, receiver) = tokio_mpsc::unbounded_channel();
+        let submission = Submission {
+            request,
+            events,
+            arrived: Instant::now(),
+        };
+        if inner.submissions.send(submission).is_err() {
+            inner.shared.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(AdmissionError::Stopped);
+        }
+        Ok(GenerationStream { events: receiver })
+    }
+
+    /// The engine's current load.
+    pub fn stats(&self) -> EngineStats {
+        let shape = self.inner.shape;
+        let running = self.inner.shared.running.load(Ordering::Acquire);
+        let slot_bytes = u64::from(shape.context) * shape.kv_cache_bytes_per_token;
+        EngineStats {
+            running,
+            waiting: self.inner.shared.waiting.load(Ordering::Acquire),
+            slots_total: shape.slots,
+            slots_used: running,
+            kv_cache_bytes_used: u64::from(running) * slot_bytes,
+            kv_cache_bytes_total: u64::from(shape.slots) * slot_bytes,
+        }
+    }
+
+    /// The model's tokenizer and chat template.
+    pub fn codec(&self) -> &Arc<TextCodec> {
+        &self.inner.codec
+    }
+
+    /// The model's shape.
+    pub fn shape(&self) -> ModelShape {
+        self.inner.shape
+    }
+}
+
+/// Refuses a shape the engine cannot serve.
+fn checked(shape: ModelShape) -> Result<ModelShape, String> {
+    if shape.vocab_size == 0 || shape.slots == 0 || shape.context == 0 {
+        return Err(format!(
+            "the model reports an empty shape ({shape:?}); vocab_size, slots and context must be at least 1"
+        ));
+    }
+    Ok(shape)
+}
+
+/// Refuses a request that can never run, before it is queued.
+fn check_request(request: &GenerateRequest, context: u32) -> Result<(), AdmissionError> {
+    if request.prompt.is_empty() {
+        return Err(AdmissionError::EmptyPrompt);
+    }
+    if request.max_tokens == 0 {
+        return Err(InvalidParam {
+            param: "max_tokens",
+            message: "max_tokens must be at least 1".to_owned(),
+        }
+        .into());
+    }
+    request.sampling.validate()?;
+    let prompt = u32::try_from(request.prompt.len()).unwrap_or(u32::MAX);
+    if u64::from(prompt) + u64::from(request.max_tokens) > u64::from(context) {
+        return Err(AdmissionError::TooLong {
+            prompt,
+            max_tokens: request.max_tokens,
+            context,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_without_a_chunk_or_a_budget_are_refused() {
+        assert_eq!(EngineSettings::default().validate(), Ok(()));
+        for settings in [
+            EngineSettings {
+                prefill_chunk: 0,
+                ..EngineSettings::default()
+            },
+            EngineSettings {
+                max_batch_tokens: 0,
+                ..EngineSettings::default()
+            },
+        ] {
+            assert!(settings.validate().is_err(), "{settings:?}");
+        }
+    }
+
+    #[test]
+    fn an_empty_model_shape_is_refused() {
+        let shape = ModelShape {
+            vocab_size: 8,
+            slots: 0,
+            context: 16,
+            kv_cache_bytes_per_token: 1,
+        };
+        assert!(checked(shape).is_err());
+        assert_eq!(
+            checked(ModelShape { slots: 1, ..shape }),
+            Ok(ModelShape { slots: 1, ..shape })
+        );
+    }
+}

@@ -1,0 +1,212 @@
+//! One admitted request: its tokens, its cache slot, how far the cache holds them,
+//! and the per-request sampling and text state that turn logits into stream events.
+
+use std::time::Instant;
+
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::scheduler::SequenceView;
+use super::{EngineError, FinishReason, StepRow, StreamEvent, Submission, Usage};
+use crate::metrics::{GenerationMetrics, Outcome, Timings};
+use crate::sampling::Sampler;
+use crate::text::{IncrementalDecoder, StopMatcher, TextCodec};
+
+/// Facts every sequence of an engine shares.
+pub(super) struct Vocabulary<'a> {
+    pub codec: &'a TextCodec,
+    pub eos_token_ids: &'a [u32],
+    pub metrics: &'a GenerationMetrics,
+}
+
+/// A request holding a KV cache slot.
+pub(super) struct Sequence {
+    /// Prompt followed by the generated tokens.
+    tokens: Vec<u32>,
+    prompt_len: u32,
+    /// Tokens written to the slot; `tokens[fed..]` is what the next row feeds.
+    fed: u32,
+    max_tokens: u32,
+    slot: u32,
+    sampler: Sampler,
+    decoder: IncrementalDecoder,
+    stop: StopMatcher,
+    events: UnboundedSender<StreamEvent>,
+    deadline: Option<Instant>,
+    arrived: Instant,
+    first_token: Option<Instant>,
+    /// Set once the last event was sent; the worker then frees the slot.
+    ended: Option<Outcome>,
+}
+
+impl Sequence {
+    /// Starts a request in `slot`.
+    pub fn admit(submission: Submission, slot: u32) -> Self {
+        let Submission {
+            request,
+            events,
+            arrived,
+        } = submission;
+        let prompt_len = u32::try_from(request.prompt.len()).unwrap_or(u32::MAX);
+        let mut tokens = request.prompt;
+        tokens.reserve_exact(usize::try_from(request.max_tokens).unwrap_or(0));
+        Self {
+            tokens,
+            prompt_len,
+            fed: 0,
+            max_tokens: request.max_tokens,
+            slot,
+            sampler: Sampler::new(&request.sampling),
+            decoder: IncrementalDecoder::new(),
+            stop: StopMatcher::new(request.stop),
+            events,
+            deadline: request.deadline,
+            arrived,
+            first_token: None,
+            ended: None,
+        }
+    }
+
+    /// What the scheduler needs.
+    pub fn view(&self) -> SequenceView {
+        SequenceView {
+            fed: self.fed,
+            prompt_len: self.prompt_len,
+        }
+    }
+
+    /// The row feeding `len` tokens from `start` (which the scheduler took from `fed`).
+    pub fn row(&self, start: u32, len: u32) -> StepRow<'_> {
+        let from = start as usize;
+        StepRow {
+            slot: self.slot,
+            start,
+            tokens: &self.tokens[from..from + len as usize],
+        }
+    }
+
+    /// The cache slot.
+    pub fn slot(&self) -> u32 {
+        self.slot
+    }
+
+    /// Prompt tokens.
+    pub fn prompt_len(&self) -> u32 {
+        self.prompt_len
+    }
+
+    /// How the request ended, once it has.
+    pub fn ended(&self) -> Option<Outcome> {
+        self.ended
+    }
+
+    /// The client dropped its stream.
+    pub fn is_cancelled(&self) -> bool {
+        self.events.is_closed()
+    }
+
+    /// The deadline passed.
+    pub fn is_expired(&self, now: Instant) -> bool {
+        self.deadline.is_some_and(|deadline| now >= deadline)
+    }
+
+    /// Records that a call wrote `len` more tokens to the slot; true when the
+    /// call's logits are those of the next token (the row reached the sequence's end).
+    pub fn advance(&mut self, len: u32) -> bool {
+        self.fed += len;
+        self.fed as usize == self.tokens.len()
+    }
+
+    /// Samples the next token from `logits`, streams its text, and ends the request
+    /// on eos, a stop sequence or `max_tokens`.
+    pub fn accept(&mut self, logits: &[f32], vocab: &Vocabulary<'_>, now: Instant) {
+        let token = self.sampler.sample(logits, &self.tokens);
+        self.tokens.push(token);
+        vocab.metrics.token();
+        if self.first_token.is_none() {
+            self.first_token = Some(now);
+            vocab.metrics.first_token(now - self.arrived);
+        }
+        let (text, reason) = if vocab.eos_token_ids.contains(&token) {
+            let (text, _) = self.finish_text(vocab.codec, String::new());
+            (text, Some(FinishReason::Stop))
+        } else {
+            let piece = self.decoder.push(vocab.codec, token);
+            let outcome = self.stop.push(&piece);
+            if outcome.stopped {
+                (outcome.emit, Some(FinishReason::Stop))
+            } else if self.completion_tokens() >= self.max_tokens {
+                let (text, stopped) = self.finish_text(vocab.codec, outcome.emit);
+                let reason = if stopped {
+                    FinishReason::Stop
+                } else {
+                    FinishReason::Length
+                };
+                (text, Some(reason))
+            } else {
+                (outcome.emit, None)
+            }
+        };
+        let _ = self.events.send(StreamEvent::Delta {
+            text,
+            tokens: vec![token],
+        });
+        if let Some(reason) = reason {
+            self.end(reason, vocab.metrics, now);
+        }
+    }
+
+    /// `emitted` plus what the decoder and the stop matcher still hold; true when
+    /// that rest completed a stop sequence.
+    fn finish_text(&mut self, codec: &TextCodec, mut emitted: String) -> (String, bool) {
+        let rest = self.decoder.finish(codec);
+        let outcome = self.stop.push(&rest);
+        emitted.push_str(&outcome.emit);
+        if !outcome.stopped {
+            emitted.push_str(&self.stop.flush());
+        }
+        (emitted, outcome.stopped)
+    }
+
+    fn end(&mut self, reason: FinishReason, metrics: &GenerationMetrics, now: Instant) {
+        let usage = Usage {
+            prompt_tokens: self.prompt_len,
+            completion_tokens: self.completion_tokens(),
+        };
+        let _ = self.events.send(StreamEvent::Finished { reason, usage });
+        let outcome = match reason {
+            FinishReason::Stop => Outcome::Stop,
+            FinishReason::Length => Outcome::Length,
+        };
+        metrics.finished(outcome, self.timings(now));
+        self.ended = Some(outcome);
+    }
+
+    /// Ends the request with an error event.
+    pub fn fail(&mut self, error: EngineError, metrics: &GenerationMetrics) {
+        let outcome = match error {
+            EngineError::DeadlineExceeded => Outcome::DeadlineExceeded,
+            EngineError::Step(_) => Outcome::Error,
+        };
+        let _ = self.events.send(StreamEvent::Failed(error));
+        metrics.finished(outcome, None);
+        self.ended = Some(outcome);
+    }
+
+    /// Ends a request whose client went away (no event: nobody listens).
+    pub fn cancel(&mut self, metrics: &GenerationMetrics) {
+        metrics.finished(Outcome::Cancelled, None);
+        self.ended = Some(Outcome::Cancelled);
+    }
+
+    fn completion_tokens(&self) -> u32 {
+        u32::try_from(self.tokens.len()).unwrap_or(u32::MAX) - self.prompt_len
+    }
+
+    fn timings(&self, now: Instant) -> Option<Timings> {
+        self.first_token.map(|first| Timings {
+            first_token: first - self.arrived,
+            total: now - self.arrived,
+            completion_tokens: self.completion_tokens(),
+        })
+    }
+}

@@ -1,0 +1,258 @@
+//! The engine thread: owns the model, the waiting queue, the running sequences and
+//! the free slots, and runs iterations until every [`super::Engine`] is gone and the
+//! work they queued is done.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::Receiver;
+use std::time::Instant;
+
+use super::scheduler::{self, Call, SequenceView};
+use super::sequence::{Sequence, Vocabulary};
+use super::{EngineError, EngineSettings, ModelShape, Shared, StepError, StepModel, StepRow};
+use super::{StreamEvent, Submission};
+use crate::metrics::{GenerationMetrics, Outcome};
+use crate::text::TextCodec;
+
+/// Calls `step`, turning a panic into an error of this call: the contract has the
+/// model fail before it writes anything, so the other slots stay valid and the
+/// thread (which every request of the version depends on) keeps serving.
+fn guarded_step(model: &mut dyn StepModel, rows: &[StepRow<'_>]) -> Result<Vec<f32>, StepError> {
+    panic::catch_unwind(AssertUnwindSafe(|| model.step(rows))).unwrap_or_else(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "non-string panic payload".to_owned());
+        Err(StepError(format!("the model panicked: {message}")))
+    })
+}
+
+/// The state of the engine thread.
+pub(super) struct Worker {
+    submissions: Receiver<Submission>,
+    waiting: VecDeque<Submission>,
+    /// In admission order, which is the order prompts are prefilled in.
+    running: Vec<Sequence>,
+    free_slots: BTreeSet<u32>,
+    shared: Arc<Shared>,
+    codec: Arc<TextCodec>,
+    eos_token_ids: Vec<u32>,
+    settings: EngineSettings,
+    metrics: GenerationMetrics,
+    shape: ModelShape,
+    /// Reused every iteration.
+    views: Vec<SequenceView>,
+}
+
+impl Worker {
+    pub fn new(
+        submissions: Receiver<Submission>,
+        shared: Arc<Shared>,
+        codec: Arc<TextCodec>,
+        eos_token_ids: Vec<u32>,
+        settings: EngineSettings,
+        metrics: GenerationMetrics,
+        shape: ModelShape,
+    ) -> Self {
+        Self {
+            submissions,
+            waiting: VecDeque::new(),
+            running: Vec::new(),
+            free_slots: (0..shape.slots).collect(),
+            shared,
+            codec,
+            eos_token_ids,
+            settings,
+            metrics,
+            shape,
+            views: Vec::new(),
+        }
+    }
+
+    /// Serves until the queue is closed and empty.
+    pub fn run(mut self, mut model: Box<dyn StepModel>) {
+        self.publish();
+        while self.receive() {
+            self.reap(Instant::now());
+            self.admit();
+            self.iterate(model.as_mut());
+            self.retire();
+        }
+        self.metrics.withdraw();
+        tracing::debug!("generation engine stopped");
+    }
+
+    /// Takes new submissions, blocking while there is nothing to do; false once every
+    /// handle is gone and nothing is left.
+    fn receive(&mut self) -> bool {
+        if self.running.is_empty() && self.waiting.is_empty() {
+            match self.submissions.recv() {
+                Ok(submission) => self.waiting.push_back(submission),
+                Err(_) => return false,
+            }
+        }
+        self.waiting.extend(self.submissions.try_iter());
+        true
+    }
+
+    /// Ends requests whose client went away or whose deadline passed, waiting or running.
+    fn reap(&mut self, now: Instant) {
+        let metrics = &self.metrics;
+        for sequence in &mut self.running {
+            if sequence.is_cancelled() {
+                sequence.cancel(metrics);
+            } else if sequence.is_expired(now) {
+                sequence.fail(EngineError::DeadlineExceeded, metrics);
+            }
+        }
+        let before = self.waiting.len();
+        self.waiting.retain(|submission| {
+            let expired = submission
+                .request
+                .deadline
+                .is_some_and(|deadline| now >= deadline);
+            if submission.events.is_closed() {
+                metrics.finished(Outcome::Cancelled, None);
+                false
+            } else if expired {
+                let _ = submission
+                    .events
+                    .send(StreamEvent::Failed(EngineError::DeadlineExceeded));
+                metrics.finished(Outcome::DeadlineExceeded, None);
+                false
+            } else {
+                true
+            }
+        });
+        self.leave_queue(before - self.waiting.len());
+        self.retire();
+    }
+
+    /// Moves waiting requests into free slots, first come first served.
+    fn admit(&mut self) {
+        let mut admitted = 0;
+        while !self.waiting.is_empty() {
+            let Some(slot) = self.free_slots.pop_first() else {
+                break;
+            };
+            let Some(submission) = self.waiting.pop_front() else {
+                break;
+            };
+            let sequence = Sequence::admit(submission, slot);
+            tracing::debug!(
+                slot,
+                prompt_tokens = sequence.prompt_len(),
+                "request admitted"
+            );
+            self.metrics.admitted(sequence.prompt_len() as usize);
+            self.running.push(sequence);
+            admitted += 1;
+        }
+        self.leave_queue(admitted);
+        // Before the first token of an admitted request is sent, so that a client
+        // that saw a token sees its slot counted.
+        self.publish();
+    }
+
+    fn leave_queue(&self, left: usize) {
+        let left = u32::try_from(left).unwrap_or(u32::MAX);
+        if left > 0 {
+            self.shared.waiting.fetch_sub(left, Ordering::AcqRel);
+        }
+    }
+
+    /// Runs the calls the scheduler plans for this iteration.
+    fn iterate(&mut self, model: &mut dyn StepModel) {
+        self.views.clear();
+        self.views.extend(self.running.iter().map(Sequence::view));
+        for call in scheduler::plan(&self.views, &self.settings) {
+            self.execute(model, &call);
+        }
+    }
+
+    /// One `step` call: samples the rows that reached their sequence's end, or fails
+    /// the call's requests (and only them) when the model errs.
+    fn execute(&mut self, model: &mut dyn StepModel, call: &Call) {
+        let rows: Vec<StepRow<'_>> = call
+            .iter()
+            .map(|row| self.running[row.sequence].row(row.start, row.len))
+            .collect();
+        let vocab_size = self.shape.vocab_size as usize;
+        let result = guarded_step(model, &rows).and_then(|logits| {
+            if logits.len() == rows.len() * vocab_size {
+                Ok(logits)
+            } else {
+                Err(StepError(format!(
+                    "the model returned {} logits for {} rows of {vocab_size}",
+                    logits.len(),
+                    rows.len()
+                )))
+            }
+        });
+        drop(rows);
+        let now = Instant::now();
+        let vocab = Vocabulary {
+            codec: &self.codec,
+            eos_token_ids: &self.eos_token_ids,
+            metrics: &self.metrics,
+        };
+        match result {
+            Ok(logits) => {
+                for (row, row_logits) in call.iter().zip(logits.chunks_exact(vocab_size)) {
+                    let sequence = &mut self.running[row.sequence];
+                    if sequence.advance(row.len) {
+                        sequence.accept(row_logits, &vocab, now);
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, rows = call.len(), "model step failed");
+                for row in call {
+                    self.running[row.sequence]
+                        .fail(EngineError::Step(error.clone()), vocab.metrics);
+                }
+            }
+        }
+    }
+
+    /// Frees the slots of the sequences that ended.
+    fn retire(&mut self) {
+        let free_slots = &mut self.free_slots;
+        let before = self.running.len();
+        self.running.retain(|sequence| {
+            if let Some(outcome) = sequence.ended() {
+                tracing::debug!(
+                    slot = sequence.slot(),
+                    outcome = outcome.label(),
+                    "request left"
+                );
+                free_slots.insert(sequence.slot());
+                false
+            } else {
+                true
+            }
+        });
+        if self.running.len() != before {
+            self.publish();
+        }
+    }
+
+    /// Updates the shared counters and the gauges.
+    fn publish(&self) {
+        let shape = self.shape;
+        let running = u32::try_from(self.running.len()).unwrap_or(u32::MAX);
+        self.shared.running.store(running, Ordering::Release);
+        let waiting = self.shared.waiting.load(Ordering::Acquire);
+        self.metrics.set_queue(running, waiting);
+        let slot_bytes = u64::from(shape.context) * shape.kv_cache_bytes_per_token;
+        self.metrics.set_kv_cache(
+            running,
+            shape.slots,
+            u64::from(running) * slot_bytes,
+            u64::from(shape.slots) * slot_bytes,
+        );
+    }
+}
