@@ -9,8 +9,13 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 
 mod duration;
+mod signature;
 
 pub use duration::Duration;
+pub use signature::{
+    BundleHttp, BundleSource, DEFAULT_BUNDLE_FILE, SignatureConfig, SignatureMode, TrustedKey,
+    bundle_beside, default_bundle,
+};
 
 /// Everything one runtime process serves.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -109,6 +114,9 @@ pub struct ModelConfig {
     /// Admission and size limits.
     #[serde(default)]
     pub limits: Limits,
+    /// Continuous batching of a `generate` model (ignored by other tasks).
+    #[serde(default, skip_serializing_if = "Generation::is_default")]
+    pub generation: Generation,
     /// Versions served side by side (`/v2/models/{name}/versions/{version}`).
     pub versions: Vec<VersionConfig>,
 }
@@ -164,6 +172,9 @@ pub struct VersionConfig {
     /// Forwards run before the version reports ready.
     #[serde(default = "default_warmup")]
     pub warmup_iterations: u32,
+    /// Verify the model files against an OpenSSF model-signing bundle before loading.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<SignatureConfig>,
 }
 
 fn default_warmup() -> u32 {
@@ -237,6 +248,66 @@ impl Default for Batching {
 
 fn default_max_batch() -> u32 {
     1
+}
+
+/// Continuous batching of a `generate` model: its KV cache and its scheduler.
+///
+/// The KV cache takes `slots × context × kv_cache_bytes_per_token` bytes (the model's
+/// `config.json`), allocated once at load.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Generation {
+    /// KV cache slots: requests generating at once.
+    #[serde(default = "default_slots")]
+    pub slots: u32,
+    /// Positions per slot (prompt + output tokens of one request), capped at the
+    /// model's `max_context`.
+    #[serde(default = "default_context")]
+    pub context: u32,
+    /// Most prompt tokens of one request fed in one step (chunked prefill), so a long
+    /// prompt does not stall the running requests.
+    #[serde(default = "default_prefill_chunk")]
+    pub prefill_chunk: u32,
+    /// Requests waiting for a free slot; more get 503.
+    #[serde(default = "default_max_waiting")]
+    pub max_waiting: u32,
+    /// Most tokens (prompt chunks and decodes together) in one step.
+    #[serde(default = "default_max_batch_tokens")]
+    pub max_batch_tokens: u32,
+}
+
+impl Default for Generation {
+    fn default() -> Self {
+        Self {
+            slots: default_slots(),
+            context: default_context(),
+            prefill_chunk: default_prefill_chunk(),
+            max_waiting: default_max_waiting(),
+            max_batch_tokens: default_max_batch_tokens(),
+        }
+    }
+}
+
+impl Generation {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+fn default_slots() -> u32 {
+    8
+}
+fn default_context() -> u32 {
+    2048
+}
+fn default_prefill_chunk() -> u32 {
+    64
+}
+fn default_max_waiting() -> u32 {
+    256
+}
+fn default_max_batch_tokens() -> u32 {
+    512
 }
 
 /// Admission and size limits of one model.
@@ -469,6 +540,20 @@ impl ModelConfig {
             (u64::from(limits.max_queue), "limits.maxQueue"),
             (limits.max_body_bytes, "limits.maxBodyBytes"),
             (limits.max_elements, "limits.maxElements"),
+            (u64::from(self.generation.slots), "generation.slots"),
+            (u64::from(self.generation.context), "generation.context"),
+            (
+                u64::from(self.generation.prefill_chunk),
+                "generation.prefillChunk",
+            ),
+            (
+                u64::from(self.generation.max_waiting),
+                "generation.maxWaiting",
+            ),
+            (
+                u64::from(self.generation.max_batch_tokens),
+                "generation.maxBatchTokens",
+            ),
             (
                 limits.request_timeout.get().as_nanos().min(1) as u64,
                 "limits.requestTimeout",

@@ -1,7 +1,9 @@
 //! Signed rollouts against a real cluster and a real registry: `examples/classifier-cpu.yaml`
 //! (Enforce, key Secret `cosign-pub`) pointed at artifacts in a loopback registry deploys
 //! pinned to the signed digests; the same example with an unsigned model is held with
-//! `Verified=False`.
+//! `Verified=False`. An HTTP-sourced model under Enforce rolls out with its verification
+//! handed to the runtime: the runtime config carries the trusted key and the bundle beside
+//! the model, and `Verified=True` says `VerifiedAtLoad`.
 //!
 //! Needs, besides `KUBECONFIG`: `docker-registry` (Debian), the venv's `oras`, `openssl`.
 
@@ -9,13 +11,20 @@ use std::time::Duration;
 
 use k8s_openapi::{
     ByteString,
-    api::{apps::v1::Deployment, core::v1::Secret},
+    api::{
+        apps::v1::Deployment,
+        core::v1::{ConfigMap, Secret},
+    },
 };
 use kube::{
     Api, Client, ResourceExt,
     api::{Patch, PatchParams, PostParams},
 };
-use modelplane_api::ModelDeployment;
+use modelplane_api::{
+    ModelDeployment,
+    model_deployment::HttpSource,
+    runtime_config::{BundleSource, RuntimeConfig, SignatureMode},
+};
 use modelplane_e2e::{
     FIELD_MANAGER, Operator, TestNamespace, cluster, eventually, install_crds,
     registry::TestRegistry, workspace_root,
@@ -42,6 +51,22 @@ async fn apply_classifier(
     let api: Api<ModelDeployment> = Api::namespaced(client.clone(), namespace);
     let params = PatchParams::apply(FIELD_MANAGER).force();
     Ok(api.patch(name, &params, &Patch::Apply(&md)).await?)
+}
+
+/// Creates the Secret `cosign-pub` holding `pem` in `namespace`.
+async fn key_secret(client: &Client, namespace: &str, pem: &str) -> anyhow::Result<()> {
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("cosign-pub".into()),
+            ..Default::default()
+        },
+        data: Some([("cosign.pub".to_owned(), ByteString(pem.as_bytes().to_vec()))].into()),
+        ..Default::default()
+    };
+    Api::<Secret>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &secret)
+        .await?;
+    Ok(())
 }
 
 /// The `Verified` condition once the status reports the current generation.
@@ -78,23 +103,7 @@ async fn signed_example_deploys_pinned_and_unsigned_model_is_held() -> anyhow::R
 
     install_crds(&client).await?;
     let ns = TestNamespace::create(&client, "verify").await?;
-    let secret = Secret {
-        metadata: kube::api::ObjectMeta {
-            name: Some("cosign-pub".into()),
-            ..Default::default()
-        },
-        data: Some(
-            [(
-                "cosign.pub".to_owned(),
-                ByteString(key.public_pem.clone().into_bytes()),
-            )]
-            .into(),
-        ),
-        ..Default::default()
-    };
-    Api::<Secret>::namespaced(client.clone(), &ns.name)
-        .create(&PostParams::default(), &secret)
-        .await?;
+    key_secret(&client, &ns.name, &key.public_pem).await?;
     let addr = registry.addr().to_owned();
     let mut operator = Operator::spawn_with(&[&ns.name], &[format!("--insecure-registry={addr}")])?;
 
@@ -129,6 +138,67 @@ async fn signed_example_deploys_pinned_and_unsigned_model_is_held() -> anyhow::R
         ("False".into(), "NoSignature".into())
     );
     assert!(deployments.get_opt("unsigned").await?.is_none());
+    operator.assert_running()?;
+    ns.delete().await
+}
+
+#[tokio::test]
+async fn http_model_under_enforce_is_handed_to_the_runtime_with_key_and_bundle()
+-> anyhow::Result<()> {
+    let Some(client) = cluster("http_model_under_enforce_is_handed_to_the_runtime").await else {
+        return Ok(());
+    };
+    let registry = TestRegistry::start()?;
+    let key = registry.signing_key()?;
+    let image_digest = registry.push("modelplane/runtime", "0.1.0", b"runtime image")?;
+    registry.sign("modelplane/runtime", &image_digest, &key)?;
+
+    install_crds(&client).await?;
+    let ns = TestNamespace::create(&client, "verify-http").await?;
+    key_secret(&client, &ns.name, &key.public_pem).await?;
+    let addr = registry.addr().to_owned();
+    let mut operator = Operator::spawn_with(&[&ns.name], &[format!("--insecure-registry={addr}")])?;
+
+    let path = workspace_root().join("examples/classifier-cpu.yaml");
+    let mut md: ModelDeployment = serde_yaml::from_str(&std::fs::read_to_string(path)?)?;
+    md.metadata.name = Some("http-model".into());
+    md.metadata.namespace = Some(ns.name.clone());
+    md.spec.runtime.image = Some(format!("{addr}/modelplane/runtime:0.1.0"));
+    if let Some(model) = md.spec.model.as_mut() {
+        model.source.oci = None;
+        model.source.http = Some(HttpSource {
+            url: "https://models.example/resnet18/v3/model.pt".into(),
+            sha256: "a".repeat(64),
+        });
+    }
+    let api: Api<ModelDeployment> = Api::namespaced(client.clone(), &ns.name);
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    api.patch("http-model", &params, &Patch::Apply(&md)).await?;
+
+    assert_eq!(
+        verified(&client, &ns.name, "http-model").await?,
+        ("True".into(), "VerifiedAtLoad".into())
+    );
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns.name);
+    let config_map = eventually("the runtime config", TIMEOUT, || async {
+        Ok(config_maps.get_opt("http-model-runtime-config").await?)
+    })
+    .await?;
+    let text = config_map
+        .data
+        .and_then(|d| d.get("config.yaml").cloned())
+        .unwrap_or_default();
+    let config = RuntimeConfig::from_yaml(&text)?;
+    let signature = config.models[0].versions[0]
+        .signature
+        .clone()
+        .expect("a signature block");
+    assert_eq!(signature.mode, SignatureMode::Enforce);
+    assert_eq!(signature.keys[0].pem, key.public_pem);
+    assert!(matches!(
+        signature.bundle,
+        Some(BundleSource::Http(ref http)) if http.url == "https://models.example/resnet18/v3/model.sig"
+    ));
     operator.assert_running()?;
     ns.delete().await
 }

@@ -19,12 +19,12 @@ pub fn workload_rules() -> Vec<PolicyRule> {
     vec![
         rule(
             "serving.modelplane.io",
-            &["modeldeployments"],
+            &["modeldeployments", "canaries"],
             &["get", "list", "watch"],
         ),
         rule(
             "serving.modelplane.io",
-            &["modeldeployments/status"],
+            &["modeldeployments/status", "canaries/status"],
             &["get", "patch"],
         ),
         // Server-side apply creates through PATCH, which needs `create` as well.

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use crate::{
     cli::{Args, Scope},
-    controller::model_deployment,
+    controller::{canary, model_deployment},
     desired::Defaults,
     http::{self, Health},
     leader::{ElectionConfig, LeaderElector},
@@ -145,7 +145,7 @@ async fn lead(
     }
 }
 
-/// One ModelDeployment controller per watched namespace (or one for all).
+/// One ModelDeployment and one Canary controller per watched namespace (or one each for all).
 async fn run_controllers(
     client: Client,
     scope: Scope,
@@ -158,6 +158,17 @@ async fn run_controllers(
         Scope::All => vec![None],
         Scope::Namespaces(namespaces) => namespaces.into_iter().map(Some).collect(),
     };
+    let canaries = namespaces.iter().map(|namespace| {
+        canary::run(
+            client.clone(),
+            namespace.clone(),
+            metrics.clone(),
+            defaults.runtime_image.clone(),
+            verifier.clone(),
+            shutdown.requested(),
+        )
+    });
+    let canaries = futures::future::join_all(canaries);
     let controllers = namespaces.into_iter().map(|namespace| {
         model_deployment::run(
             client.clone(),
@@ -168,7 +179,7 @@ async fn run_controllers(
             shutdown.requested(),
         )
     });
-    futures::future::join_all(controllers).await;
+    futures::future::join(futures::future::join_all(controllers), canaries).await;
 }
 
 /// The registry client and verification cache shared by every controller, from the flags.

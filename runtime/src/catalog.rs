@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use modelplane_api::runtime_config::{Limits, ModelConfig};
+use modelplane_generate::engine::Engine;
+use modelplane_generate::text::TextCodec;
 use tokio::sync::oneshot;
 
 use crate::batch::{Executor, Job};
@@ -14,6 +16,14 @@ use crate::error::InferError;
 use crate::metrics::VersionMetrics;
 use crate::model::Signature;
 use crate::tensor::TensorData;
+
+/// What runs a version's requests.
+enum Runner {
+    /// Tensors in, tensors out: the batching executor thread.
+    Tensor(Executor),
+    /// Text generation: the continuous-batching engine thread.
+    Generate(Engine),
+}
 
 /// A loaded, warmed-up model version that takes requests.
 pub struct Version {
@@ -29,12 +39,14 @@ pub struct Version {
     pub digest: Option<String>,
     /// Request metrics of this version.
     pub metrics: VersionMetrics,
-    executor: Executor,
+    runner: Runner,
+    text_codec: Option<Arc<TextCodec>>,
     in_flight: AtomicUsize,
 }
 
 impl Version {
-    /// Wraps a started executor.
+    /// Wraps a started executor; `text_codec` is the tokenizer found beside an
+    /// embedding model, if any.
     pub fn new(
         model: String,
         label: String,
@@ -51,9 +63,55 @@ impl Version {
             batching,
             digest,
             metrics,
-            executor,
+            runner: Runner::Tensor(executor),
+            text_codec: None,
             in_flight: AtomicUsize::new(0),
         }
+    }
+
+    /// Wraps a started generation engine; its signature is [`Signature::text_generation`].
+    pub fn generate(
+        model: String,
+        label: String,
+        digest: Option<String>,
+        metrics: VersionMetrics,
+        engine: Engine,
+    ) -> Self {
+        Self {
+            model,
+            label,
+            signature: Signature::text_generation(),
+            batching: false,
+            digest,
+            metrics,
+            text_codec: Some(Arc::clone(engine.codec())),
+            runner: Runner::Generate(engine),
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    /// Attaches the tokenizer that turns text into this (embedding) model's inputs.
+    #[must_use]
+    pub fn with_text_codec(mut self, codec: Arc<TextCodec>) -> Self {
+        self.text_codec = Some(codec);
+        self
+    }
+
+    /// The generation engine of a `generate` model; a 400 for any other model.
+    pub fn engine(&self) -> Result<&Engine, InferError> {
+        match &self.runner {
+            Runner::Generate(engine) => Ok(engine),
+            Runner::Tensor(_) => Err(InferError::BadRequest(format!(
+                "model {:?} does not generate text (its task is not generate)",
+                self.model
+            ))),
+        }
+    }
+
+    /// The tokenizer of this version: a generate model's, or the `tokenizer.json`
+    /// found beside an embedding model's file.
+    pub fn text_codec(&self) -> Option<&Arc<TextCodec>> {
+        self.text_codec.as_ref()
     }
 
     /// Runs one request, honouring the in-flight and queue limits and the deadline.
@@ -64,6 +122,13 @@ impl Version {
         deadline: Instant,
         limits: &Limits,
     ) -> Result<Vec<TensorData>, InferError> {
+        let Runner::Tensor(executor) = &self.runner else {
+            return Err(InferError::BadRequest(format!(
+                "model {:?} generates text: use /v1/completions, /v1/chat/completions or \
+                 gRPC ModelInfer/ModelStreamInfer with a text_input",
+                self.model
+            )));
+        };
         let _admitted = self.admit(limits.max_in_flight as usize)?;
         let (reply, answer) = oneshot::channel();
         let job = Job {
@@ -73,7 +138,7 @@ impl Version {
             deadline,
             reply,
         };
-        self.executor.submit(job, limits.max_queue as usize)?;
+        executor.submit(job, limits.max_queue as usize)?;
         match tokio::time::timeout_at(deadline.into(), answer).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(InferError::Internal("the model executor stopped".into())),
@@ -371,6 +436,16 @@ mod tests {
             entry.resolve(Some("3")),
             Err(InferError::NotFound(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_tensor_version_has_no_engine_and_no_tokenizer() {
+        let one = version("1").await;
+        let Err(InferError::BadRequest(message)) = one.engine() else {
+            panic!("a tensor model must not offer an engine");
+        };
+        assert!(message.contains("not generate"), "{message}");
+        assert!(one.text_codec().is_none());
     }
 
     #[tokio::test]

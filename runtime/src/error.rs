@@ -2,6 +2,8 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use modelplane_generate::engine::AdmissionError;
+use modelplane_generate::sampling::InvalidParam;
 
 /// Why an inference or metadata request failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -9,6 +11,14 @@ pub enum InferError {
     /// The request is malformed or does not match the model's signature.
     #[error("{0}")]
     BadRequest(String),
+    /// A generation parameter is out of range (`temperature`, `top_p`, `max_tokens`, ...).
+    #[error("invalid {param}: {message}")]
+    InvalidParameter {
+        /// The parameter's wire name.
+        param: String,
+        /// What is wrong with its value.
+        message: String,
+    },
     /// No such model, or no such version of it.
     #[error("{0}")]
     NotFound(String),
@@ -34,6 +44,7 @@ impl InferError {
     pub fn http_status(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::InvalidParameter { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotReady(_) | Self::Overloaded(_) | Self::DeadlineExceeded(_) => {
@@ -46,7 +57,7 @@ impl InferError {
     /// The gRPC status code this error is reported with.
     pub fn grpc_code(&self) -> tonic::Code {
         match self {
-            Self::BadRequest(_) => tonic::Code::InvalidArgument,
+            Self::BadRequest(_) | Self::InvalidParameter { .. } => tonic::Code::InvalidArgument,
             Self::NotFound(_) => tonic::Code::NotFound,
             Self::TooLarge(_) | Self::Overloaded(_) => tonic::Code::ResourceExhausted,
             Self::NotReady(_) => tonic::Code::Unavailable,
@@ -59,12 +70,35 @@ impl InferError {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Self::BadRequest(_) => "bad_request",
+            Self::InvalidParameter { .. } => "invalid_parameter",
             Self::NotFound(_) => "not_found",
             Self::TooLarge(_) => "too_large",
             Self::NotReady(_) => "not_ready",
             Self::Overloaded(_) => "overloaded",
             Self::DeadlineExceeded(_) => "deadline_exceeded",
             Self::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<InvalidParam> for InferError {
+    fn from(err: InvalidParam) -> Self {
+        Self::InvalidParameter {
+            param: err.param.to_owned(),
+            message: err.message,
+        }
+    }
+}
+
+impl From<AdmissionError> for InferError {
+    fn from(err: AdmissionError) -> Self {
+        match err {
+            AdmissionError::Invalid(invalid) => invalid.into(),
+            AdmissionError::EmptyPrompt | AdmissionError::TooLong { .. } => {
+                Self::BadRequest(err.to_string())
+            }
+            AdmissionError::QueueFull(_) => Self::Overloaded(err.to_string()),
+            AdmissionError::Stopped => Self::NotReady(err.to_string()),
         }
     }
 }
@@ -114,6 +148,49 @@ mod tests {
         assert_eq!(
             InferError::NotReady(String::new()).grpc_code(),
             tonic::Code::Unavailable
+        );
+    }
+
+    #[test]
+    fn admission_refusals_keep_their_status() {
+        let too_long = AdmissionError::TooLong {
+            prompt: 10,
+            max_tokens: 20,
+            context: 16,
+        };
+        let invalid = AdmissionError::Invalid(InvalidParam {
+            param: "top_p",
+            message: "must be greater than 0".into(),
+        });
+        let cases = [
+            (AdmissionError::EmptyPrompt, StatusCode::BAD_REQUEST),
+            (too_long, StatusCode::BAD_REQUEST),
+            (invalid, StatusCode::UNPROCESSABLE_ENTITY),
+            (
+                AdmissionError::QueueFull("64 waiting".into()),
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (AdmissionError::Stopped, StatusCode::SERVICE_UNAVAILABLE),
+        ];
+        for (admission, status) in cases {
+            let err = InferError::from(admission.clone());
+            assert_eq!(err.http_status(), status, "{admission:?}");
+        }
+        let err = InferError::from(AdmissionError::Invalid(InvalidParam {
+            param: "top_p",
+            message: "must be greater than 0".into(),
+        }));
+        assert_eq!(
+            err,
+            InferError::InvalidParameter {
+                param: "top_p".into(),
+                message: "must be greater than 0".into()
+            }
+        );
+        assert_eq!(err.grpc_code(), tonic::Code::InvalidArgument);
+        assert_eq!(
+            InferError::from(AdmissionError::QueueFull(String::new())).grpc_code(),
+            tonic::Code::ResourceExhausted
         );
     }
 

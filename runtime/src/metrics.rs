@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
 
+use modelplane_generate::metrics::{GenerationFamilies, GenerationMetrics};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -55,6 +56,9 @@ pub struct Metrics {
     cgroup_cpu_cores: Gauge<f64, AtomicU64>,
     cgroup_memory_max: Gauge,
     cgroup_memory_current: Gauge,
+    generation: GenerationFamilies,
+    /// Model signature verification outcomes.
+    pub signing: crate::signing::SigningMetrics,
 }
 
 fn latency_histogram() -> Histogram {
@@ -77,8 +81,10 @@ impl Default for Metrics {
 impl Metrics {
     /// Creates and registers every series.
     pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let generation = GenerationFamilies::register(&mut registry);
         let mut metrics = Self {
-            registry: Registry::default(),
+            registry,
             requests: Family::default(),
             request_duration: Family::new_with_constructor(latency_histogram),
             queue_duration: Family::new_with_constructor(latency_histogram),
@@ -93,6 +99,8 @@ impl Metrics {
             cgroup_cpu_cores: Gauge::default(),
             cgroup_memory_max: Gauge::default(),
             cgroup_memory_current: Gauge::default(),
+            generation,
+            signing: crate::signing::SigningMetrics::default(),
         };
         metrics.register_request_series();
         metrics.register_process_series();
@@ -140,6 +148,7 @@ impl Metrics {
 
     fn register_process_series(&mut self) {
         let r = &mut self.registry;
+        self.signing.register(r);
         r.register(
             "modelplane_model_load_seconds",
             "Duration of the last successful load",
@@ -196,6 +205,11 @@ impl Metrics {
             in_flight: self.in_flight.get_or_create_owned(&labels),
             labels,
         }
+    }
+
+    /// The generation series (`gen_ai_server_*`, KV cache) of one `generate` model version.
+    pub fn generation(&self, model: &str, version: &str) -> GenerationMetrics {
+        self.generation.for_version(model, version)
     }
 
     /// Records the state a version is in (and clears its other states).

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use modelplane_api::runtime_config::{ModelConfig, RuntimeConfig, Source, VersionConfig};
+use modelplane_api::runtime_config::{ModelConfig, RuntimeConfig, Source, Task, VersionConfig};
+use modelplane_generate::text::TextCodec;
 use tokio::sync::{oneshot, watch};
 
 use crate::batch::{BatchSettings, Executor, Loader};
@@ -20,10 +21,17 @@ use crate::model::{self, SIGNATURE_FILE, Signature};
 use crate::server::{AppState, ConfigSource};
 use crate::source::Fetcher;
 
+mod generate;
+
+/// The tokenizer file read beside an embedding model.
+const TOKENIZER_FILE: &str = "tokenizer.json";
+
 /// What a version was (or is to be) loaded from; a change triggers a reload.
 #[derive(Clone, Debug, PartialEq)]
 struct Wanted {
     version: VersionConfig,
+    task: Task,
+    generation: modelplane_api::runtime_config::Generation,
     format: modelplane_api::runtime_config::ModelFormat,
     inputs: Vec<modelplane_api::runtime_config::TensorSpec>,
     outputs: Vec<modelplane_api::runtime_config::TensorSpec>,
@@ -31,15 +39,43 @@ struct Wanted {
     files: Option<FileStamp>,
 }
 
-/// Identity of a local model file and its signature file: a rewrite, a rename over
-/// it or a symlink swap all change it.
+/// Identity of a local model file and its signature file (or of every file in a
+/// generate model's folder): a rewrite, a rename over it or a symlink swap all change it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct FileStamp {
-    model: Option<(u64, u64, i64, i64)>,
-    signature: Option<(u64, u64, i64, i64)>,
+    model: Option<Stamp>,
+    signature: Option<Stamp>,
+    /// The model-signing bundle, when the version's signature check reads a local one.
+    bundle: Option<Stamp>,
+    folder: Vec<(PathBuf, Option<Stamp>)>,
 }
 
-fn stamp(path: &Path) -> Option<(u64, u64, i64, i64)> {
+/// Inode, length and modification time of a file.
+type Stamp = (u64, u64, i64, i64);
+
+/// Most files of a model folder watched for changes.
+const MAX_FOLDER_FILES: usize = 64;
+
+/// Stamps of the files in a folder, by name (empty for an unreadable folder).
+fn folder_stamps(dir: &Path) -> Vec<(PathBuf, Option<Stamp>)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .take(MAX_FOLDER_FILES)
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|path| {
+            let stamp = stamp(&path);
+            (path, stamp)
+        })
+        .collect()
+}
+
+fn stamp(path: &Path) -> Option<Stamp> {
     let meta = std::fs::metadata(path).ok()?;
     Some((meta.ino(), meta.len(), meta.mtime(), meta.mtime_nsec()))
 }
@@ -50,15 +86,27 @@ impl Wanted {
             Source::Path(path) => {
                 let path = Path::new(path);
                 let signature = path.parent().map(|dir| dir.join(SIGNATURE_FILE));
+                // A generate model is its whole folder (config.json, tokenizer.json, ...).
+                let folder = match path.parent() {
+                    _ if model.task != Task::Generate => Vec::new(),
+                    Some(parent) if !path.is_dir() => folder_stamps(parent),
+                    _ => folder_stamps(path),
+                };
                 Some(FileStamp {
                     model: stamp(path),
                     signature: signature.as_deref().and_then(stamp),
+                    bundle: crate::signing::local_bundle(version, path)
+                        .as_deref()
+                        .and_then(stamp),
+                    folder,
                 })
             }
             Source::Http(_) | Source::Oci(_) => None,
         };
         Self {
             version: version.clone(),
+            task: model.task,
+            generation: model.generation.clone(),
             format: model.format,
             inputs: model.inputs.clone(),
             outputs: model.outputs.clone(),
@@ -253,7 +301,18 @@ impl Reloader {
             .fetch(&version.source, &cache_dir)
             .await
             .map_err(|e| e.to_string())?;
+        crate::signing::check(
+            &model.name,
+            version,
+            &artifact.path,
+            &self.state.metrics.signing,
+        )
+        .await?;
+        if model.task == Task::Generate {
+            return self.load_generate(model, version, artifact, started).await;
+        }
         let signature = signature_for(model, &artifact.path)?;
+        let codec = embedding_codec(model, &artifact.path)?;
         let batching = model.batching.max_batch_size > 1 && signature.batchable();
         let settings = BatchSettings {
             max_batch_size: if batching {
@@ -263,10 +322,7 @@ impl Reloader {
             },
             max_queue_delay: model.batching.max_queue_delay.get(),
             warmup_iterations: version.warmup_iterations,
-            intra_op_threads: crate::cgroup::intra_op_threads(
-                self.config.server.intra_op_threads,
-                Path::new(crate::cgroup::CGROUP_ROOT),
-            ),
+            intra_op_threads: self.intra_op_threads(),
         };
         let metrics = self.state.metrics.version(&model.name, &version.version);
         let (format, device, path) = (model.format, version.device, artifact.path.clone());
@@ -282,7 +338,7 @@ impl Reloader {
             &version.version,
             started.elapsed().as_secs_f64(),
         );
-        Ok(Version::new(
+        let version = Version::new(
             model.name.clone(),
             version.version.clone(),
             signature,
@@ -290,7 +346,66 @@ impl Reloader {
             artifact.digest,
             metrics,
             executor,
+        );
+        Ok(match codec {
+            Some(codec) => version.with_text_codec(codec),
+            None => version,
+        })
+    }
+}
+
+/// The `tokenizer.json` beside an embedding model's file, when there is one.
+fn embedding_codec(
+    model: &ModelConfig,
+    model_path: &Path,
+) -> Result<Option<Arc<TextCodec>>, String> {
+    let tokenizer = model_path
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(TOKENIZER_FILE);
+    if model.task != Task::Embed || !tokenizer.is_file() {
+        return Ok(None);
+    }
+    TextCodec::from_tokenizer_file(&tokenizer)
+        .map(|codec| Some(Arc::new(codec)))
+        .map_err(|err| format!("{}: {err}", tokenizer.display()))
+}
+
+impl Reloader {
+    async fn load_generate(
+        &self,
+        model: &ModelConfig,
+        version: &VersionConfig,
+        artifact: crate::source::Artifact,
+        started: Instant,
+    ) -> Result<Version, String> {
+        let metrics = &self.state.metrics;
+        let start = generate::EngineStart {
+            dir: artifact.path,
+            threads: self.intra_op_threads(),
+            cgroup_root: PathBuf::from(crate::cgroup::CGROUP_ROOT),
+            metrics: metrics.generation(&model.name, &version.version),
+        };
+        let engine = generate::start_engine(model, version, start).await?;
+        metrics.loaded(
+            &model.name,
+            &version.version,
+            started.elapsed().as_secs_f64(),
+        );
+        Ok(Version::generate(
+            model.name.clone(),
+            version.version.clone(),
+            artifact.digest,
+            metrics.version(&model.name, &version.version),
+            engine,
         ))
+    }
+
+    fn intra_op_threads(&self) -> usize {
+        crate::cgroup::intra_op_threads(
+            self.config.server.intra_op_threads,
+            Path::new(crate::cgroup::CGROUP_ROOT),
+        )
     }
 }
 

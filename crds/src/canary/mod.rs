@@ -14,7 +14,8 @@ pub use analysis::{
     Threshold, ThresholdError, ThresholdValue,
 };
 pub use status::{
-    AnalysisResult, CanaryPhase, CanaryStatus, MetricResult, Verdict, condition_types,
+    AnalysisResult, CanaryPhase, CanaryStatus, CandidateRevision, MetricResult, Verdict,
+    condition_types,
 };
 
 use crate::model_deployment::{MAX_PROMPTS, ModelFormat, ModelSource, Prompt, TokenizerRef};

@@ -5,6 +5,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::condition::Condition;
+use crate::model_deployment::ModelSource;
 
 /// Condition types of a Canary.
 pub mod condition_types {
@@ -45,12 +46,52 @@ pub struct CanaryStatus {
     /// The most recent analysis.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_analysis: Option<AnalysisResult>,
+    /// The candidate revision as last checked: what it was resolved from and, once
+    /// admitted, the digests that will run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate: Option<CandidateRevision>,
+}
+
+/// The candidate revision: the target's spec with the candidate's overrides, resolved to
+/// digests and checked against the target's verification keys.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CandidateRevision {
+    /// Hash of what the revision is resolved from (runtime image, model source, verification
+    /// policy, pull secrets); a change means the candidate is checked again.
+    #[schemars(length(max = 128))]
+    pub inputs: String,
+    /// The runtime image pinned by digest (`registry/repo[:tag]@sha256:…`); absent until admitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    pub image: Option<String>,
+    /// Digest of the runtime image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
+    pub image_digest: Option<String>,
+    /// The model source with an OCI reference pinned by digest; absent until admitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_source: Option<ModelSource>,
+    /// Digest of the model (OCI manifest digest, or the sha256 an HTTP source names).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
+    pub model_digest: Option<String>,
+    /// When the signatures of image and model verified; absent when they did not (Audit) or
+    /// verification is disabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_at: Option<Time>,
+    /// `sha256:<hex>` fingerprints (of the DER public key) of the keys the candidate was
+    /// checked against, in the order the target lists them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(length(max = 80)))]
+    pub keys: Vec<String>,
 }
 
 /// Where a rollout stands.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
 pub enum CanaryPhase {
-    /// Not started yet.
+    /// Not started yet: waiting for the target, or verified and waiting for traffic
+    /// shifting (see the `Progressing` condition).
     #[default]
     Pending,
     /// Verifying the candidate's signatures.
@@ -65,7 +106,8 @@ pub enum CanaryPhase {
     Succeeded,
     /// Rolled back to stable (by analysis or `spec.abort`).
     RolledBack,
-    /// Could not proceed (e.g. the target is missing or the candidate failed verification).
+    /// Could not proceed: the candidate failed verification under `Enforce`, or it cannot
+    /// apply to the target (e.g. a model candidate for a pipeline).
     Failed,
 }
 

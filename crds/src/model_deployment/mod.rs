@@ -10,7 +10,10 @@ mod status;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-pub use model::{HttpSource, ModelFormat, ModelSource, ModelSpec, PvcSource, Task, TokenizerRef};
+pub use model::{
+    HttpSource, ModelFormat, ModelSource, ModelSpec, PvcSource, SignatureBundleRef, Task,
+    TokenizerRef,
+};
 pub use pipeline::{
     MAX_PIPELINE_EDGES, MAX_PIPELINE_NODES, PORT_REF_PATTERN, Pipeline, PipelineEdge, PipelineNode,
 };

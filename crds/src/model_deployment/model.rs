@@ -30,6 +30,11 @@ pub struct ModelSpec {
     /// The Hugging Face `tokenizer.json` that turns text into token ids (required for `generate`, used by `embed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokenizer: Option<TokenizerRef>,
+    /// Where the OpenSSF model-signing bundle of an `http` or `pvc` model is (the runtime
+    /// verifies the files against it under `spec.verification` Enforce or Audit); unset:
+    /// `model.sig` in the model's folder. Not used for `oci` models (cosign-verified).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature_bundle: Option<SignatureBundleRef>,
 }
 
 /// What a model does, which selects the endpoints the runtime exposes.
@@ -110,6 +115,26 @@ pub struct TokenizerRef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64), pattern(SHA256_PATTERN))]
     pub sha256: Option<String>,
+}
+
+/// An OpenSSF model-signing bundle (`model_signing sign key ... --signature model.sig`)
+/// stored next to the model file.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SignatureBundleRef {
+    /// Path relative to the model's folder on the PVC (the folder `pvc.path` names, or the
+    /// one holding the model file), or a URL relative to the HTTP model URL.
+    #[serde(default = "default_bundle_path")]
+    #[schemars(length(max = PATH_MAX), pattern(RELATIVE_PATH_PATTERN))]
+    pub path: String,
+    /// Lowercase hex SHA-256 of the bundle, checked when set (HTTP models only: pins one signing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64), pattern(SHA256_PATTERN))]
+    pub sha256: Option<String>,
+}
+
+fn default_bundle_path() -> String {
+    crate::runtime_config::DEFAULT_BUNDLE_FILE.to_owned()
 }
 
 fn default_tokenizer_path() -> String {

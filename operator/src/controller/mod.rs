@@ -1,6 +1,7 @@
 //! Controllers, one file per kind, and what they share: the [`Context`] with the
 //! watch caches the reconcilers read instead of the API server.
 
+pub mod canary;
 pub mod model_deployment;
 
 use std::{

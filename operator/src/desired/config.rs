@@ -10,7 +10,7 @@ use modelplane_api::{
     model_deployment::{self as md, ModelDeploymentSpec, ModelSource, ModelSpec, RuntimeSpec},
     runtime_config::{
         self as rc, Batching, Duration, HttpSource, Limits, ModelConfig, OciSource, RuntimeConfig,
-        ServerConfig, Source, VersionConfig,
+        ServerConfig, SignatureConfig, Source, VersionConfig, bundle_beside,
     },
 };
 
@@ -34,10 +34,13 @@ fn invalid(message: String) -> Blocker {
 }
 
 /// Renders the runtime config for a spec; models in `insecure_registries` are pulled over
-/// plain http.
+/// plain http. `model_signature` (HTTP and PVC models under Enforce or Audit) is rendered
+/// into each version with its bundle location made explicit: the runtime verifies the
+/// model files against it before loading them.
 pub fn render_runtime_config(
     spec: &ModelDeploymentSpec,
     insecure_registries: &[String],
+    model_signature: Option<&SignatureConfig>,
 ) -> Result<RuntimeConfig, Blocker> {
     let Some(model) = &spec.model else {
         return Err(Blocker {
@@ -51,7 +54,11 @@ pub fn render_runtime_config(
             cache_dir: CACHE_DIR.into(),
             ..ServerConfig::default()
         },
-        models: vec![model_config(model, &spec.runtime, insecure_registries)?],
+        models: vec![signed(
+            model_config(model, &spec.runtime, insecure_registries)?,
+            model_signature,
+            model.signature_bundle.as_ref(),
+        )],
     };
     config
         .validate()
@@ -98,6 +105,7 @@ fn model_config(
             )?,
             ..Limits::default()
         },
+        generation: rc::Generation::default(),
         versions: vec![VersionConfig {
             version: version_label(&model.source),
             source: source(&model.source, insecure_registries)?,
@@ -106,8 +114,27 @@ fn model_config(
                 md::Device::Cuda => rc::Device::Cuda,
             },
             warmup_iterations: 2,
+            signature: None,
         }],
     })
+}
+
+/// `model` with `signature` on every version, its bundle where `spec.model.signatureBundle`
+/// says, else `model.sig` in the model's folder (or beside the model URL).
+fn signed(
+    mut model: ModelConfig,
+    signature: Option<&SignatureConfig>,
+    bundle: Option<&md::SignatureBundleRef>,
+) -> ModelConfig {
+    for version in &mut model.versions {
+        let located =
+            bundle.and_then(|b| bundle_beside(&version.source, &b.path, b.sha256.clone()));
+        version.signature = signature.map(|signature| SignatureConfig {
+            bundle: located.or_else(|| signature.bundle_for(&version.source)),
+            ..signature.clone()
+        });
+    }
+    model
 }
 
 fn task(task: md::Task) -> rc::Task {
@@ -190,5 +217,75 @@ pub fn config_map(owner: &Owner<'_>, yaml: String) -> ConfigMap {
         metadata: owner.metadata(owner.config_map_name()),
         data: Some(BTreeMap::from([(CONFIG_FILE.to_owned(), yaml)])),
         ..ConfigMap::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use modelplane_api::runtime_config::{BundleHttp, BundleSource, SignatureMode, TrustedKey};
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn spec(source: Value, bundle: Option<Value>) -> ModelDeploymentSpec {
+        let mut model = json!({"name": "r18", "task": "classify", "source": source});
+        if let Some(bundle) = bundle {
+            model["signatureBundle"] = bundle;
+        }
+        serde_json::from_value(json!({"model": model, "runtime": {"replicas": 1}})).expect("spec")
+    }
+
+    fn enforce() -> SignatureConfig {
+        SignatureConfig {
+            mode: SignatureMode::Enforce,
+            keys: vec![TrustedKey {
+                name: "model-pub/model.pub".into(),
+                pem: "-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----\n".into(),
+            }],
+            bundle: None,
+        }
+    }
+
+    #[test]
+    fn signature_block_is_rendered_with_its_bundle_beside_the_model() {
+        let pvc = json!({"pvc": {"claimName": "models", "path": "r18/v3/model.pt"}});
+        let url = "https://m.example/r18/v3/model.pt";
+        let http = json!({"http": {"url": url, "sha256": "a".repeat(64)}});
+        let http_bundle = |url: &str, sha256: Option<String>| {
+            Some(BundleSource::Http(BundleHttp {
+                url: url.into(),
+                sha256,
+            }))
+        };
+        #[rustfmt::skip]
+        let table = [
+            (&pvc, None, Some(enforce()), Some(BundleSource::Path("model.sig".into()))),
+            (&pvc, Some(json!({"path": "sigs/r18.sig"})), Some(enforce()), Some(BundleSource::Path("sigs/r18.sig".into()))),
+            (&http, None, Some(enforce()), http_bundle("https://m.example/r18/v3/model.sig", None)),
+            (&http, Some(json!({"path": "model.pt.sig", "sha256": "b".repeat(64)})), Some(enforce()), http_bundle("https://m.example/r18/v3/model.pt.sig", Some("b".repeat(64)))),
+        ];
+        for (source, bundle, signature, expected) in table {
+            let spec = spec(source.clone(), bundle.clone());
+            let config = render_runtime_config(&spec, &[], signature.as_ref()).expect("renders");
+            let rendered = config.models[0].versions[0]
+                .signature
+                .clone()
+                .expect("block");
+            assert_eq!(rendered.bundle, expected, "{source} {bundle:?}");
+            assert_eq!(rendered.keys, enforce().keys);
+            let yaml = config.to_yaml().expect("yaml");
+            assert_eq!(
+                RuntimeConfig::from_yaml(&yaml).expect("the runtime reads it"),
+                config
+            );
+        }
+    }
+
+    #[test]
+    fn without_a_signature_no_block_is_rendered() {
+        let pvc = json!({"pvc": {"claimName": "models", "path": "r18/v3/model.pt"}});
+        let spec = spec(pvc, Some(json!({"path": "model.sig"})));
+        let config = render_runtime_config(&spec, &[], None).expect("renders");
+        assert_eq!(config.models[0].versions[0].signature, None);
     }
 }

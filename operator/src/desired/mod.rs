@@ -13,7 +13,10 @@ use k8s_openapi::api::{
     policy::v1::PodDisruptionBudget,
 };
 use kube::{Resource, ResourceExt, api::ObjectMeta};
-use modelplane_api::model_deployment::{ModelDeployment, ModelDeploymentSpec};
+use modelplane_api::{
+    model_deployment::{ModelDeployment, ModelDeploymentSpec},
+    runtime_config::SignatureConfig,
+};
 
 use crate::health::Blocker;
 
@@ -158,9 +161,14 @@ pub fn tenant_of(
 }
 
 /// Computes every owned object; a spec the operator cannot serve yields the
-/// [`Blocker`] to report instead.
-pub fn desired_state(owner: &Owner<'_>, defaults: &Defaults) -> Result<Desired, Blocker> {
-    let config = render_runtime_config(owner.spec, &defaults.insecure_registries)?;
+/// [`Blocker`] to report instead. `model_signature` is what the runtime verifies HTTP and
+/// PVC model files with (from the pinned revision).
+pub fn desired_state(
+    owner: &Owner<'_>,
+    defaults: &Defaults,
+    model_signature: Option<&SignatureConfig>,
+) -> Result<Desired, Blocker> {
+    let config = render_runtime_config(owner.spec, &defaults.insecure_registries, model_signature)?;
     let yaml = config.to_yaml().map_err(|error| Blocker {
         reason: "InvalidRuntimeConfig",
         message: format!("the runtime config cannot be rendered: {error}"),

@@ -8,7 +8,7 @@ use crate::fixtures::{defaults, model_deployment, oci, resnet18_spec};
 fn render(spec: Value) -> Result<Desired, Blocker> {
     let md = model_deployment(spec);
     let owner = Owner::new(&md, "team-a").expect("owner");
-    desired_state(&owner, &defaults())
+    desired_state(&owner, &defaults(), None)
 }
 
 fn json_of<T: serde::Serialize>(value: &T) -> Value {

@@ -21,6 +21,7 @@ pub struct FakeRegistry {
 struct State {
     tags: HashMap<String, String>,
     signed: HashSet<String>,
+    refused: HashMap<String, FailureReason>,
     private: HashSet<String>,
     unreachable: bool,
     checks: usize,
@@ -42,6 +43,12 @@ impl FakeRegistry {
     /// Publishes a valid signature for `digest`.
     pub fn sign(&self, digest: &str) -> &Self {
         self.state().signed.insert(digest.to_owned());
+        self
+    }
+
+    /// Makes the verification of `digest` fail with `reason` (e.g. `WrongKey`, `TagMoved`).
+    pub fn refuse(&self, digest: &str, reason: FailureReason) -> &Self {
+        self.state().refused.insert(digest.to_owned(), reason);
         self
     }
 
@@ -102,24 +109,34 @@ impl FakeRegistry {
                 };
             }
         };
-        let unsigned = [Some(&pins.image_digest), pins.model_digest.as_ref()]
+        let failure = [Some(&pins.image_digest), pins.model_digest.as_ref()]
             .into_iter()
             .flatten()
-            .find(|digest| !state.signed.contains(*digest));
-        match (check.mode, unsigned) {
+            .find_map(|digest| verification_failure(&state, digest));
+        match (check.mode, failure) {
             (Mode::Disabled, _) => signed(pins, None),
             (_, None) => {
                 let signer = check.keys.keys().first().map(|k| k.name().to_owned());
                 signed(pins, signer)
             }
-            (mode, Some(digest)) => Checked {
-                result: Err(Failure::new(
-                    FailureReason::NoSignature,
-                    format!("no signature for {digest}"),
-                )),
-                pins: (mode == Mode::Audit).then_some(pins),
+            // Like the real verifier, Audit resolves what failed (unless it is unreachable).
+            (mode, Some(failure)) => Checked {
+                pins: (mode == Mode::Audit && !failure.is_retryable()).then_some(pins),
+                result: Err(failure),
             },
         }
+    }
+}
+
+/// Why `digest` does not verify: the reason it was refused with, or no signature.
+fn verification_failure(state: &State, digest: &str) -> Option<Failure> {
+    match state.refused.get(digest) {
+        Some(reason) => Some(Failure::new(*reason, format!("{reason} for {digest}"))),
+        None if !state.signed.contains(digest) => Some(Failure::new(
+            FailureReason::NoSignature,
+            format!("no signature for {digest}"),
+        )),
+        None => None,
     }
 }
 

@@ -13,7 +13,9 @@
 mod credentials;
 #[cfg(test)]
 pub mod fake;
+mod model_files;
 mod record;
+mod secrets;
 
 use futures::future::BoxFuture;
 use modelplane_verify::{
@@ -22,7 +24,9 @@ use modelplane_verify::{
 };
 
 pub use credentials::pull_credentials;
+pub use model_files::{delegated_model_source, model_signature};
 pub use record::{PINNED_ANNOTATION, PinnedRevision, inputs_hash};
+pub use secrets::{pull_secret_credentials, trusted_keys};
 
 /// What to resolve and verify before one revision rolls out.
 #[derive(Debug, Clone)]

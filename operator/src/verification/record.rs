@@ -3,7 +3,10 @@
 //! registry entirely, and is what keeps serving while a newer revision is refused.
 
 use k8s_openapi::{api::apps::v1::Deployment, apimachinery::pkg::apis::meta::v1::Time};
-use modelplane_api::model_deployment::{ModelDeploymentSpec, ModelSource};
+use modelplane_api::{
+    model_deployment::{ModelDeploymentSpec, ModelSource},
+    runtime_config::SignatureConfig,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -32,6 +35,10 @@ pub struct PinnedRevision {
     /// When its signatures were verified; `None` when they were not (Disabled, or Audit failure).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verified_at: Option<Time>,
+    /// For HTTP and PVC models under Enforce or Audit: the mode and trusted keys the runtime
+    /// verifies the model files with before loading them (rendered into the runtime config).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_signature: Option<SignatureConfig>,
 }
 
 impl PinnedRevision {
@@ -59,6 +66,7 @@ impl PinnedRevision {
             model_source,
             model_digest,
             verified_at,
+            model_signature: None,
         }
     }
 

@@ -2,13 +2,17 @@
 //! and a model format.
 
 mod signature;
+mod step;
 mod torchscript;
 
 use std::path::Path;
 
 use modelplane_api::runtime_config::{Device, ModelFormat};
+use modelplane_generate::config::GenerateModelConfig;
+use modelplane_generate::engine::StepModel;
 
-pub use signature::{SIGNATURE_FILE, Signature, TensorSpec};
+pub use signature::{SIGNATURE_FILE, Signature, TEXT_INPUT, TEXT_OUTPUT, TensorSpec};
+pub use step::{CacheSize, TorchStepModel};
 
 /// A loaded model that runs `forward` on tensors in signature order.
 ///
@@ -57,6 +61,21 @@ pub fn load(
     let device = torch_device(device)?;
     match format {
         ModelFormat::Torchscript => Ok(Box::new(torchscript::TorchScript::load(path, device)?)),
+    }
+}
+
+/// Loads a generative model folder (`config.json` already read) onto a device, with a
+/// KV cache of `size`, warmed up.
+pub fn load_step_model(
+    format: ModelFormat,
+    dir: &Path,
+    config: &GenerateModelConfig,
+    device: Device,
+    size: CacheSize,
+) -> Result<Box<dyn StepModel>, LoadError> {
+    let device = torch_device(device)?;
+    match format {
+        ModelFormat::Torchscript => Ok(Box::new(TorchStepModel::load(dir, config, device, size)?)),
     }
 }
 

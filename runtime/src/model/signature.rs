@@ -27,6 +27,11 @@ pub struct Signature {
     pub outputs: Vec<TensorSpec>,
 }
 
+/// Input of a `generate` model: the prompt, one BYTES element.
+pub const TEXT_INPUT: &str = "text_input";
+/// Output of a `generate` model: generated text.
+pub const TEXT_OUTPUT: &str = "text_output";
+
 /// The file read beside a local model when the config names no tensors.
 pub const SIGNATURE_FILE: &str = "signature.json";
 
@@ -47,6 +52,20 @@ impl Signature {
             inputs: convert(inputs)?,
             outputs: convert(outputs)?,
         })
+    }
+
+    /// The signature a `generate` model shows in its metadata (Triton's generate
+    /// convention): one prompt string in, generated text out.
+    pub fn text_generation() -> Self {
+        let text = |name: &str, shape: i64| TensorSpec {
+            name: name.to_owned(),
+            datatype: DataType::Bytes,
+            shape: vec![shape],
+        };
+        Self {
+            inputs: vec![text(TEXT_INPUT, 1)],
+            outputs: vec![text(TEXT_OUTPUT, -1)],
+        }
     }
 
     /// Reads `signature.json` from `dir`; `Ok(None)` when there is none.

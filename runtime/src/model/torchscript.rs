@@ -44,7 +44,7 @@ impl Backend for TorchScript {
 }
 
 /// libtorch's message without the C++ backtrace it appends.
-fn torch_message(err: &tch::TchError) -> String {
+pub(super) fn torch_message(err: &tch::TchError) -> String {
     let text = err.to_string();
     let message = text
         .split("\nException raised from")

@@ -1,13 +1,19 @@
-//! Open Inference Protocol v2 over gRPC: `inference.GRPCInferenceService`.
+//! Open Inference Protocol v2 over gRPC: `inference.GRPCInferenceService`. Tensor
+//! models answer each request once; `generate` models stream text ([`generate`]).
+
+pub mod generate;
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::stream::{self, BoxStream};
 use futures::{Stream, StreamExt};
+use modelplane_api::runtime_config::ModelConfig;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::catalog::Version;
 use crate::error::InferError;
 use crate::server::AppState;
 use crate::tensor::{DataType, TensorData};
@@ -53,19 +59,31 @@ impl GrpcService {
         Self { state }
     }
 
-    /// Runs one inference; the shared path of `ModelInfer` and `ModelStreamInfer`.
+    /// The model config and serving version a request addresses.
+    fn resolve(
+        &self,
+        request: &ModelInferRequest,
+    ) -> Result<(Arc<ModelConfig>, Arc<Version>), InferError> {
+        let catalog = self.state.catalog.load();
+        let wanted = Some(request.model_version.as_str()).filter(|v| !v.is_empty());
+        let (entry, version) = catalog.resolve(&request.model_name, wanted)?;
+        Ok((Arc::clone(&entry.config), version))
+    }
+
+    /// Answers one `ModelInfer`: a tensor inference, or a whole generated text.
     async fn infer(
         &self,
         request: ModelInferRequest,
         timeout: Option<Duration>,
     ) -> Result<ModelInferResponse, InferError> {
         let started = Instant::now();
-        let (config, version) = {
-            let catalog = self.state.catalog.load();
-            let wanted = Some(request.model_version.as_str()).filter(|v| !v.is_empty());
-            let (entry, version) = catalog.resolve(&request.model_name, wanted)?;
-            (Arc::clone(&entry.config), version)
-        };
+        let (config, version) = self.resolve(&request)?;
+        if version.engine().is_ok() {
+            let deadline = generate::deadline(started, timeout, &config.limits);
+            return generate::submit(version, &request, deadline)?
+                .collect()
+                .await;
+        }
         let result = async {
             let limits = &config.limits;
             let deadline = started
@@ -253,6 +271,44 @@ fn timeout_of<T>(request: &Request<T>) -> Option<Duration> {
         .and_then(parse_grpc_timeout)
 }
 
+/// The responses of one request of a `ModelStreamInfer` call.
+type Responses = BoxStream<'static, Result<pb::ModelStreamInferResponse, Status>>;
+
+impl GrpcService {
+    /// One request of a stream: a generation streams its chunks; a tensor inference
+    /// answers once.
+    async fn stream_one(&self, request: ModelInferRequest, timeout: Option<Duration>) -> Responses {
+        let started = Instant::now();
+        let id = request.id.clone();
+        let generation = match self.resolve(&request) {
+            Ok((config, version)) if version.engine().is_ok() => {
+                let deadline = generate::deadline(started, timeout, &config.limits);
+                generate::submit(version, &request, deadline)
+            }
+            _ => {
+                let response = match self.infer(request, timeout).await {
+                    Ok(response) => pb::ModelStreamInferResponse {
+                        error_message: String::new(),
+                        infer_response: Some(response),
+                    },
+                    Err(err) => pb::ModelStreamInferResponse {
+                        error_message: err.to_string(),
+                        infer_response: Some(ModelInferResponse {
+                            id,
+                            ..Default::default()
+                        }),
+                    },
+                };
+                return stream::once(async { Ok(response) }).boxed();
+            }
+        };
+        match generation {
+            Ok(generation) => generation.into_responses().map(Ok).boxed(),
+            Err(err) => stream::once(async move { Ok(generate::final_error(&id, &err)) }).boxed(),
+        }
+    }
+}
+
 type InferStream =
     Pin<Box<dyn Stream<Item = Result<pb::ModelStreamInferResponse, Status>> + Send + 'static>>;
 
@@ -346,29 +402,21 @@ impl GrpcInferenceService for GrpcService {
     ) -> Result<Response<Self::ModelStreamInferStream>, Status> {
         let timeout = timeout_of(&request);
         let service = self.clone();
+        // Requests are admitted concurrently; their responses keep request order (a
+        // generation's chunks all come before the next request's responses).
         let responses = request
             .into_inner()
             .map(move |message| {
                 let service = service.clone();
                 async move {
-                    let request = message?;
-                    let id = request.id.clone();
-                    Ok(match service.infer(request, timeout).await {
-                        Ok(response) => pb::ModelStreamInferResponse {
-                            error_message: String::new(),
-                            infer_response: Some(response),
-                        },
-                        Err(err) => pb::ModelStreamInferResponse {
-                            error_message: err.to_string(),
-                            infer_response: Some(ModelInferResponse {
-                                id,
-                                ..Default::default()
-                            }),
-                        },
-                    })
+                    match message {
+                        Ok(request) => service.stream_one(request, timeout).await,
+                        Err(status) => stream::once(async { Err(status) }).boxed(),
+                    }
                 }
             })
-            .buffered(STREAM_CONCURRENCY);
+            .buffered(STREAM_CONCURRENCY)
+            .flatten();
         Ok(Response::new(Box::pin(responses)))
     }
 }

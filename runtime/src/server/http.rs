@@ -33,6 +33,7 @@ pub fn router(state: Arc<AppState>, with_metrics: bool) -> Router {
             "/v2/models/{model}/versions/{version}/infer",
             post(version_infer),
         )
+        .merge(crate::openai::router())
         .fallback(not_found);
     let router = if with_metrics {
         router.merge(metrics_router())
@@ -146,6 +147,12 @@ async fn run_infer(
         let (entry, version) = catalog.resolve(model, version)?;
         (Arc::clone(&entry.config), version)
     };
+    if version.engine().is_ok() {
+        return Err(InferError::BadRequest(format!(
+            "model {model:?} generates text: use /v1/completions, /v1/chat/completions, \
+             or gRPC ModelInfer/ModelStreamInfer with a text_input"
+        )));
+    }
     let result = async {
         let limits = &config.limits;
         let body = read_body(body, headers, limits.max_body_bytes).await?;

@@ -8,16 +8,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use k8s_openapi::{api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::Time};
-use kube::{
-    Api,
-    runtime::events::{Event, EventType},
-};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::runtime::events::{Event, EventType};
 use modelplane_api::{
     condition::ConditionStatus,
     model_deployment::{ModelDeploymentSpec, VerificationMode},
+    runtime_config::TrustedKey,
 };
-use modelplane_verify::{DockerConfig, Failure, FailureReason, KeySet, Mode, decide, load_keys};
+use modelplane_verify::{DockerConfig, Failure, FailureReason, KeySet, Mode, decide};
 
 use super::status::event;
 use crate::{
@@ -25,8 +23,15 @@ use crate::{
     controller::Context,
     desired::Owner,
     health::Blocker,
-    verification::{Check, Checked, PinnedRevision, Pins, Signed, inputs_hash, pull_credentials},
+    verification::{
+        Check, Checked, PinnedRevision, Pins, Signed, delegated_model_source, inputs_hash,
+        model_signature, pull_secret_credentials, trusted_keys,
+    },
 };
+
+/// `Verified` reason when the image is verified and the model files (HTTP or PVC source) are
+/// verified by the runtime against their model-signing bundle before they load.
+pub const VERIFIED_AT_LOAD: &str = "VerifiedAtLoad";
 
 /// When a refused revision is checked again if only a spec change can fix it.
 pub const HELD_RETRY: Duration = Duration::from_secs(600);
@@ -130,19 +135,23 @@ pub async fn gate(
     }
     // A pull secret without a usable docker config blocks like a missing Secret: nothing to
     // retry until it is fixed, so the blocked resync (not a hold) picks the fix up.
-    let credentials = match pull_secret_credentials(ctx, owner).await? {
-        Ok(credentials) => credentials,
-        Err(blocker) => return Ok(Gate::blocked(blocker)),
-    };
+    let credentials =
+        match pull_secret_credentials(&ctx.client, &owner.namespace, owner.spec).await? {
+            Ok(credentials) => credentials,
+            Err(blocker) => return Ok(Gate::blocked(blocker)),
+        };
     let mode = effective_mode(owner.spec);
-    let checked = check(ctx, owner, mode, credentials).await?;
-    let outcome = conclude(
+    let (checked, trusted) = check(ctx, owner, mode, credentials).await?;
+    let mut outcome = conclude(
         mode,
         &inputs,
         owner.spec,
         checked,
         Time(k8s_openapi::jiff::Timestamp::now()),
     );
+    if let Some(render) = outcome.render.as_mut() {
+        render.model_signature = model_signature(mode, owner.spec, trusted);
+    }
     let registry_key = format!("{key}#registry");
     if outcome.render.is_some() {
         ctx.holds.release(key);
@@ -174,19 +183,22 @@ pub fn effective_mode(spec: &ModelDeploymentSpec) -> Mode {
 }
 
 /// Loads the keys and runs the check; a key that cannot be loaded fails the check (the
-/// references are still resolved, so Audit can roll them out).
+/// references are still resolved, so Audit can roll them out). Also returns the trusted
+/// keys as PEM, for the runtime to verify model files with.
 async fn check(
     ctx: &Context,
     owner: &Owner<'_>,
     mode: Mode,
     credentials: Option<DockerConfig>,
-) -> Result<Checked> {
-    let (keys, key_failure) = match mode {
-        Mode::Disabled => (KeySet::new(Vec::new()), None),
-        Mode::Enforce | Mode::Audit => match trusted_keys(ctx, owner).await? {
-            Ok(keys) => (keys, None),
-            Err(failure) => (KeySet::new(Vec::new()), Some(failure)),
-        },
+) -> Result<(Checked, Vec<TrustedKey>)> {
+    let (keys, trusted, key_failure) = match mode {
+        Mode::Disabled => (KeySet::new(Vec::new()), Vec::new(), None),
+        Mode::Enforce | Mode::Audit => {
+            match trusted_keys(&ctx.client, &owner.namespace, owner.spec).await? {
+                Ok((keys, trusted)) => (keys, trusted, None),
+                Err(failure) => (KeySet::new(Vec::new()), Vec::new(), Some(failure)),
+            }
+        }
     };
     let request = Check {
         image: owner
@@ -210,37 +222,7 @@ async fn check(
     {
         checked.result = Err(failure);
     }
-    Ok(checked)
-}
-
-/// The PEM keys named by `spec.verification.keys`, read from Secrets.
-async fn trusted_keys(ctx: &Context, owner: &Owner<'_>) -> Result<Result<KeySet, Failure>> {
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &owner.namespace);
-    let mut entries = Vec::new();
-    for key in owner.spec.verification.iter().flat_map(|v| &v.keys) {
-        let secret = api.get_opt(&key.secret_ref.name).await?;
-        let pem = secret
-            .and_then(|s| s.data)
-            .and_then(|data| data.get(&key.secret_ref.key).map(|bytes| bytes.0.clone()));
-        entries.push((
-            format!("{}/{}", key.secret_ref.name, key.secret_ref.key),
-            pem,
-        ));
-    }
-    Ok(load_keys(entries))
-}
-
-/// The credentials of the Secrets `spec.runtime.imagePullSecrets` names, merged.
-async fn pull_secret_credentials(
-    ctx: &Context,
-    owner: &Owner<'_>,
-) -> Result<Result<Option<DockerConfig>, Blocker>> {
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &owner.namespace);
-    let mut found = Vec::new();
-    for secret in &owner.spec.runtime.image_pull_secrets {
-        found.push((secret.name.clone(), api.get_opt(&secret.name).await?));
-    }
-    Ok(pull_credentials(&owner.namespace, found))
+    Ok((checked, trusted))
 }
 
 /// The pure part of the gate: what a check means under `mode`.
@@ -281,12 +263,9 @@ pub fn conclude(
     checked: Checked,
     now: Time,
 ) -> Outcome {
-    let result = checked
-        .result
-        .and_then(|signed| require_signed_model(mode, spec, signed));
-    match (result, checked.pins) {
+    match (checked.result, checked.pins) {
         (Ok(signed), Some(pins)) => {
-            let verified = signed_condition(mode, &signed, &pins);
+            let verified = signed_condition(mode, spec, &signed, &pins);
             let event = (mode != Mode::Disabled && !signed.from_cache).then(|| {
                 event(
                     EventType::Normal,
@@ -350,47 +329,45 @@ fn failed(
     }
 }
 
-/// Models from HTTP or PVC sources carry no signature the operator can check.
-fn require_signed_model(
+fn signed_condition(
     mode: Mode,
     spec: &ModelDeploymentSpec,
-    signed: Signed,
-) -> Result<Signed, Failure> {
-    let unsigned_source = spec
-        .model
-        .as_ref()
-        .map(|m| &m.source)
-        .filter(|source| source.oci.is_none())
-        .map(|source| if source.http.is_some() { "http" } else { "pvc" });
-    match (mode, unsigned_source) {
-        (Mode::Enforce | Mode::Audit, Some(kind)) => Err(Failure::new(
-            FailureReason::NoSignature,
-            format!(
-                "the model comes from a {kind} source, whose signature the operator cannot verify; serve it from an OCI artifact signed with cosign, or set verification.mode to Audit or Disabled"
-            ),
-        )),
-        _ => Ok(signed),
-    }
-}
-
-fn signed_condition(mode: Mode, signed: &Signed, pins: &Pins) -> VerifiedCondition {
+    signed: &Signed,
+    pins: &Pins,
+) -> VerifiedCondition {
     let mut what = format!("image {}", pins.image_digest);
     if let Some(model) = &pins.model_digest {
         what.push_str(&format!(" and model {model}"));
     }
-    match mode {
-        Mode::Disabled => VerifiedCondition {
+    let signer = signed.signer.as_deref().unwrap_or("a trusted key");
+    let delegated = spec
+        .model
+        .as_ref()
+        .and_then(|model| delegated_model_source(&model.source));
+    match (mode, delegated) {
+        (Mode::Disabled, _) => VerifiedCondition {
             status: ConditionStatus::Unknown,
             reason: "VerificationDisabled",
             message: format!("signature verification is disabled; pinned {what}"),
         },
-        Mode::Enforce | Mode::Audit => VerifiedCondition {
+        (Mode::Enforce | Mode::Audit, Some(model)) => VerifiedCondition {
+            status: ConditionStatus::True,
+            reason: VERIFIED_AT_LOAD,
+            message: format!(
+                "image {} signed by {signer}; the model ({model}) is verified by the runtime before it loads, against its model-signing bundle and the same keys ({} mode: {})",
+                pins.image_digest,
+                mode.as_str(),
+                if mode == Mode::Enforce {
+                    "a model that does not verify is not loaded"
+                } else {
+                    "a model that does not verify loads and is counted in modelplane_model_signature_failures_total"
+                }
+            ),
+        },
+        (Mode::Enforce | Mode::Audit, None) => VerifiedCondition {
             status: ConditionStatus::True,
             reason: "Verified",
-            message: format!(
-                "{what} signed by {}",
-                signed.signer.as_deref().unwrap_or("a trusted key")
-            ),
+            message: format!("{what} signed by {signer}"),
         },
     }
 }

@@ -133,7 +133,7 @@ fn render(ctx: &Context, owner: &Owner<'_>, gate: &Gate) -> Result<(Desired, Rev
     };
     let spec = record.pin(owner.spec);
     let pinned = owner.with_spec(&spec);
-    let mut desired = desired_state(&pinned, &ctx.defaults)?;
+    let mut desired = desired_state(&pinned, &ctx.defaults, record.model_signature.as_ref())?;
     record
         .write(&mut desired.deployment)
         .map_err(|error| Blocker {

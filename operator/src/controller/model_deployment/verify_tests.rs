@@ -4,10 +4,14 @@
 use std::{sync::Arc, time::Duration};
 
 use kube::runtime::controller::Action;
-use modelplane_api::model_deployment::{ModelDeployment, ModelDeploymentStatus};
+use modelplane_api::{
+    model_deployment::{ModelDeployment, ModelDeploymentStatus},
+    runtime_config::{BundleHttp, BundleSource, RuntimeConfig, SignatureConfig, SignatureMode},
+};
+use modelplane_verify::FailureReason;
 use serde_json::{Value, json};
 
-use super::{HELD_RETRY, reconcile};
+use super::{HELD_RETRY, gate::VERIFIED_AT_LOAD, reconcile};
 use crate::{
     controller::Context,
     fixtures::{
@@ -478,4 +482,175 @@ async fn pull_secret_without_a_docker_config_blocks_with_a_condition() {
     assert!(message.contains(".dockerconfigjson"), "{message}");
     assert_eq!(registry.checks(), 0);
     assert_eq!(action, Action::requeue(super::BLOCKED_RESYNC));
+}
+
+/// resnet18 from `source` (HTTP or PVC) under `mode`, key Secret `cosign-pub`.
+fn file_model_spec(mode: &str, source: Value) -> Value {
+    let mut spec = verified_spec(mode, 'a');
+    spec["model"]["source"] = source;
+    spec
+}
+
+fn pvc_source() -> Value {
+    json!({"pvc": {"claimName": "models", "path": "resnet18/v4/model.pt"}})
+}
+
+fn pvc_exists() -> Expect {
+    Expect::Get {
+        path: path("v1", "persistentvolumeclaims", "models"),
+        found: true,
+    }
+}
+
+/// The `signature` block of the rendered runtime config's only version.
+fn rendered_signature(recorded: &[Recorded]) -> Option<SignatureConfig> {
+    let config = applied(recorded, "ConfigMap")["data"]["config.yaml"]
+        .as_str()
+        .expect("config")
+        .to_owned();
+    let config = RuntimeConfig::from_yaml(&config).expect("the runtime accepts the config");
+    config.models[0].versions[0].signature.clone()
+}
+
+#[tokio::test]
+async fn enforce_hands_a_pvc_model_to_the_runtime_with_the_keys_and_its_bundle() {
+    let md = model_deployment(file_model_spec("Enforce", pvc_source()));
+    let mut script = key_secret();
+    script.insert(1, pvc_exists());
+    script.extend(creates());
+    script.extend([Expect::Event { reason: "Verified" }, Expect::ApplyStatus]);
+    let (_, recorded) = Harness::new(&Cluster::new(), &md, signed_registry(&[]))
+        .reconcile(&md, script)
+        .await;
+
+    let signature = rendered_signature(&recorded).expect("signature block");
+    assert_eq!(signature.mode, SignatureMode::Enforce);
+    assert_eq!(signature.keys.len(), 1);
+    assert_eq!(signature.keys[0].name, "cosign-pub/cosign.pub");
+    assert_eq!(signature.keys[0].pem, COSIGN_PUB);
+    assert_eq!(
+        signature.bundle,
+        Some(BundleSource::Path("model.sig".into()))
+    );
+    let status = status_written(&recorded);
+    assert_eq!(
+        condition(&status, "Verified"),
+        ("True".into(), VERIFIED_AT_LOAD.into())
+    );
+    let message = &status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Verified")
+        .expect("Verified")
+        .message;
+    assert!(
+        message.contains("pvc models:resnet18/v4/model.pt") && message.contains(RUNTIME_DIGEST),
+        "{message}"
+    );
+    let revision = status.revision.expect("revision");
+    assert_eq!(revision.image_digest.as_deref(), Some(RUNTIME_DIGEST));
+    assert!(revision.verified_at.is_some());
+}
+
+#[tokio::test]
+async fn audit_hands_an_http_model_to_the_runtime_in_audit_mode() {
+    let sha = "d".repeat(64);
+    let source =
+        json!({"http": {"url": "https://models.example/resnet18/v4/model.pt", "sha256": sha}});
+    let md = model_deployment(file_model_spec("Audit", source));
+    let mut script = key_secret();
+    script.extend(creates());
+    script.extend([Expect::Event { reason: "Verified" }, Expect::ApplyStatus]);
+    let (_, recorded) = Harness::new(&Cluster::new(), &md, signed_registry(&[]))
+        .reconcile(&md, script)
+        .await;
+
+    let signature = rendered_signature(&recorded).expect("signature block");
+    assert_eq!(signature.mode, SignatureMode::Audit);
+    assert_eq!(
+        signature.bundle,
+        Some(BundleSource::Http(BundleHttp {
+            url: "https://models.example/resnet18/v4/model.sig".into(),
+            sha256: None,
+        }))
+    );
+    let record = &applied(&recorded, "Deployment")["metadata"]["annotations"][PINNED_ANNOTATION];
+    assert!(
+        record
+            .as_str()
+            .is_some_and(|r| r.contains("modelSignature")),
+        "the pinned revision carries the block: {record}"
+    );
+    let status = status_written(&recorded);
+    assert_eq!(
+        condition(&status, "Verified"),
+        ("True".into(), VERIFIED_AT_LOAD.into())
+    );
+    assert_eq!(
+        status.revision.expect("revision").model_digest,
+        Some(format!("sha256:{}", "d".repeat(64)))
+    );
+}
+
+#[tokio::test]
+async fn enforce_still_refuses_a_pvc_model_when_the_image_is_unsigned() {
+    let md = model_deployment(file_model_spec("Enforce", pvc_source()));
+    let mut script = key_secret();
+    script.insert(1, pvc_exists());
+    script.extend([
+        Expect::ApplyStatus,
+        Expect::Event {
+            reason: "NoSignature",
+        },
+    ]);
+    let (_, recorded) = Harness::new(&Cluster::new(), &md, registry())
+        .reconcile(&md, script)
+        .await;
+    let status = status_written(&recorded);
+    assert_eq!(
+        condition(&status, "Verified"),
+        ("False".into(), "NoSignature".into())
+    );
+    assert_eq!(status.revision, None);
+}
+
+#[tokio::test]
+async fn disabled_renders_a_pvc_model_without_a_signature_block() {
+    let mut spec = resnet18_spec();
+    spec["model"]["source"] = pvc_source();
+    let md = model_deployment(spec);
+    let mut script = vec![pvc_exists()];
+    script.extend(creates());
+    script.push(Expect::ApplyStatus);
+    let (_, recorded) = Harness::new(&Cluster::new(), &md, registry())
+        .reconcile(&md, script)
+        .await;
+    assert_eq!(rendered_signature(&recorded), None);
+    assert_eq!(
+        condition(&status_written(&recorded), "Verified"),
+        ("Unknown".into(), "VerificationDisabled".into())
+    );
+}
+
+#[tokio::test]
+async fn audit_rolls_out_a_pvc_model_under_a_wrongly_signed_image_and_still_hands_it_over() {
+    let registry = signed_registry(&[]);
+    registry.refuse(RUNTIME_DIGEST, FailureReason::WrongKey);
+    let md = model_deployment(file_model_spec("Audit", pvc_source()));
+    let mut script = key_secret();
+    script.insert(1, pvc_exists());
+    script.extend(creates());
+    script.extend([Expect::Event { reason: "WrongKey" }, Expect::ApplyStatus]);
+    let (_, recorded) = Harness::new(&Cluster::new(), &md, registry)
+        .reconcile(&md, script)
+        .await;
+
+    let signature = rendered_signature(&recorded).expect("signature block");
+    assert_eq!(signature.mode, SignatureMode::Audit);
+    let status = status_written(&recorded);
+    assert_eq!(
+        condition(&status, "Verified"),
+        ("False".into(), "WrongKey".into())
+    );
+    assert_eq!(status.revision.expect("revision").verified_at, None);
 }

@@ -1,0 +1,205 @@
+//! Errors in OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`, with
+//! the status the rest of the runtime uses for the same failure.
+
+use axum::extract::rejection::BytesRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::error::InferError;
+
+/// A failed OpenAI-compatible request: the HTTP status and the error object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status of the response.
+    pub status: StatusCode,
+    /// Human-readable reason.
+    pub message: String,
+    /// The request field at fault, when there is one.
+    pub param: Option<String>,
+    /// A stable machine-readable code (`model_not_found`, `invalid_value`, ...).
+    pub code: Option<&'static str>,
+}
+
+/// The body's `error` object.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct ErrorObject<'a> {
+    /// Human-readable reason.
+    pub message: &'a str,
+    /// OpenAI's error class (`invalid_request_error`, `server_error`, ...).
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The request field at fault.
+    pub param: Option<&'a str>,
+    /// Machine-readable code.
+    pub code: Option<&'static str>,
+}
+
+impl ApiError {
+    /// 400: the request cannot be understood (malformed JSON, bad prompt or messages).
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message, None, None)
+    }
+
+    /// 400 about one field.
+    pub fn bad_field(param: &str, message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            message,
+            Some(param.to_owned()),
+            Some("invalid_value"),
+        )
+    }
+
+    /// 422: a generation parameter has a value this server does not accept.
+    pub fn invalid_param(param: &str, message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            message,
+            Some(param.to_owned()),
+            Some("invalid_value"),
+        )
+    }
+
+    /// 500: something failed on the server side.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, message, None, None)
+    }
+
+    fn new(
+        status: StatusCode,
+        message: impl Into<String>,
+        param: Option<String>,
+        code: Option<&'static str>,
+    ) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            param,
+            code,
+        }
+    }
+
+    /// OpenAI's error class for this status.
+    pub fn kind(&self) -> &'static str {
+        match self.status {
+            StatusCode::UNAUTHORIZED => "authentication_error",
+            StatusCode::TOO_MANY_REQUESTS => "rate_limit_error",
+            StatusCode::SERVICE_UNAVAILABLE => "service_unavailable_error",
+            status if status.is_server_error() => "server_error",
+            _ => "invalid_request_error",
+        }
+    }
+
+    /// The `error` object as it is serialized.
+    pub fn object(&self) -> ErrorObject<'_> {
+        ErrorObject {
+            message: &self.message,
+            kind: self.kind(),
+            param: self.param.as_deref(),
+            code: self.code,
+        }
+    }
+
+    /// The whole body, `{"error": {...}}`, as JSON text (also an SSE event's data).
+    pub fn body(&self) -> String {
+        serde_json::json!({ "error": self.object() }).to_string()
+    }
+}
+
+impl From<InferError> for ApiError {
+    fn from(err: InferError) -> Self {
+        let status = err.http_status();
+        let code = match &err {
+            InferError::NotFound(_) => Some("model_not_found"),
+            InferError::TooLarge(_) => Some("request_too_large"),
+            InferError::NotReady(_) => Some("model_not_ready"),
+            InferError::Overloaded(_) => Some("overloaded"),
+            InferError::DeadlineExceeded(_) => Some("timeout"),
+            InferError::InvalidParameter { .. } => Some("invalid_value"),
+            _ => None,
+        };
+        let param = match &err {
+            InferError::NotFound(_) => Some("model".to_owned()),
+            InferError::InvalidParameter { param, .. } => Some(param.clone()),
+            _ => None,
+        };
+        Self::new(status, err.to_string(), param, code)
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    /// A body that could not be read: over [`super::MAX_BODY_BYTES`] (413) or cut off.
+    fn from(rejection: BytesRejection) -> Self {
+        let status = rejection.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            let message = format!(
+                "the request body is larger than the {} MiB the OpenAI endpoints accept",
+                super::MAX_BODY_BYTES >> 20
+            );
+            return Self::new(status, message, None, Some("request_too_large"));
+        }
+        Self::new(status, rejection.body_text(), None, None)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": self.object() });
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_models_are_404_model_not_found_on_the_model_param() {
+        let err = ApiError::from(InferError::NotFound("unknown model \"x\"".into()));
+        assert_eq!(err.status, StatusCode::NOT_FOUND);
+        assert_eq!(err.code, Some("model_not_found"));
+        assert_eq!(err.param.as_deref(), Some("model"));
+        assert_eq!(err.kind(), "invalid_request_error");
+    }
+
+    #[test]
+    fn error_classes_follow_the_status() {
+        let overloaded = ApiError::from(InferError::Overloaded("queue full".into()));
+        assert_eq!(overloaded.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(overloaded.kind(), "service_unavailable_error");
+        assert_eq!(ApiError::internal("boom").kind(), "server_error");
+        let invalid = ApiError::invalid_param("temperature", "must be ≥ 0");
+        assert_eq!(invalid.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(invalid.kind(), "invalid_request_error");
+    }
+
+    #[test]
+    fn invalid_generation_parameters_keep_their_param_name() {
+        let err = ApiError::from(InferError::InvalidParameter {
+            param: "top_p".into(),
+            message: "must be in (0, 1]".into(),
+        });
+        assert_eq!(err.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(err.param.as_deref(), Some("top_p"));
+    }
+
+    #[tokio::test]
+    async fn the_body_is_openais_error_object() {
+        let response = ApiError::invalid_param("n", "only n = 1 is supported").into_response();
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .expect("body");
+        let value: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(
+            value,
+            serde_json::json!({"error": {
+                "message": "only n = 1 is supported",
+                "type": "invalid_request_error",
+                "param": "n",
+                "code": "invalid_value",
+            }})
+        );
+    }
+}
