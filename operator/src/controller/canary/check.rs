@@ -11,7 +11,6 @@ use std::{
 
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff};
 use modelplane_api::{condition::ConditionStatus, model_deployment::ModelDeploymentSpec};
-use modelplane_verify::{KeySet, Mode};
 
 use super::{
     Context,
@@ -21,7 +20,7 @@ use crate::{
     Result,
     controller::model_deployment::{conclude, effective_mode},
     health::Blocker,
-    verification::{Check, pull_secret_credentials, trusted_keys},
+    verification::{check_spec, pull_secret_credentials},
 };
 
 /// Candidates refused recently: not checked again before their hold ends unless their inputs
@@ -63,40 +62,23 @@ pub async fn verify(
         Err(blocker) => return Ok(unusable_pull_secret(blocker, inputs)),
     };
     let mode = effective_mode(spec);
-    let (keys, key_failure) = match mode {
-        Mode::Disabled => (KeySet::default(), None),
-        Mode::Enforce | Mode::Audit => match trusted_keys(&ctx.client, namespace, spec).await? {
-            Ok((keys, _pem)) => (keys, None),
-            Err(failure) => (KeySet::default(), Some(failure)),
-        },
-    };
-    let fingerprints = keys
+    let found = check_spec(
+        ctx.verifier.as_ref(),
+        &ctx.client,
+        namespace,
+        spec,
+        &ctx.default_image,
+        mode,
+        credentials,
+    )
+    .await?;
+    let fingerprints = found
+        .keys
         .keys()
         .iter()
         .map(|key| format!("sha256:{}", key.fingerprint()))
         .collect();
-    let request = Check {
-        image: spec
-            .runtime
-            .image
-            .clone()
-            .unwrap_or_else(|| ctx.default_image.clone()),
-        model_oci: spec.model.as_ref().and_then(|m| m.source.oci.clone()),
-        keys,
-        // Without usable keys the references are still resolved, so Audit can admit them.
-        mode: if key_failure.is_some() {
-            Mode::Disabled
-        } else {
-            mode
-        },
-        credentials,
-    };
-    let mut checked = ctx.verifier.check(&request).await;
-    if let Some(failure) = key_failure
-        && checked.result.is_ok()
-    {
-        checked.result = Err(failure);
-    }
+    let checked = found.checked;
     let outcome = conclude(mode, inputs, spec, checked, Time(jiff::Timestamp::now()));
     Ok(finding_of(outcome, inputs, fingerprints))
 }

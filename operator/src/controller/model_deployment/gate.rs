@@ -15,7 +15,7 @@ use modelplane_api::{
     model_deployment::{ModelDeploymentSpec, VerificationMode},
     runtime_config::TrustedKey,
 };
-use modelplane_verify::{DockerConfig, Failure, FailureReason, KeySet, Mode, decide};
+use modelplane_verify::{DockerConfig, Failure, FailureReason, Mode, decide};
 
 use super::status::event;
 use crate::{
@@ -24,8 +24,8 @@ use crate::{
     desired::Owner,
     health::Blocker,
     verification::{
-        Check, Checked, PinnedRevision, Pins, Signed, delegated_model_source, inputs_hash,
-        model_signature, pull_secret_credentials, trusted_keys,
+        Checked, PinnedRevision, Pins, Signed, check_spec, delegated_model_source, inputs_hash,
+        model_signature, pull_secret_credentials,
     },
 };
 
@@ -182,47 +182,25 @@ pub fn effective_mode(spec: &ModelDeploymentSpec) -> Mode {
     }
 }
 
-/// Loads the keys and runs the check; a key that cannot be loaded fails the check (the
-/// references are still resolved, so Audit can roll them out). Also returns the trusted
-/// keys as PEM, for the runtime to verify model files with.
+/// Loads the keys and runs the check (see [`check_spec`]); also returns the trusted keys as
+/// PEM, for the runtime to verify model files with.
 async fn check(
     ctx: &Context,
     owner: &Owner<'_>,
     mode: Mode,
     credentials: Option<DockerConfig>,
 ) -> Result<(Checked, Vec<TrustedKey>)> {
-    let (keys, trusted, key_failure) = match mode {
-        Mode::Disabled => (KeySet::new(Vec::new()), Vec::new(), None),
-        Mode::Enforce | Mode::Audit => {
-            match trusted_keys(&ctx.client, &owner.namespace, owner.spec).await? {
-                Ok((keys, trusted)) => (keys, trusted, None),
-                Err(failure) => (KeySet::new(Vec::new()), Vec::new(), Some(failure)),
-            }
-        }
-    };
-    let request = Check {
-        image: owner
-            .spec
-            .runtime
-            .image
-            .clone()
-            .unwrap_or_else(|| ctx.defaults.runtime_image.clone()),
-        model_oci: owner.spec.model.as_ref().and_then(|m| m.source.oci.clone()),
-        keys,
-        mode: if key_failure.is_some() {
-            Mode::Disabled
-        } else {
-            mode
-        },
+    let found = check_spec(
+        ctx.verifier.as_ref(),
+        &ctx.client,
+        &owner.namespace,
+        owner.spec,
+        &ctx.defaults.runtime_image,
+        mode,
         credentials,
-    };
-    let mut checked = ctx.verifier.check(&request).await;
-    if let Some(failure) = key_failure
-        && checked.result.is_ok()
-    {
-        checked.result = Err(failure);
-    }
-    Ok((checked, trusted))
+    )
+    .await?;
+    Ok((found.checked, found.trusted))
 }
 
 /// The pure part of the gate: what a check means under `mode`.
