@@ -355,12 +355,17 @@ impl Engine {
     }
 
     /// Validates and queues a request; its events arrive on the returned stream.
+    /// Refused when `max_waiting` requests would wait beyond the free slots (requests
+    /// submitted but not yet taken by the engine thread count as waiting, so a burst
+    /// may fill the free slots plus `max_waiting`).
     pub fn submit(&self, request: GenerateRequest) -> Result<GenerationStream, AdmissionError> {
         let inner = &*self.inner;
         check_request(&request, inner.shape.context)?;
         let max_waiting = inner.settings.max_waiting;
+        let running = inner.shared.running.load(Ordering::Acquire);
+        let free_slots = inner.shape.slots.saturating_sub(running);
         let before = inner.shared.waiting.fetch_add(1, Ordering::AcqRel);
-        if before >= max_waiting {
+        if before >= max_waiting.saturating_add(free_slots) {
             inner.shared.waiting.fetch_sub(1, Ordering::AcqRel);
             return Err(AdmissionError::QueueFull(format!(
                 "{max_waiting} requests already wait for a KV cache slot; retry later"

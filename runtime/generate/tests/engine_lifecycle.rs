@@ -88,6 +88,42 @@ async fn a_full_queue_refuses_with_queue_full() {
 }
 
 #[tokio::test]
+async fn a_burst_may_fill_the_free_slots_and_then_max_waiting() {
+    // The engine thread is inside a (slow) step while the burst arrives, so none of
+    // it has been admitted yet: only requests beyond the 3 free slots wait.
+    let harness = Harness::start(Setup {
+        slots: 4,
+        delay: Duration::from_millis(50),
+        settings: EngineSettings {
+            max_waiting: 1,
+            ..EngineSettings::default()
+        },
+        ..Setup::default()
+    })
+    .await;
+    let mut running = harness
+        .engine
+        .submit(greedy(long_running_prompt(3, 100), 100))
+        .expect("admitted");
+    take_tokens(&mut running, 1).await;
+    let burst: Vec<_> = (0..4)
+        .map(|i| harness.engine.submit(greedy(prompt(10 + i, 3), 2)))
+        .collect();
+    let refused = harness.engine.submit(greedy(prompt(20, 3), 2)).err();
+    assert!(
+        matches!(refused, Some(AdmissionError::QueueFull(_))),
+        "{refused:?}"
+    );
+    for (i, stream) in (0..).zip(burst) {
+        let stream = stream.expect("a free slot or the one waiting place");
+        assert_eq!(
+            collect(stream).await.tokens,
+            reference(&prompt(10 + i, 3), 2)
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_dropped_stream_frees_its_slot_within_one_step_for_the_next_request() {
     let harness = Harness::start(slow(1, 4)).await;
     let first_prompt = long_running_prompt(3, 200);
@@ -252,7 +288,11 @@ async fn dropping_every_handle_drains_the_queue_then_stops_the_thread() {
     // of the same version keeps reporting its own).
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
-    for gauge in ["kv_cache_slots_total", "kv_cache_total_bytes", "running_requests"] {
+    for gauge in [
+        "kv_cache_slots_total",
+        "kv_cache_total_bytes",
+        "running_requests",
+    ] {
         let expected = format!(r#"modelplane_generate_{gauge}{{model="toy",version="1"}} 0"#);
         assert!(text.contains(&expected), "missing {expected} in\n{text}");
     }

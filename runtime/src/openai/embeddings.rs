@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use modelplane_api::runtime_config::Task;
 use modelplane_generate::text::{PaddedBatch, TextCodec};
 use serde::Serialize;

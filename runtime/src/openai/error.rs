@@ -51,6 +51,18 @@ impl ApiError {
         )
     }
 
+    /// 400: the prompt, or the prompt plus `max_tokens`, does not fit the model's
+    /// context; OpenAI's code `context_length_exceeded`, which clients (LangChain,
+    /// agent frameworks) look for to shorten the conversation and retry.
+    pub fn context_length(param: &str, message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            message,
+            Some(param.to_owned()),
+            Some("context_length_exceeded"),
+        )
+    }
+
     /// 422: a generation parameter has a value this server does not accept.
     pub fn invalid_param(param: &str, message: impl Into<String>) -> Self {
         Self::new(
@@ -59,6 +71,11 @@ impl ApiError {
             Some(param.to_owned()),
             Some("invalid_value"),
         )
+    }
+
+    /// 404 (no such route) or 405 (not with this method), OpenAI's "Invalid URL".
+    pub fn route(status: StatusCode, message: impl Into<String>) -> Self {
+        Self::new(status, message, None, None)
     }
 
     /// 500: something failed on the server side.

@@ -7,16 +7,18 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::header;
-use axum::response::sse::{Event, Sse};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use modelplane_generate::engine::{EngineError, GenerateRequest, GenerationStream, StreamEvent};
+use modelplane_generate::engine::{
+    AdmissionError, EngineError, GenerateRequest, GenerationStream, StreamEvent,
+};
 
 use super::params::{self, Generation, PromptInput};
 use super::response::{Chunks, Endpoint, ResponseMeta, Usage, full_response};
@@ -32,6 +34,9 @@ pub const COMPLETION_DEFAULT_MAX_TOKENS: u32 = 16;
 
 /// The SSE data that ends every stream.
 const DONE: &str = "[DONE]";
+
+/// Idle time after which a stream sends a keep-alive comment (TGI's interval).
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// `POST /v1/completions`.
 pub async fn completions(
@@ -110,8 +115,17 @@ async fn run(
 ) -> Result<Response, ApiError> {
     let engine = target.version.engine()?;
     let context = engine.shape().context;
-    let max_tokens =
-        params::max_tokens(plan.max_tokens, default_max_tokens, prompt.len(), context)?;
+    let prompt_field = match endpoint {
+        Endpoint::Completion => "prompt",
+        Endpoint::Chat => "messages",
+    };
+    let max_tokens = params::max_tokens(
+        plan.max_tokens,
+        default_max_tokens,
+        prompt.len(),
+        context,
+        prompt_field,
+    )?;
     let request = GenerateRequest {
         prompt,
         max_tokens,
@@ -119,12 +133,14 @@ async fn run(
         stop: plan.stop,
         deadline: Some(started + target.config.limits.request_timeout.get()),
     };
-    let submitted = engine.submit(request).map_err(InferError::from);
-    let stream = match submitted {
+    let stream = match engine.submit(request) {
         Ok(stream) => stream,
         Err(err) => {
-            target.version.record(started, &Err::<(), _>(err.clone()));
-            return Err(err.into());
+            let answer = refusal(&err);
+            target
+                .version
+                .record(started, &Err::<(), _>(InferError::from(err)));
+            return Err(answer);
         }
     };
     let meta = ResponseMeta::new(endpoint, target.served_id());
@@ -138,6 +154,15 @@ async fn run(
     let (text, reason, usage) = result?;
     let body = full_response(&meta, &text, reason, usage);
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// The answer to a submission the engine refused; a prompt plus `max_tokens` beyond
+/// the context is OpenAI's `context_length_exceeded`.
+fn refusal(err: &AdmissionError) -> ApiError {
+    match err {
+        AdmissionError::TooLong { .. } => ApiError::context_length("max_tokens", err.to_string()),
+        _ => InferError::from(err.clone()).into(),
+    }
 }
 
 /// Reads a request's events to the end: its text, finish reason and usage.
@@ -258,10 +283,20 @@ fn sse(
         Some((frames, (!done).then_some(state)))
     })
     .flat_map(futures::stream::iter);
-    let events = opening
-        .chain(body)
-        .map(|data| Ok::<_, Infallible>(Event::default().data(data)));
-    Sse::new(events).into_response()
+    sse_response(opening.chain(body), KEEP_ALIVE)
+}
+
+/// `text/event-stream` of `data` frames, with a comment line after every `keep_alive`
+/// without an event (a long prefill, a wait for a slot), so that proxies and load
+/// balancers do not close an idle-looking stream; clients skip comments.
+fn sse_response(
+    data: impl futures::Stream<Item = String> + Send + 'static,
+    keep_alive: Duration,
+) -> Response {
+    let events = data.map(|data| Ok::<_, Infallible>(Event::default().data(data)));
+    Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(keep_alive))
+        .into_response()
 }
 
 #[cfg(test)]
@@ -319,6 +354,49 @@ mod tests {
         assert_eq!(json(&sent.data[0])["choices"][0]["finish_reason"], "length");
         assert_eq!(json(&sent.data[1])["usage"]["total_tokens"], 7);
         assert_eq!(sent.data[2], DONE);
+    }
+
+    #[tokio::test]
+    async fn an_idle_stream_sends_keep_alive_comments_then_its_events() {
+        let data = futures::stream::once(async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            "{}".to_owned()
+        });
+        let response = sse_response(data, Duration::from_millis(20));
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "text/event-stream"
+        );
+        let mut body = response.into_body().into_data_stream();
+        let first = tokio::time::timeout(Duration::from_secs(5), body.next())
+            .await
+            .expect("a frame before the event")
+            .expect("the body goes on")
+            .expect("bytes");
+        assert!(first.starts_with(b":"), "{first:?}");
+        let mut frames = Vec::new();
+        while let Some(frame) = body.next().await {
+            frames.push(frame.expect("bytes"));
+        }
+        assert!(
+            frames.iter().any(|f| f.as_ref() == b"data: {}\n\n"),
+            "{frames:?}"
+        );
+    }
+
+    #[test]
+    fn a_prompt_plus_max_tokens_past_the_context_is_context_length_exceeded() {
+        let too_long = AdmissionError::TooLong {
+            prompt: 10,
+            max_tokens: 20,
+            context: 16,
+        };
+        let err = refusal(&too_long);
+        assert_eq!(err.status, axum::http::StatusCode::BAD_REQUEST);
+        assert_eq!(err.code, Some("context_length_exceeded"));
+        assert_eq!(err.param.as_deref(), Some("max_tokens"));
+        let full = refusal(&AdmissionError::QueueFull("busy".into()));
+        assert_eq!(full.status, axum::http::StatusCode::SERVICE_UNAVAILABLE);
     }
 
     #[test]

@@ -19,7 +19,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::http::{Method, StatusCode, Uri};
+use axum::routing::{any, get, post};
 use modelplane_api::runtime_config::ModelConfig;
 
 pub use error::ApiError;
@@ -31,15 +32,57 @@ use crate::server::AppState;
 /// once the body is parsed, so the models' own `maxBodyBytes` cannot apply.
 pub const MAX_BODY_BYTES: usize = 2 << 20;
 
-/// The `/v1` routes.
+/// The routes of the API, for the "Invalid URL" answers.
+const ROUTES: &str = "GET /v1/models, GET /v1/models/{model}, POST /v1/completions, \
+                      POST /v1/chat/completions, POST /v1/embeddings";
+
+/// The `/v1` routes; other `/v1/...` paths and methods answer in OpenAI's error shape.
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
-        .route("/v1/models", get(models::list))
-        .route("/v1/models/{model}", get(models::retrieve))
-        .route("/v1/completions", post(generate::completions))
-        .route("/v1/chat/completions", post(generate::chat_completions))
-        .route("/v1/embeddings", post(embeddings::embeddings))
+        .route("/v1/models", get(models::list).fallback(invalid_url))
+        .route(
+            "/v1/models/{model}",
+            get(models::retrieve).fallback(invalid_url),
+        )
+        .route(
+            "/v1/completions",
+            post(generate::completions).fallback(invalid_url),
+        )
+        .route(
+            "/v1/chat/completions",
+            post(generate::chat_completions).fallback(invalid_url),
+        )
+        .route(
+            "/v1/embeddings",
+            post(embeddings::embeddings).fallback(invalid_url),
+        )
+        .route("/v1/{*path}", any(invalid_url))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+}
+
+/// A `/v1` path this server does not serve (404), or a route called with another
+/// method (405).
+async fn invalid_url(method: Method, uri: Uri) -> ApiError {
+    let served = [
+        "/v1/models",
+        "/v1/completions",
+        "/v1/chat/completions",
+        "/v1/embeddings",
+    ];
+    let path = uri.path();
+    let one_model = path
+        .strip_prefix("/v1/models/")
+        .is_some_and(|model| !model.is_empty() && !model.contains('/'));
+    let known = served.contains(&path) || one_model;
+    let status = if known {
+        StatusCode::METHOD_NOT_ALLOWED
+    } else {
+        StatusCode::NOT_FOUND
+    };
+    ApiError::route(
+        status,
+        format!("Invalid URL ({method} {path}); this server serves {ROUTES}"),
+    )
 }
 
 /// Runs input preparation (chat template, tokenizer) on the blocking pool: a large

@@ -45,7 +45,10 @@ pub enum PromptInput {
 
 /// Checks the shared generation fields; `max_tokens` is the endpoint's effective
 /// token limit and the field that set it.
-pub fn generation(fields: &GenerationFields, max_tokens: MaxTokens) -> Result<Generation, ApiError> {
+pub fn generation(
+    fields: &GenerationFields,
+    max_tokens: MaxTokens,
+) -> Result<Generation, ApiError> {
     if let Some(n) = fields.n.filter(|n| *n != 1) {
         return Err(ApiError::invalid_param(
             "n",
@@ -155,18 +158,20 @@ fn stop_sequences(stop: Option<&Stop>) -> Result<Vec<String>, ApiError> {
 }
 
 /// The number of tokens to generate: the request's, or `default` (when set) clamped to
-/// what the context leaves; a prompt that fills the context is refused here.
+/// what the context leaves; a prompt that fills the context is refused here, naming
+/// `prompt_field` (`prompt` or `messages`).
 pub fn max_tokens(
     requested: Option<u32>,
     default: Option<u32>,
     prompt_len: usize,
     context: u32,
+    prompt_field: &str,
 ) -> Result<u32, ApiError> {
     let prompt = u32::try_from(prompt_len).unwrap_or(u32::MAX);
     let left = context.saturating_sub(prompt);
     if left == 0 {
-        return Err(ApiError::bad_field(
-            "prompt",
+        return Err(ApiError::context_length(
+            prompt_field,
             format!(
                 "the prompt has {prompt_len} tokens; the model's context is {context} tokens, \
                  which leaves no room to generate"

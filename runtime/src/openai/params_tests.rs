@@ -64,9 +64,8 @@ fn a_max_tokens_past_u32_is_422_saying_at_most() {
 
 #[test]
 fn chat_errors_name_max_completion_tokens_when_it_was_sent() {
-    let request = chat(
-        r#"{"model": "m", "messages": [], "max_completion_tokens": 0, "max_tokens": 5}"#,
-    );
+    let request =
+        chat(r#"{"model": "m", "messages": [], "max_completion_tokens": 0, "max_tokens": 5}"#);
     let err = generation(&request.params, request.max_tokens()).expect_err("0 tokens");
     assert_eq!(err.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(err.param.as_deref(), Some("max_completion_tokens"));
@@ -79,7 +78,10 @@ fn chat_errors_name_max_completion_tokens_when_it_was_sent() {
 fn negative_seeds_are_accepted_and_distinct() {
     let seed = |value: &str| {
         let body = format!(r#"{{"model": "m", "prompt": "x", "seed": {value}}}"#);
-        completion_generation(&body).expect("any int64 seed").sampling.seed
+        completion_generation(&body)
+            .expect("any int64 seed")
+            .sampling
+            .seed
     };
     assert_eq!(seed("-1"), Some(u64::MAX));
     assert_ne!(seed("-2"), seed("2"));
@@ -131,12 +133,17 @@ fn stream_options_need_stream() {
 
 #[test]
 fn the_default_is_clamped_to_the_context_and_a_full_prompt_refused() {
-    assert_eq!(max_tokens(Some(50), Some(16), 10, 100).expect("fits"), 50);
-    assert_eq!(max_tokens(None, Some(16), 10, 100).expect("fits"), 16);
-    assert_eq!(max_tokens(None, Some(16), 90, 100).expect("fits"), 10);
-    assert_eq!(max_tokens(None, None, 90, 100).expect("fits"), 10);
-    let err = max_tokens(None, None, 100, 100).expect_err("no room");
+    let fits = |requested, default, prompt| {
+        max_tokens(requested, default, prompt, 100, "prompt").expect("fits")
+    };
+    assert_eq!(fits(Some(50), Some(16), 10), 50);
+    assert_eq!(fits(None, Some(16), 10), 16);
+    assert_eq!(fits(None, Some(16), 90), 10);
+    assert_eq!(fits(None, None, 90), 10);
+    let err = max_tokens(None, None, 100, 100, "messages").expect_err("no room");
     assert_eq!(err.status, StatusCode::BAD_REQUEST);
+    assert_eq!(err.code, Some("context_length_exceeded"));
+    assert_eq!(err.param.as_deref(), Some("messages"));
     assert!(err.message.contains("100 tokens"), "{}", err.message);
 }
 

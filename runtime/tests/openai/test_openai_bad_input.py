@@ -62,10 +62,14 @@ def test_an_empty_prompt_is_400(client):
 
 def test_a_prompt_longer_than_the_context_is_400(client):
     too_long = [5] * (TINY_CONTEXT + 10)
-    assert_error(completion_error(client, prompt=too_long, max_tokens=None), 400)
+    err = completion_error(client, prompt=too_long, max_tokens=None)
+    assert_error(err, 400, "prompt")
+    # OpenAI's code, which clients look for to shorten the conversation.
+    assert err.body["code"] == "context_length_exceeded"
     fits_alone = [5] * (TINY_CONTEXT - 2)
     err = completion_error(client, prompt=fits_alone, max_tokens=8)
-    assert_error(err, 400)
+    assert_error(err, 400, "max_tokens")
+    assert err.body["code"] == "context_length_exceeded"
     assert str(TINY_CONTEXT) in err.body["message"]
 
 
@@ -118,3 +122,38 @@ def test_a_body_that_is_not_json_is_400_in_openais_shape(runtime):
     body = json.loads(caught.value.read())
     assert body["error"]["type"] == "invalid_request_error"
     assert "malformed" in body["error"]["message"]
+
+
+def test_a_body_over_the_limit_is_413_in_openais_shape(runtime):
+    prompt = "hello world " * ((3 << 20) // 12)
+    request = urllib.request.Request(
+        f"{runtime.http_url}/v1/completions",
+        data=json.dumps({"model": TINY, "prompt": prompt}).encode(),
+        headers={"content-type": "application/json"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=30)
+    assert caught.value.code == 413
+    body = json.loads(caught.value.read())
+    assert body["error"]["type"] == "invalid_request_error"
+    assert body["error"]["code"] == "request_too_large"
+    assert "MiB" in body["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "method, path, status",
+    [
+        ("POST", "/v1/responses", 404),
+        ("GET", "/v1/models/org/name", 404),
+        ("GET", "/v1/completions", 405),
+        ("DELETE", "/v1/models/x", 405),
+    ],
+)
+def test_unknown_routes_and_methods_answer_in_openais_shape(runtime, method, path, status):
+    request = urllib.request.Request(f"{runtime.http_url}{path}", data=b"{}", method=method)
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=10)
+    assert caught.value.code == status
+    error = json.loads(caught.value.read())["error"]
+    assert error["type"] == "invalid_request_error"
+    assert path in error["message"] and "/v1/chat/completions" in error["message"]

@@ -151,6 +151,10 @@ impl Worker {
             self.running.push(sequence);
             admitted += 1;
         }
+        // Running before waiting goes down: `Engine::submit` admits up to the free
+        // slots plus `max_waiting`, and must never see both counts low at once.
+        let running = u32::try_from(self.running.len()).unwrap_or(u32::MAX);
+        self.shared.running.store(running, Ordering::Release);
         self.leave_queue(admitted);
         // Before the first token of an admitted request is sent, so that a client
         // that saw a token sees its slot counted.
