@@ -422,6 +422,34 @@ fn checked(shape: ModelShape) -> Result<ModelShape, String> {
 }
 
 /// Refuses a request that can never run, before it is queued.
+/// Most stop sequences one request may give (the OpenAI API allows 4; gRPC 1).
+pub const MAX_STOP_SEQUENCES: usize = 16;
+/// Longest stop sequence, in bytes: the engine thread matches every stop sequence against
+/// the text it holds back, so an unbounded one would cost every other request.
+pub const MAX_STOP_BYTES: usize = 1024;
+
+fn check_stops(stops: &[String]) -> Result<(), InvalidParam> {
+    if stops.len() > MAX_STOP_SEQUENCES {
+        return Err(InvalidParam {
+            param: "stop",
+            message: format!(
+                "at most {MAX_STOP_SEQUENCES} stop sequences are allowed, got {}",
+                stops.len()
+            ),
+        });
+    }
+    match stops.iter().find(|stop| stop.len() > MAX_STOP_BYTES) {
+        Some(long) => Err(InvalidParam {
+            param: "stop",
+            message: format!(
+                "a stop sequence may be at most {MAX_STOP_BYTES} bytes, got one of {}",
+                long.len()
+            ),
+        }),
+        None => Ok(()),
+    }
+}
+
 fn check_request(request: &GenerateRequest, context: u32) -> Result<(), AdmissionError> {
     if request.prompt.is_empty() {
         return Err(AdmissionError::EmptyPrompt);
@@ -434,6 +462,7 @@ fn check_request(request: &GenerateRequest, context: u32) -> Result<(), Admissio
         .into());
     }
     request.sampling.validate()?;
+    check_stops(&request.stop)?;
     let prompt = u32::try_from(request.prompt.len()).unwrap_or(u32::MAX);
     if u64::from(prompt) + u64::from(request.max_tokens) > u64::from(context) {
         return Err(AdmissionError::TooLong {
@@ -448,6 +477,20 @@ fn check_request(request: &GenerateRequest, context: u32) -> Result<(), Admissio
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stop_sequences_are_bounded_in_number_and_length() {
+        assert_eq!(
+            check_stops(&vec!["\n".to_owned(); MAX_STOP_SEQUENCES]),
+            Ok(())
+        );
+        assert_eq!(check_stops(&["x".repeat(MAX_STOP_BYTES)]), Ok(()));
+        let many = check_stops(&vec!["\n".to_owned(); MAX_STOP_SEQUENCES + 1]).unwrap_err();
+        assert_eq!(many.param, "stop");
+        assert!(many.message.contains("at most 16"), "{}", many.message);
+        let long = check_stops(&["x".repeat(MAX_STOP_BYTES + 1)]).unwrap_err();
+        assert!(long.message.contains("1025"), "{}", long.message);
+    }
 
     #[test]
     fn settings_without_a_chunk_or_a_budget_are_refused() {

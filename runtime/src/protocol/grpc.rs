@@ -80,7 +80,8 @@ impl GrpcService {
         let (config, version) = self.resolve(&request)?;
         if version.engine().is_ok() {
             let deadline = generate::deadline(started, timeout, &config.limits);
-            return generate::submit(version, &request, deadline)?
+            return generate::submit(version, &request, deadline)
+                .await?
                 .collect()
                 .await;
         }
@@ -283,7 +284,7 @@ impl GrpcService {
         let generation = match self.resolve(&request) {
             Ok((config, version)) if version.engine().is_ok() => {
                 let deadline = generate::deadline(started, timeout, &config.limits);
-                generate::submit(version, &request, deadline)
+                generate::submit(version, &request, deadline).await
             }
             _ => {
                 let response = match self.infer(request, timeout).await {

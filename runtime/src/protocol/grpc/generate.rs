@@ -55,15 +55,16 @@ pub fn deadline(started: Instant, timeout: Option<Duration>, limits: &Limits) ->
     started + timeout.map_or(limit, |t| t.min(limit))
 }
 
-/// Parses the request, tokenizes its prompt and submits it to the version's engine;
-/// a refusal is counted in the version's request metrics.
-pub fn submit(
+/// Parses the request, tokenizes its prompt (on the blocking pool: a prompt may be
+/// megabytes) and submits it to the version's engine; a refusal is counted in the
+/// version's request metrics.
+pub async fn submit(
     version: Arc<Version>,
     request: &ModelInferRequest,
     deadline: Instant,
 ) -> Result<Generation, InferError> {
     let started = Instant::now();
-    match admit(&version, request, deadline) {
+    match admit(&version, request, deadline).await {
         Ok(events) => Ok(Generation {
             version,
             id: request.id.clone(),
@@ -77,7 +78,7 @@ pub fn submit(
     }
 }
 
-fn admit(
+async fn admit(
     version: &Version,
     request: &ModelInferRequest,
     deadline: Instant,
@@ -85,9 +86,10 @@ fn admit(
     let engine = version.engine()?;
     let prompt = text_input(request)?;
     let settings = Settings::from_parameters(&request.parameters)?;
-    let ids = engine
-        .codec()
-        .encode(&prompt, true)
+    let codec = Arc::clone(engine.codec());
+    let ids = tokio::task::spawn_blocking(move || codec.encode(&prompt, true))
+        .await
+        .map_err(|err| InferError::Internal(format!("the tokenizer task failed: {err}")))?
         .map_err(|err| InferError::BadRequest(err.to_string()))?;
     let room = engine.shape().context.saturating_sub(ids.len() as u32);
     let request_out = GenerateRequest {
