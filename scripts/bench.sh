@@ -1,29 +1,50 @@
 #!/usr/bin/env bash
-# The benchmark of docs/benchmarks.md, all sides in one run on this machine:
+# The benchmarks of docs/benchmarks.md, all sides in one run on this machine.
+#
+# Tensor models (default mode):
 #   1. plain libtorch loop (runtime/examples/plain_loop.rs), batch 1 .. max batch, no server;
 #   2. modelplane-runtime over REST JSON, REST binary and gRPC at concurrency 1, 8, 64;
 #   3. KServe's ModelServer (bench/kserve_server.py, torch.jit.load) over REST JSON, same points.
-# on the example classifier (compute-bound) and MLP (overhead-bound). Prints the tables
-# and the target ratios; writes every report under OUT_DIR.
+# on the example classifier (compute-bound) and MLP (overhead-bound).
 #
-#   scripts/bench.sh [OUT_DIR]        default OUT_DIR: target/bench/<UTC time>
+# Generative serving (`generate` mode), SmolLM2-135M-Instruct (examples/models/smollm2):
+#   1. bench/llm_baseline.py: a plain Python loop over the same TorchScript file, one request
+#      at a time and batched, and transformers' generate on the same weights;
+#   2. modelplane-runtime streaming over SSE (/v1/chat/completions) at concurrency 1, 16, 64
+#      and over gRPC ModelStreamInfer at 16, every prompt of bench/prompts.jsonl in turn.
 #
-# Env: BENCH_SECONDS   measured seconds per point (default 5)
+# Prints the tables and the target ratios; writes every report under OUT_DIR.
+#
+#   scripts/bench.sh [OUT_DIR]            default OUT_DIR: target/bench/<UTC time>
+#   scripts/bench.sh generate [OUT_DIR]   default OUT_DIR: target/bench/generate-<UTC time>
+#
+# Env: BENCH_SECONDS   measured seconds per point (default 5; generate: 30)
 #      BENCH_PLAIN_SECONDS  seconds per batch size in the plain loop (default 2)
+#      BENCH_MAX_TOKENS     generate: max_tokens of every request (default 64)
+#      BENCH_TRANSFORMERS=0 generate: skip transformers' generate (≈ 20 s to load)
 #      BENCH_SKIP_BUILD=1   use the release binaries already built
 #
 # Cores: with two or more CPUs, every server (and the plain loop) runs on CPU 1 with one
 # libtorch thread and the load generator on CPU 0 (taskset), so server and client never
-# share a core; with one CPU both share it. Bounded: every load point stops after
-# BENCH_SECONDS, every server start waits at most 120 s; about 4 minutes in all.
+# share a core; with one CPU both share it. The Python baselines get the server's core and
+# one libtorch thread too. Bounded: every load point stops issuing after BENCH_SECONDS (a
+# stream then has at most 300 s to finish), every server start waits at most 120 s; about
+# 4 minutes in all for tensor models, about 5 for generate on two quiet cores.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 # shellcheck source=scripts/env.sh
 source scripts/env.sh
 
-OUT="${1:-target/bench/$(date -u +%Y%m%dT%H%M%SZ)}"
-SECONDS_PER_POINT="${BENCH_SECONDS:-5}"
+MODE=tensor
+if [ "${1:-}" = generate ]; then MODE=generate; shift; fi
+if [ "$MODE" = generate ]; then
+  OUT="${1:-target/bench/generate-$(date -u +%Y%m%dT%H%M%SZ)}"
+  SECONDS_PER_POINT="${BENCH_SECONDS:-30}"
+else
+  OUT="${1:-target/bench/$(date -u +%Y%m%dT%H%M%SZ)}"
+  SECONDS_PER_POINT="${BENCH_SECONDS:-5}"
+fi
 PLAIN_SECONDS="${BENCH_PLAIN_SECONDS:-2}"
 CONCURRENCY=(1 8 64)
 PROTOCOLS=(rest-json rest-binary grpc)
@@ -67,8 +88,10 @@ wait_ready() { # URL LOG
 build() {
   [ "${BENCH_SKIP_BUILD:-0}" = 1 ] && return 0
   echo "== build (release)"
+  local examples=(--example plain_loop)
+  [ "$MODE" = generate ] && examples=()
   cargo build --release -p modelplane-runtime -p modelplane-bench \
-    --bin modelplane-runtime --bin modelplane-bench --example plain_loop
+    --bin modelplane-runtime --bin modelplane-bench "${examples[@]}"
 }
 
 bench_venv() {
@@ -171,16 +194,91 @@ machine() {
   echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) CPUs"
   echo "memory: $(free -g | awk '/^Mem:/ {print $2}') GiB; kernel $(uname -r)"
   echo "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "cores: servers and plain loop on CPU $SERVER_CPU, load generator on CPU $CLIENT_CPU"
-  echo "git: $(git rev-parse --short HEAD 2>/dev/null || echo none)"
+  echo "cores: servers and baselines on CPU $SERVER_CPU (one libtorch thread), load generator on CPU $CLIENT_CPU"
+  echo "git: $(git rev-parse --short HEAD 2>/dev/null || echo none)$(git diff --quiet HEAD 2>/dev/null || echo ' plus the working tree')"
+}
+
+# --- generate mode -------------------------------------------------------------------
+
+GEN_MODEL=smollm2
+GEN_CONCURRENCY=(1 16 64)
+GEN_GRPC_CONCURRENCY=16
+MAX_TOKENS="${BENCH_MAX_TOKENS:-64}"
+
+llm_baseline() {
+  echo "== Python baselines (bench/llm_baseline.py, CPU $SERVER_CPU, one libtorch thread)"
+  local flags=()
+  [ "${BENCH_TRANSFORMERS:-1}" = 0 ] && flags=(--skip-transformers)
+  taskset -c "$SERVER_CPU" timeout 900 .venv/bin/python bench/llm_baseline.py \
+    --model "examples/models/$GEN_MODEL" --max-tokens "$MAX_TOKENS" --threads 1 \
+    --json "$OUT/llm-baseline.json" "${flags[@]}" 2>"$OUT/llm-baseline.log" | sed 's/^/  /'
+}
+
+gen_load() { # LABEL URL PROTOCOL C REQUESTS SECONDS [extra flags...]
+  local label="$1" url="$2" protocol="$3" c="$4" requests="$5" seconds="$6"
+  shift 6
+  scrape "gen-$label.before.prom"
+  taskset -c "$CLIENT_CPU" timeout $((seconds + 360)) target/release/modelplane-bench \
+    --url "$url" --protocol "$protocol" --model "$GEN_MODEL" --concurrency "$c" \
+    --duration "${seconds}s" --requests "$requests" --warmup-requests 2 \
+    --max-tokens "$MAX_TOKENS" --timeout 300s --threads 1 --label "$label" \
+    --json "$OUT/gen-$label.json" "$@" | sed 's/^/  /'
+  scrape "gen-$label.after.prom"
+}
+
+modelplane_generate() {
+  local http grpc slots="${GEN_CONCURRENCY[-1]}"
+  http="$(free_port)" grpc="$(free_port)"
+  # Context: the longest prompt of bench/prompts.jsonl through the chat template is ≈ 300
+  # tokens, plus max_tokens. One slot per concurrent request, so none waits for a slot.
+  cat >"$OUT/runtime.yaml" <<EOF
+server: {http: "127.0.0.1:$http", grpc: "127.0.0.1:$grpc", cacheDir: "$OUT/cache", intraOpThreads: 1}
+models:
+- name: $GEN_MODEL
+  task: generate
+  generation: {slots: $slots, context: $((384 + MAX_TOKENS)), maxWaiting: 256}
+  limits: {maxInFlight: 1024, maxQueue: 1024, requestTimeout: 300s}
+  versions: [{version: "1", source: {path: "$ROOT/examples/models/$GEN_MODEL"}}]
+EOF
+  # gRPC takes raw text: send the prompts already through the chat template, so it
+  # generates from the very tokens the chat endpoint does.
+  .venv/bin/python bench/llm_baseline.py --model "examples/models/$GEN_MODEL" \
+    --render-chat-prompts "$OUT/chat-prompts.jsonl" 2>>"$OUT/llm-baseline.log"
+  echo "== modelplane-runtime (config $OUT/runtime.yaml)"
+  taskset -c "$SERVER_CPU" target/release/modelplane-runtime serve --config "$OUT/runtime.yaml" \
+    >"$OUT/runtime.log" 2>&1 &
+  SERVER_PID=$!
+  wait_ready "http://127.0.0.1:$http/v2/models/$GEN_MODEL/ready" "$OUT/runtime.log"
+  METRICS_URL="http://127.0.0.1:$http/metrics"
+  # c=1: exactly one pass over the prompts (each once, like the Python loop), so its TTFT
+  # p50 compares with the loop's first-step p50 over the same prompts; at most 300 s.
+  local prompts
+  prompts="$(grep -c . bench/prompts.jsonl)"
+  gen_load openai-chat-c1 "http://127.0.0.1:$http" openai-chat 1 "$prompts" 300
+  for c in "${GEN_CONCURRENCY[@]:1}"; do
+    gen_load "openai-chat-c$c" "http://127.0.0.1:$http" openai-chat "$c" 10000000 "$SECONDS_PER_POINT"
+  done
+  gen_load "grpc-stream-c$GEN_GRPC_CONCURRENCY" "http://127.0.0.1:$grpc" grpc-stream \
+    "$GEN_GRPC_CONCURRENCY" 10000000 "$SECONDS_PER_POINT" --prompts "$OUT/chat-prompts.jsonl"
+  METRICS_URL=""
+  stop_server
 }
 
 build
-.venv/bin/python examples/make_models.py --only "${MODELS[@]}"
-bench_venv
-machine | tee "$OUT/machine.txt"
-plain
-modelplane
-kserve
-.venv/bin/python bench/summarize.py "$OUT" | tee "$OUT/summary.md"
+if [ "$MODE" = generate ]; then
+  [ -f "examples/models/$GEN_MODEL/model.pt" ] || .venv/bin/python examples/make_chat_model.py
+  machine | tee "$OUT/machine.txt"
+  llm_baseline
+  modelplane_generate
+  echo "load average after the run: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/machine.txt"
+  .venv/bin/python bench/summarize_generate.py "$OUT" | tee "$OUT/summary.md"
+else
+  .venv/bin/python examples/make_models.py --only "${MODELS[@]}"
+  bench_venv
+  machine | tee "$OUT/machine.txt"
+  plain
+  modelplane
+  kserve
+  .venv/bin/python bench/summarize.py "$OUT" | tee "$OUT/summary.md"
+fi
 echo "bench: reports in $OUT"

@@ -10,6 +10,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::Error;
 use crate::encode::{self, HEADER_LENGTH};
+use crate::load::Probe;
 use crate::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
 use crate::proto::{ModelInferRequest, ModelMetadataRequest};
 use crate::report::Outcome;
@@ -160,6 +161,16 @@ impl Client {
     }
 }
 
+impl Probe for Client {
+    /// How the request ended and its latency from `issued` to the last byte.
+    type Sample = (Outcome, Duration);
+
+    async fn send(&mut self, issued: tokio::time::Instant) -> (Outcome, Duration) {
+        let outcome = self.infer().await;
+        (outcome, issued.elapsed())
+    }
+}
+
 async fn rest_outcome(sent: reqwest::Result<reqwest::Response>) -> Outcome {
     let response = match sent {
         Ok(response) => response,
@@ -189,7 +200,8 @@ fn http_client(max_connections: usize) -> Result<reqwest::Client, Error> {
         .map_err(Error::Http)
 }
 
-async fn grpc_client(url: &str) -> Result<GrpcInferenceServiceClient<Channel>, Error> {
+/// Connects an OIP gRPC client to `url`.
+pub async fn grpc_client(url: &str) -> Result<GrpcInferenceServiceClient<Channel>, Error> {
     let endpoint = Endpoint::from_shared(url.to_owned())
         .map_err(|e| Error::Connect(url.to_owned(), e.to_string()))?
         .tcp_nodelay(true);

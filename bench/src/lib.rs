@@ -1,7 +1,10 @@
 //! `modelplane-bench`: a load generator for servers that speak the Open
 //! Inference Protocol — REST with JSON tensors, REST with the binary tensor
 //! data extension, and gRPC — in closed or open loop, with latency
-//! percentiles from an HDR histogram and errors counted by status.
+//! percentiles from an HDR histogram and errors counted by status; and for
+//! streaming generation over OpenAI SSE and gRPC `ModelStreamInfer`, with
+//! time to first token, inter-token latency, jitter and output tokens/s
+//! ([`stream`]).
 
 use std::path::PathBuf;
 
@@ -11,6 +14,8 @@ pub mod load;
 pub mod plan;
 pub mod report;
 pub mod schedule;
+pub mod sse;
+pub mod stream;
 pub mod tensor;
 
 /// Types generated from `runtime/proto/grpc_service.proto`.
@@ -49,6 +54,8 @@ pub enum Error {
     Metadata(String),
     #[error("connecting to {0}: {1}")]
     Connect(String, String),
+    #[error("reading prompts: {0}")]
+    Prompts(String),
     #[error("building the HTTP client: {0}")]
     Http(reqwest::Error),
 }

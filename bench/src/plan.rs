@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use crate::Error;
 use crate::client::{self, Client, Protocol, Target, TensorSpec};
 use crate::load::{self, Limits};
-use crate::report::{Mode, Report, Scenario};
+use crate::report::{Mode, Recorder, Report, Scenario};
 use crate::schedule::{Arrivals, Schedule};
 use crate::tensor::{DataType, InputTensor};
 
@@ -67,9 +67,9 @@ pub async fn run(plan: &Plan) -> Result<Report, Error> {
             requests: plan.warmup_requests,
             duration: plan.limits.duration,
         };
-        load::closed_loop(&client, warmup_concurrency, warmup).await;
+        load::closed_loop::<_, Recorder>(&client, warmup_concurrency, warmup).await;
     }
-    let measured = match plan.load {
+    let measured: load::Measured<Recorder> = match plan.load {
         Load::Closed { concurrency } => load::closed_loop(&client, concurrency, plan.limits).await,
         Load::Open {
             rate,
@@ -83,7 +83,7 @@ pub async fn run(plan: &Plan) -> Result<Report, Error> {
     let scenario = scenario(plan, &tensor);
     Ok(Report::new(
         scenario,
-        &measured.recorder,
+        &measured.tally,
         measured.elapsed,
         tensor.rows(),
     ))

@@ -8,6 +8,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::load::Tally;
 use crate::schedule::Arrivals;
 
 /// Highest latency the histogram resolves; longer ones are clamped to it.
@@ -75,6 +76,22 @@ impl Recorder {
     /// Successful requests so far.
     pub fn ok(&self) -> u64 {
         self.ok
+    }
+}
+
+impl Tally for Recorder {
+    type Sample = (Outcome, Duration);
+
+    fn observe(&mut self, (outcome, latency): (Outcome, Duration)) {
+        self.record(outcome, latency);
+    }
+
+    fn fail(&mut self, status: &str) {
+        self.record(Outcome::Failed(status.to_owned()), Duration::ZERO);
+    }
+
+    fn absorb(&mut self, other: &Self) {
+        self.merge(other);
     }
 }
 

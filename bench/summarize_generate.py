@@ -1,0 +1,214 @@
+"""Turns one `scripts/bench.sh generate` run (a folder of JSON reports) into markdown
+tables and the target ratios of issue 6.
+
+Files it reads, all written by scripts/bench.sh:
+  llm-baseline.json   bench/llm_baseline.py: "loop", "loop_batched" and (when run)
+                      "transformers", each with "tokens_per_s"; the loops'
+                      "first_step_ms" percentiles
+  gen-*.json          modelplane-bench streaming reports (openai-chat,
+                      openai-completions, grpc-stream); the point is read from
+                      the report's scenario, not from the file name
+  metrics/gen-<label>.{before,after}.prom   the runtime's /metrics around a point:
+                      server-side mean TTFT and time per output token come from
+                      the difference of the gen_ai histograms (warm-up included)
+
+Usage: python bench/summarize_generate.py OUT_DIR
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+# The targets of issue 6.
+THROUGHPUT_FACTOR = 4.0  # output tokens/s at c16 over the single-request loop
+TTFT_MARGIN = 0.10  # TTFT p50 at c1 over the loop's first step, at most +10 %
+TTFT_JITTER_FACTOR = 2.0  # TTFT p99 − p50 at c16, at most 2 × p50
+TARGET_CONCURRENCY = 16
+
+HISTOGRAM_LINE = re.compile(r"^(gen_ai_server_\w+?)_(sum|count)(?:\{[^}]*\})? (\S+)$")
+SERVER_TTFT = "gen_ai_server_time_to_first_token_seconds"
+SERVER_TPOT = "gen_ai_server_time_per_output_token_seconds"
+
+
+@dataclass(frozen=True)
+class StreamPoint:
+    """One streaming load-generator run."""
+
+    protocol: str
+    concurrency: int
+    rps: float
+    tokens_per_s: float
+    output_tokens: int
+    ttft: dict
+    itl: dict
+    tpot: dict
+    e2e: dict
+    ok: int
+    errors: dict
+    without_usage: int
+    server: dict  # server-side means in ms ("ttft", "tpot"), when scraped
+
+
+def histogram_totals(path: Path) -> dict[tuple[str, str], float]:
+    """`(metric, "sum"|"count")` of the gen_ai histograms in a scrape, summed over labels."""
+    totals: dict[tuple[str, str], float] = {}
+    if not path.exists():
+        return totals
+    for line in path.read_text().splitlines():
+        match = HISTOGRAM_LINE.match(line)
+        if match:
+            key = (match.group(1), match.group(2))
+            totals[key] = totals.get(key, 0.0) + float(match.group(3))
+    return totals
+
+
+def server_means(folder: Path, label: str) -> dict[str, float]:
+    """Mean server-side TTFT and time per output token (ms) while the point `label` ran."""
+    before = histogram_totals(folder / "metrics" / f"gen-{label}.before.prom")
+    after = histogram_totals(folder / "metrics" / f"gen-{label}.after.prom")
+    means = {}
+    for name, metric in (("ttft", SERVER_TTFT), ("tpot", SERVER_TPOT)):
+        count = after.get((metric, "count"), 0.0) - before.get((metric, "count"), 0.0)
+        total = after.get((metric, "sum"), 0.0) - before.get((metric, "sum"), 0.0)
+        if count > 0:
+            means[name] = total / count * 1e3
+    return means
+
+
+def load_stream_points(folder: Path) -> list[StreamPoint]:
+    points = []
+    for path in sorted(folder.glob("gen-*.json")):
+        report = json.loads(path.read_text())
+        scenario = report["scenario"]
+        if scenario.get("mode") != "closed":
+            continue
+        points.append(StreamPoint(
+            scenario["protocol"], int(scenario["concurrency"]), report["throughput_rps"],
+            report["output_tokens_per_s"], report["output_tokens"], report["ttft_ms"], report["itl_ms"],
+            report["tpot_ms"], report["e2e_ms"], report["ok"], report["errors"],
+            report["requests_without_usage"], server_means(folder, scenario.get("label", ""))))
+    return sorted(points, key=lambda p: (p.protocol, p.concurrency))
+
+
+def load_baseline(folder: Path) -> dict | None:
+    path = folder / "llm-baseline.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def fmt(x: float, digits: int = 1) -> str:
+    return f"{x:,.{digits}f}"
+
+
+def errors_text(errors: dict) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in sorted(errors.items())) or "0"
+
+
+def baseline_table(baseline: dict) -> list[str]:
+    rows = ["| side | requests | output tokens | seconds | tokens/s | first step p50 ms | first step p90 ms |",
+            "|---|---:|---:|---:|---:|---:|---:|"]
+    names = {"loop": "Python step loop, one request at a time",
+             "loop_batched": f"Python step loop, batches of {baseline.get('loop_batched', {}).get('batch', '?')}",
+             "transformers": "transformers generate, one request at a time"}
+    for side, name in names.items():
+        r = baseline.get(side)
+        if r is None:
+            continue
+        first = r.get("first_step_ms")
+        p50 = fmt(first["p50"]) if first else ""
+        p90 = fmt(first["p90"]) if first else ""
+        rows.append(f"| {name} | {r['requests']} | {r['output_tokens']} | {fmt(r['seconds'], 2)} | "
+                    f"{fmt(r['tokens_per_s'])} | {p50} | {p90} |")
+    return rows
+
+
+def stream_table(points: list[StreamPoint]) -> list[str]:
+    rows = ["| protocol | c | req/s | output tok/s | TTFT p50 ms | TTFT p90 | TTFT p99 | TTFT jitter | "
+            "ITL p50 ms | ITL p99 | ITL jitter | TPOT p50 ms | E2E p50 ms | ok | errors | "
+            "server TTFT ms | server TPOT ms |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
+    for p in points:
+        rows.append(
+            f"| {p.protocol} | {p.concurrency} | {fmt(p.rps, 2)} | {fmt(p.tokens_per_s)} | {fmt(p.ttft['p50'])} | "
+            f"{fmt(p.ttft['p90'])} | {fmt(p.ttft['p99'])} | {fmt(p.ttft['p99'] - p.ttft['p50'])} | "
+            f"{fmt(p.itl['p50'])} | {fmt(p.itl['p99'])} | {fmt(p.itl['p99'] - p.itl['p50'])} | "
+            f"{fmt(p.tpot['p50'])} | {fmt(p.e2e['p50'])} | {p.ok} | {errors_text(p.errors)} | "
+            f"{server_cell(p, 'ttft')} | {server_cell(p, 'tpot')} |")
+    return rows
+
+
+def server_cell(point: StreamPoint, name: str) -> str:
+    return fmt(point.server[name]) if name in point.server else ""
+
+
+def verdict(met: bool) -> str:
+    return "met" if met else "MISSED"
+
+
+def targets(points: list[StreamPoint], baseline: dict | None, protocol: str = "openai-chat") -> list[str]:
+    """One line per target of issue 6, with the ratio; `protocol` is the SSE protocol measured."""
+    by_c = {p.concurrency: p for p in points if p.protocol == protocol}
+    lines = []
+    loop = (baseline or {}).get("loop")
+    c16 = by_c.get(TARGET_CONCURRENCY)
+    if loop and c16:
+        ratio = c16.tokens_per_s / loop["tokens_per_s"]
+        lines.append(f"- output tokens/s at c={TARGET_CONCURRENCY} ({protocol}): {fmt(c16.tokens_per_s)} vs "
+                     f"{fmt(loop['tokens_per_s'])} for the single-request loop = {ratio:.2f}×; "
+                     f"target ≥ {THROUGHPUT_FACTOR:g}×: {verdict(ratio >= THROUGHPUT_FACTOR)}")
+        hf = (baseline or {}).get("transformers")
+        if hf:
+            lines.append(f"- (for scale) c={TARGET_CONCURRENCY} vs transformers generate one request: "
+                         f"{c16.tokens_per_s / hf['tokens_per_s']:.2f}× ({fmt(hf['tokens_per_s'])} tokens/s)")
+    c1 = by_c.get(1)
+    if loop and c1:
+        first = loop["first_step_ms"]["p50"]
+        ratio = c1.ttft["p50"] / first
+        lines.append(f"- TTFT p50 at c=1 ({protocol}): {fmt(c1.ttft['p50'])} ms vs the loop's first step "
+                     f"{fmt(first)} ms = {ratio:.2f}× ({(ratio - 1) * 100:+.0f} %); target within "
+                     f"{TTFT_MARGIN * 100:.0f} %: {verdict(ratio <= 1 + TTFT_MARGIN)}")
+    if c16:
+        jitter = c16.ttft["p99"] - c16.ttft["p50"]
+        ratio = jitter / c16.ttft["p50"] if c16.ttft["p50"] > 0 else float("inf")
+        lines.append(f"- TTFT jitter (p99 − p50) at c={TARGET_CONCURRENCY} ({protocol}): {fmt(jitter)} ms = "
+                     f"{ratio:.2f}× the p50 ({fmt(c16.ttft['p50'])} ms); target ≤ {TTFT_JITTER_FACTOR:g}×: "
+                     f"{verdict(ratio <= TTFT_JITTER_FACTOR)}")
+    for p in sorted(by_c.values(), key=lambda p: p.concurrency):
+        lines.append(f"- inter-token jitter (p99 − p50) at c={p.concurrency} ({protocol}): "
+                     f"{fmt(p.itl['p99'] - p.itl['p50'])} ms (ITL p50 {fmt(p.itl['p50'])} ms, p99 {fmt(p.itl['p99'])} ms)")
+    return lines
+
+
+def summarize(folder: Path) -> str:
+    baseline = load_baseline(folder)
+    points = load_stream_points(folder)
+    out = []
+    machine = folder / "machine.txt"
+    if machine.exists():
+        out += ["```", machine.read_text().rstrip(), "```", ""]
+    if baseline:
+        out += ["#### Baselines (Python, same TorchScript file / same weights)", ""] + baseline_table(baseline) + [""]
+    if points:
+        out += ["#### modelplane-runtime (streamed, closed loop)", ""] + stream_table(points) + [""]
+        missing = sum(p.without_usage for p in points)
+        if missing:
+            out += [f"{missing} requests came without usage: their tokens were counted as chunks.", ""]
+        out += ["Client-side percentiles from modelplane-bench; \"server\" columns are the runtime's own "
+                "means (gen_ai metrics, warm-up included).", ""]
+    out += ["#### Targets", ""] + (targets(points, baseline) or ["- nothing to compare (no runtime points)"])
+    return "\n".join(out)
+
+
+def main() -> int:
+    if len(sys.argv) != 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    print(summarize(Path(sys.argv[1])))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

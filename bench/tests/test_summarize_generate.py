@@ -1,0 +1,103 @@
+"""bench/summarize_generate.py: tables and issue 6 target verdicts from a folder of reports."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from summarize_generate import load_stream_points, summarize, targets  # noqa: E402
+
+
+def millis(p50: float, p99: float) -> dict:
+    return {"count": 10, "mean": p50, "p50": p50, "p90": p50, "p99": p99, "max": p99}
+
+
+def stream(protocol: str, c: int, tokens_per_s: float, ttft: tuple, itl: tuple, mode: str = "closed") -> dict:
+    scenario = {"label": "", "protocol": protocol, "url": "u", "model": "smollm2", "max_tokens": 64,
+                "temperature": 0.0, "prompts": 12, "mode": mode}
+    scenario["concurrency" if mode == "closed" else "rate"] = c
+    return {"scenario": scenario, "requests": 10, "ok": 10, "errors": {}, "elapsed_s": 10.0,
+            "throughput_rps": 1.0, "output_tokens": int(tokens_per_s * 10), "output_tokens_per_s": tokens_per_s,
+            "prompt_tokens": 100, "chunks": 100, "requests_without_usage": 0, "requests_without_text": 0,
+            "ttft_ms": millis(*ttft), "itl_ms": millis(*itl), "tpot_ms": millis(itl[0], itl[0]),
+            "e2e_ms": millis(1000, 2000), "jitter": {"ttft_ms": ttft[1] - ttft[0], "itl_ms": itl[1] - itl[0]}}
+
+
+def baseline(loop_tps: float, first_p50: float) -> dict:
+    first = millis(first_p50, first_p50 * 2)
+    return {"prompts": 12, "max_tokens": 64,
+            "loop": {"requests": 12, "output_tokens": 600, "seconds": 600 / loop_tps, "tokens_per_s": loop_tps,
+                     "first_step_ms": first},
+            "loop_batched": {"requests": 12, "batch": 12, "output_tokens": 600, "seconds": 10.0, "tokens_per_s": 60.0},
+            "transformers": {"requests": 12, "output_tokens": 600, "seconds": 30.0, "tokens_per_s": 20.0,
+                             "first_step_ms": first}}
+
+
+def write(folder: Path, name: str, content) -> None:
+    (folder / name).write_text(json.dumps(content))
+
+
+def test_each_target_compares_against_its_baseline(tmp_path):
+    write(tmp_path, "llm-baseline.json", baseline(loop_tps=20.0, first_p50=100.0))
+    write(tmp_path, "gen-openai-chat-c1.json", stream("openai-chat", 1, 19.0, (105.0, 130.0), (50.0, 60.0)))
+    write(tmp_path, "gen-openai-chat-c16.json", stream("openai-chat", 16, 90.0, (300.0, 1000.0), (80.0, 200.0)))
+    lines = targets(load_stream_points(tmp_path), json.loads((tmp_path / "llm-baseline.json").read_text()))
+    text = "\n".join(lines)
+    assert "= 4.50×; target ≥ 4×: met" in text  # 90 / 20
+    assert "= 1.05× (+5 %); target within 10 %: met" in text  # 105 / 100
+    assert "700.0 ms = 2.33× the p50" in text and "target ≤ 2×: MISSED" in text
+    assert "inter-token jitter (p99 − p50) at c=16 (openai-chat): 120.0 ms" in text
+    assert "4.50× (20.0 tokens/s)" in text  # against transformers
+
+
+def test_missed_targets_say_so(tmp_path):
+    write(tmp_path, "gen-a.json", stream("openai-chat", 1, 19.0, (150.0, 160.0), (50.0, 60.0)))
+    write(tmp_path, "gen-b.json", stream("openai-chat", 16, 60.0, (300.0, 400.0), (80.0, 90.0)))
+    text = "\n".join(targets(load_stream_points(tmp_path), baseline(20.0, 100.0)))
+    assert "= 3.00×; target ≥ 4×: MISSED" in text
+    assert "(+50 %); target within 10 %: MISSED" in text
+    assert "0.33× the p50" in text and "target ≤ 2×: met" in text
+
+
+def test_points_come_from_the_scenario_and_open_loop_runs_are_left_out(tmp_path):
+    write(tmp_path, "gen-x.json", stream("grpc-stream", 16, 50.0, (1.0, 2.0), (1.0, 2.0)))
+    write(tmp_path, "gen-y.json", stream("openai-chat", 5, 50.0, (1.0, 2.0), (1.0, 2.0), mode="open"))
+    write(tmp_path, "other.json", {"not": "a stream report"})
+    points = load_stream_points(tmp_path)
+    assert [(p.protocol, p.concurrency) for p in points] == [("grpc-stream", 16)]
+
+
+def test_server_means_come_from_the_metrics_scraped_around_the_point(tmp_path):
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+
+    def scrape(name: str, ttft_sum: float, ttft_count: int) -> None:
+        (metrics / name).write_text(
+            "# TYPE gen_ai_server_time_to_first_token_seconds histogram\n"
+            f'gen_ai_server_time_to_first_token_seconds_sum{{model="smollm2",version="1"}} {ttft_sum}\n'
+            f'gen_ai_server_time_to_first_token_seconds_count{{model="smollm2",version="1"}} {ttft_count}\n'
+            'gen_ai_server_time_to_first_token_seconds_bucket{le="0.1",model="smollm2",version="1"} 1\n')
+
+    scrape("gen-c16.before.prom", 1.0, 10)
+    scrape("gen-c16.after.prom", 5.0, 30)  # 4 s over 20 requests: 200 ms
+    report = stream("openai-chat", 16, 90.0, (300.0, 400.0), (80.0, 90.0))
+    report["scenario"]["label"] = "c16"
+    write(tmp_path, "gen-c16.json", report)
+    [point] = load_stream_points(tmp_path)
+    assert point.server["ttft"] == pytest.approx(200.0)
+    assert "tpot" not in point.server
+    assert "| 200.0 |  |" in summarize(tmp_path)
+
+
+def test_summary_has_both_tables_and_says_when_nothing_ran(tmp_path):
+    assert "nothing to compare" in summarize(tmp_path)
+    write(tmp_path, "llm-baseline.json", baseline(20.0, 100.0))
+    write(tmp_path, "gen-c16.json", stream("openai-chat", 16, 90.0, (300.0, 400.0), (80.0, 90.0)))
+    (tmp_path / "machine.txt").write_text("load average before the run: 1.0")
+    text = summarize(tmp_path)
+    assert "| Python step loop, one request at a time | 12 | 600 |" in text
+    assert "| openai-chat | 16 | 1.00 | 90.0 | 300.0 |" in text
+    assert "load average before the run" in text
