@@ -214,15 +214,36 @@ llm_baseline() {
     --json "$OUT/llm-baseline.json" "${flags[@]}" 2>"$OUT/llm-baseline.log" | sed 's/^/  /'
 }
 
+sample_metrics() { # FILE: once a second, "unix-time output-tokens running" from /metrics
+  local file="$1"
+  while :; do
+    curl -fsS --max-time 2 "$METRICS_URL" 2>/dev/null | awk -v t="$(date +%s.%N)" '
+      /^modelplane_generate_tokens_total\{.*gen_ai_token_type="output"/ { out += $NF }
+      /^modelplane_generate_running_requests\{/ { run += $NF }
+      END { print t, out + 0, run + 0 }' >>"$file" || true
+    sleep 1
+  done
+}
+
 gen_load() { # LABEL URL PROTOCOL C REQUESTS SECONDS [extra flags...]
-  local label="$1" url="$2" protocol="$3" c="$4" requests="$5" seconds="$6"
+  local label="$1" url="$2" protocol="$3" c="$4" requests="$5" seconds="$6" sampler=""
   shift 6
   scrape "gen-$label.before.prom"
+  # The server's output-token counter and running gauge, sampled through the point, give
+  # the steady-state rate while all c requests run (summarize_generate.py).
+  if [ -n "$METRICS_URL" ]; then
+    sample_metrics "$OUT/metrics/gen-$label.samples" &
+    sampler=$!
+  fi
   taskset -c "$CLIENT_CPU" timeout $((seconds + 360)) target/release/modelplane-bench \
     --url "$url" --protocol "$protocol" --model "$GEN_MODEL" --concurrency "$c" \
     --duration "${seconds}s" --requests "$requests" --warmup-requests 2 \
     --max-tokens "$MAX_TOKENS" --timeout 300s --threads 1 --label "$label" \
     --json "$OUT/gen-$label.json" "$@" | sed 's/^/  /'
+  if [ -n "$sampler" ]; then
+    kill "$sampler" 2>/dev/null || true
+    wait "$sampler" 2>/dev/null || true
+  fi
   scrape "gen-$label.after.prom"
 }
 

@@ -99,5 +99,37 @@ def test_summary_has_both_tables_and_says_when_nothing_ran(tmp_path):
     (tmp_path / "machine.txt").write_text("load average before the run: 1.0")
     text = summarize(tmp_path)
     assert "| Python step loop, one request at a time | 12 | 600 |" in text
-    assert "| openai-chat | 16 | 1.00 | 90.0 | 300.0 |" in text
+    assert "| openai-chat | 16 | 1.00 | 90.0 |  | 300.0 |" in text  # no samples: no full-load rate
     assert "load average before the run" in text
+
+
+def samples(rows: list[tuple[float, float, int]]) -> str:
+    return "".join(f"{t} {tokens} {running}\n" for t, tokens, running in rows)
+
+
+def test_the_throughput_target_uses_the_rate_while_every_request_ran(tmp_path):
+    """Ramp-up and drain are left out: only samples with 16 running count."""
+    write(tmp_path, "llm-baseline.json", baseline(loop_tps=20.0, first_p50=100.0))
+    report = stream("openai-chat", 16, 60.0, (300.0, 400.0), (80.0, 90.0))
+    report["scenario"]["label"] = "openai-chat-c16"
+    write(tmp_path, "gen-openai-chat-c16.json", report)
+    (tmp_path / "metrics").mkdir()
+    rows = [(0.0, 0, 0), (1.0, 10, 8)]  # ramp-up
+    rows += [(2.0 + i, 100 + 90 * i, 16) for i in range(21)]  # 20 s at 90 tokens/s, all running
+    rows += [(23.0, 1990, 15), (24.0, 2000, 12), (30.0, 2010, 0)]  # drain
+    (tmp_path / "metrics" / "gen-openai-chat-c16.samples").write_text(samples(rows) + "garbage line\n")
+    text = "\n".join(targets(load_stream_points(tmp_path), baseline(20.0, 100.0)))
+    assert "while 16 requests ran (20.0 s, server counter): 90.0 vs 20.0 = 4.50×; target ≥ 4×: met" in text
+    assert "whole point: 60.0 vs 20.0 for the single-request loop = 3.00× (ramp-up and drain included)" in text
+
+
+def test_a_point_that_never_filled_up_falls_back_to_the_whole_point(tmp_path):
+    report = stream("openai-chat", 16, 60.0, (300.0, 400.0), (80.0, 90.0))
+    report["scenario"]["label"] = "openai-chat-c16"
+    write(tmp_path, "gen-openai-chat-c16.json", report)
+    (tmp_path / "metrics").mkdir()
+    rows = [(float(i), 10 * i, 15) for i in range(30)] + [(30.0, 300, 16), (35.0, 350, 16)]  # 5 s at 16
+    (tmp_path / "metrics" / "gen-openai-chat-c16.samples").write_text(samples(rows))
+    text = "\n".join(targets(load_stream_points(tmp_path), baseline(20.0, 100.0)))
+    assert "whole point: 60.0 vs 20.0 for the single-request loop = 3.00×; target ≥ 4×: MISSED" in text
+    assert "while 16 requests ran" not in text
