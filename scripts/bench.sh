@@ -18,9 +18,9 @@
 #   scripts/bench.sh [OUT_DIR]            default OUT_DIR: target/bench/<UTC time>
 #   scripts/bench.sh generate [OUT_DIR]   default OUT_DIR: target/bench/generate-<UTC time>
 #
-# Env: BENCH_SECONDS   measured seconds per point (default 5; generate: 30)
+# Env: BENCH_SECONDS   measured seconds per point (default 5; generate: 60)
 #      BENCH_PLAIN_SECONDS  seconds per batch size in the plain loop (default 2)
-#      BENCH_MAX_TOKENS     generate: max_tokens of every request (default 64)
+#      BENCH_MAX_TOKENS     generate: max_tokens of every request (default 256)
 #      BENCH_TRANSFORMERS=0 generate: skip transformers' generate (≈ 20 s to load)
 #      BENCH_SKIP_BUILD=1   use the release binaries already built
 #
@@ -29,7 +29,7 @@
 # share a core; with one CPU both share it. The Python baselines get the server's core and
 # one libtorch thread too. Bounded: every load point stops issuing after BENCH_SECONDS (a
 # stream then has at most 300 s to finish), every server start waits at most 120 s; about
-# 4 minutes in all for tensor models, about 5 for generate on two quiet cores.
+# 4 minutes in all for tensor models, about 14 for generate on two quiet cores.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -40,7 +40,7 @@ MODE=tensor
 if [ "${1:-}" = generate ]; then MODE=generate; shift; fi
 if [ "$MODE" = generate ]; then
   OUT="${1:-target/bench/generate-$(date -u +%Y%m%dT%H%M%SZ)}"
-  SECONDS_PER_POINT="${BENCH_SECONDS:-30}"
+  SECONDS_PER_POINT="${BENCH_SECONDS:-60}"
 else
   OUT="${1:-target/bench/$(date -u +%Y%m%dT%H%M%SZ)}"
   SECONDS_PER_POINT="${BENCH_SECONDS:-5}"
@@ -203,7 +203,7 @@ machine() {
 GEN_MODEL=smollm2
 GEN_CONCURRENCY=(1 16 64)
 GEN_GRPC_CONCURRENCY=16
-MAX_TOKENS="${BENCH_MAX_TOKENS:-64}"
+MAX_TOKENS="${BENCH_MAX_TOKENS:-256}"
 
 llm_baseline() {
   echo "== Python baselines (bench/llm_baseline.py, CPU $SERVER_CPU, one libtorch thread)"
