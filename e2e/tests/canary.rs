@@ -8,7 +8,10 @@
 
 use std::time::Duration;
 
-use k8s_openapi::{ByteString, api::core::v1::Secret};
+use k8s_openapi::{
+    ByteString,
+    api::{apps::v1::Deployment, core::v1::Secret},
+};
 use kube::{
     Api, Client, ResourceExt,
     api::{ObjectMeta, Patch, PatchParams, PostParams},
@@ -131,7 +134,22 @@ async fn candidate_waits_for_its_target_is_pinned_and_gets_no_traffic() -> anyho
     apply_target(&client, &ns.name).await?;
     let admitted = progressing(&client, &ns.name, "TrafficShiftingUnavailable").await?;
     assert_eq!(format!("{:?}", admitted.phase), "Pending");
-    assert_eq!(admitted.weight, 0, "no traffic goes to the candidate");
+    // No traffic goes to the candidate: the target's pods still run the target's image.
+    let deployments = Api::<Deployment>::namespaced(client.clone(), &ns.name);
+    let deployment = eventually("the target's Deployment", TIMEOUT, || async {
+        Ok(deployments.get_opt("mlp").await?)
+    })
+    .await?;
+    let images: Vec<String> = deployment
+        .spec
+        .and_then(|spec| spec.template.spec)
+        .map(|pod| pod.containers.into_iter().filter_map(|c| c.image).collect())
+        .unwrap_or_default();
+    assert!(!images.is_empty(), "the target's Deployment runs a runtime");
+    assert!(
+        images.iter().all(|image| *image != candidate_image()),
+        "the candidate image must not reach the target's pods: {images:?}"
+    );
     assert_eq!(
         reason(&admitted, "Verified").as_deref(),
         Some("VerificationDisabled")
@@ -255,7 +273,6 @@ async fn signed_candidate_is_pinned_and_unsigned_or_foreign_candidates_are_refus
     assert_eq!(record.model_digest, Some(candidate_digest));
     assert_eq!(record.image_digest, Some(image_digest));
     assert!(record.verified_at.is_some());
-    assert_eq!(signed.weight, 0, "no traffic goes to the candidate");
 
     for (name, wanted) in [("unsigned", "NoSignature"), ("foreign", "WrongKey")] {
         let refused = progressing_of(&client, &ns.name, name, "VerificationFailed").await?;

@@ -206,6 +206,9 @@ impl Reloader {
                 changed |= loaded;
                 versions.push((version.version.clone(), slot));
             }
+            if let Some(entry) = old {
+                keep_serving_until_replaced(&model.name, &mut versions, entry);
+            }
             let config = match old {
                 Some(entry) if *entry.config == *model => Arc::clone(&entry.config),
                 _ => {
@@ -301,13 +304,13 @@ impl Reloader {
             .fetch(&version.source, &cache_dir)
             .await
             .map_err(|e| e.to_string())?;
-        crate::signing::check(
-            &model.name,
-            version,
-            &artifact.path,
-            &self.state.metrics.signing,
-        )
-        .await?;
+        // What loads is what is verified: a generate model is its whole folder (its
+        // config.json names the weights), even when the source names a file in it.
+        let signed = match model.task {
+            Task::Generate => generate::model_folder(&artifact.path)?,
+            _ => artifact.path.clone(),
+        };
+        crate::signing::check(&model.name, version, &signed, &self.state.metrics.signing).await?;
         if model.task == Task::Generate {
             return self.load_generate(model, version, artifact, started).await;
         }
@@ -406,6 +409,30 @@ impl Reloader {
             self.config.server.intra_op_threads,
             Path::new(crate::cgroup::CGROUP_ROOT),
         )
+    }
+}
+
+/// A model whose configured versions all failed to load (a new model under Enforce that does
+/// not verify, a corrupt file, a missing folder) keeps the versions that served before the
+/// config changed, so that replacing a version never takes the model down: they stay until a
+/// configured version serves.
+fn keep_serving_until_replaced(
+    model: &str,
+    versions: &mut Vec<(String, VersionSlot)>,
+    before: &ModelEntry,
+) {
+    if versions.iter().any(|(_, slot)| slot.serving.is_some()) {
+        return;
+    }
+    for (label, slot) in &before.versions {
+        if slot.serving.is_some() && !versions.iter().any(|(l, _)| l == label) {
+            tracing::warn!(
+                model,
+                version = %label,
+                "keeps serving a version that is no longer configured: no configured version serves"
+            );
+            versions.push((label.clone(), slot.clone()));
+        }
     }
 }
 

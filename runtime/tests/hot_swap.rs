@@ -210,3 +210,51 @@ async fn a_version_that_never_loaded_reports_why_and_is_not_ready() {
     );
     running.shutdown().await;
 }
+
+#[tokio::test]
+async fn replacing_a_version_with_one_that_fails_keeps_the_old_one_serving() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (v1, v2) = (
+        dir.path().join("affine/1/model.pt"),
+        dir.path().join("affine/2/model.pt"),
+    );
+    make_affine_models(&[(&v1, 1.0), (&v2, 2.0)]);
+    std::fs::write(&v2, b"garbage").expect("corrupt v2");
+    let config_path = dir.path().join("config.yaml");
+    std::fs::write(&config_path, affine_config(&v1, "")).expect("config v1");
+    let running = start_file(&config_path).await;
+    let base = format!("http://{}", running.http_addr);
+    let infer = format!("{base}/v2/models/affine/infer");
+
+    // The operator replaces version 1 by version 2 (a new source); version 2 cannot load.
+    let replaced = affine_config(&v1, "").replace(
+        &format!("version: '1'\n    source: {{path: '{}'}}", v1.display()),
+        &format!("version: '2'\n    source: {{path: '{}'}}", v2.display()),
+    );
+    assert!(replaced.contains("version: '2'"), "{replaced}");
+    std::fs::write(&config_path, replaced).expect("config v2");
+    wait_until(Duration::from_secs(30), || async {
+        let meta: serde_json::Value = reqwest::get(format!("{base}/v2/models/affine"))
+            .await
+            .expect("metadata")
+            .json()
+            .await
+            .expect("json");
+        meta["version_states"].as_array().is_some_and(|states| {
+            states
+                .iter()
+                .any(|s| s["version"] == "2" && s["state"] == "failed")
+        })
+    })
+    .await
+    .expect("version 2 is tried and fails");
+
+    let (status, body) = post_json(&infer, &json_body(&[[1.0; 4]])).await;
+    assert_eq!(status, 200, "version 1 keeps serving: {body}");
+    assert_eq!(output_f32(&body, "y"), affine(&[[1.0; 4]], 1.0));
+    let ready = reqwest::get(format!("{base}/v2/health/ready"))
+        .await
+        .expect("ready");
+    assert_eq!(ready.status(), 200, "the model still has a serving version");
+    running.shutdown().await;
+}

@@ -154,3 +154,53 @@ async fn an_unsigned_model_serves_under_audit_and_is_counted() {
     assert_eq!(metric(&running, counted).await, Some(1.0));
     running.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_generate_model_is_verified_as_its_whole_folder_even_when_the_source_names_a_file() {
+    if !parts_available() {
+        return;
+    }
+    let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/models/tiny-llama");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let folder = dir.path().join("tiny");
+    std::fs::create_dir_all(&folder).expect("folder");
+    for file in ["config.json", "model.pt", "tokenizer.json"] {
+        std::fs::copy(tiny.join(file), folder.join(file))
+            .expect("copy tiny-llama (examples/make_chat_model.py)");
+    }
+    let (private, public) = openssl_key(dir.path(), "trusted");
+    // Only model.pt is signed; config.json (which names the weights) and the tokenizer are not.
+    sign(
+        &folder.join("model.pt"),
+        &private,
+        &folder.join("model.sig"),
+    );
+    let pem = serde_json::to_string(&public).expect("quoted pem");
+    let yaml = format!(
+        "server: {{http: '127.0.0.1:0', grpc: '127.0.0.1:0', cacheDir: '{cache}'}}
+models:
+- name: tiny
+  task: generate
+  generation: {{slots: 2, context: 64}}
+  versions:
+  - version: '1'
+    source: {{path: '{model}'}}
+    signature:
+      mode: Enforce
+      keys: [{{name: model-pub, pem: {pem}}}]
+",
+        cache = dir.path().join("cache").display(),
+        model = folder.join("model.pt").display(),
+    );
+    let config = modelplane_api::runtime_config::RuntimeConfig::from_yaml(&yaml).expect("config");
+    let source = modelplane_runtime::ConfigSource::Inline(Box::new(config));
+    let mut running = modelplane_runtime::start(source).await.expect("starts");
+    let failures = running.initial_load().await;
+    assert_eq!(
+        failures.len(),
+        1,
+        "the single-file bundle does not cover the folder: {failures:?}"
+    );
+    assert!(failures[0].contains("model tiny version 1"), "{failures:?}");
+    running.shutdown().await;
+}

@@ -60,7 +60,7 @@ pub(super) async fn start_engine(
 
 /// The model folder of a source: the folder itself, or the folder of a file that has
 /// `config.json` beside it (a `path` to the model file, an OCI artifact's layers).
-fn model_folder(source: &Path) -> Result<PathBuf, String> {
+pub(super) fn model_folder(source: &Path) -> Result<PathBuf, String> {
     if source.is_dir() {
         return Ok(source.to_owned());
     }
