@@ -16,7 +16,7 @@ cargo build --release --locked -p modelplane-runtime
 cat <<'MSG'
 serving examples/runtime/local.yaml; try:
   curl -s 127.0.0.1:8080/v1/chat/completions -H 'content-type: application/json' \
-    -d '{"model":"smollm2","messages":[{"role":"user","content":"What is the capital of France?"}]}'
+    -d '{"model":"smollm2","temperature":0,"max_tokens":64,"messages":[{"role":"user","content":"What is the capital of France?"}]}'
   curl -s 127.0.0.1:8080/v2/models/mlp
 MSG
 exec target/release/modelplane-runtime serve --config examples/runtime/local.yaml "$@"
