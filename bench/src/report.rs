@@ -106,6 +106,31 @@ pub enum Mode {
     Open { rate: f64, arrivals: Arrivals },
 }
 
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Closed { concurrency } => write!(f, "closed loop, concurrency {concurrency}"),
+            Self::Open { rate, arrivals } => {
+                write!(f, "open loop, {rate} req/s {arrivals:?} arrivals")
+            }
+        }
+    }
+}
+
+/// Writes the first line of a printed report: `[label — ]protocol url mode`.
+pub fn write_heading(
+    f: &mut fmt::Formatter<'_>,
+    label: &str,
+    protocol: impl fmt::Display,
+    url: &str,
+    mode: &Mode,
+) -> fmt::Result {
+    if !label.is_empty() {
+        write!(f, "{label} — ")?;
+    }
+    writeln!(f, "{protocol} {url} {mode}")
+}
+
 /// What was measured: enough to rerun it and to label the numbers.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Scenario {
@@ -200,16 +225,7 @@ fn latency(h: &Histogram<u64>) -> Latency {
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = &self.scenario;
-        let mode = match &s.mode {
-            Mode::Closed { concurrency } => format!("closed loop, concurrency {concurrency}"),
-            Mode::Open { rate, arrivals } => {
-                format!("open loop, {rate} req/s {arrivals:?} arrivals")
-            }
-        };
-        if !s.label.is_empty() {
-            write!(f, "{} — ", s.label)?;
-        }
-        writeln!(f, "{} {} {}", s.protocol, s.url, mode)?;
+        write_heading(f, &s.label, &s.protocol, &s.url, &s.mode)?;
         writeln!(
             f,
             "  model {} input {} {} {:?}",

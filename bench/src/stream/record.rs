@@ -11,7 +11,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::load::Tally;
-use crate::report::Mode;
+use crate::report::{Mode, write_heading};
 use crate::stream::StreamSample;
 use crate::stream::trace::Completed;
 
@@ -268,16 +268,7 @@ fn line(f: &mut fmt::Formatter<'_>, name: &str, m: &Millis) -> fmt::Result {
 impl fmt::Display for StreamReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = &self.scenario;
-        let mode = match &s.mode {
-            Mode::Closed { concurrency } => format!("closed loop, concurrency {concurrency}"),
-            Mode::Open { rate, arrivals } => {
-                format!("open loop, {rate} req/s {arrivals:?} arrivals")
-            }
-        };
-        if !s.label.is_empty() {
-            write!(f, "{} — ", s.label)?;
-        }
-        writeln!(f, "{} {} {}", s.protocol, s.url, mode)?;
+        write_heading(f, &s.label, &s.protocol, &s.url, &s.mode)?;
         writeln!(
             f,
             "  model {}, {} prompts, max_tokens {}, temperature {}",
