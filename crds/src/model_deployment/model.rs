@@ -14,6 +14,7 @@ use crate::schema::{
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.task != 'generate' || has(self.tokenizer)").message("tokenizer is required when task is generate"))]
+#[x_kube(validation = Rule::new("!has(self.signatureBundle) || !has(self.signatureBundle.sha256) || has(self.source.http)").message("signatureBundle.sha256 pins a bundle fetched over HTTP: only an http source can use it"))]
 pub struct ModelSpec {
     /// Name the model is served under on the wire (`/v2/models/{name}`, OpenAI `model`).
     #[schemars(length(min = 1, max = 63), pattern(MODEL_NAME_PATTERN))]

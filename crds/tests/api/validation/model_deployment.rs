@@ -63,10 +63,16 @@ fn pipeline() -> Value {
 fn well_formed_deployments_are_admitted() {
     assert_admitted(KIND, "oci classifier", &classifier());
     let http = json!({"url": "https://models.example/resnet18.pt", "sha256": "a".repeat(64)});
+    let http_model = set(classifier(), "/spec/model/source", json!({"http": http}));
+    assert_admitted(KIND, "http source", &http_model);
     assert_admitted(
         KIND,
-        "http source",
-        &set(classifier(), "/spec/model/source", json!({"http": http})),
+        "http source with a pinned bundle",
+        &set(
+            http_model,
+            "/spec/model/signatureBundle",
+            json!({"path": "resnet18.pt.sig", "sha256": "b".repeat(64)}),
+        ),
     );
     let pvc = json!({"pvc": {"claimName": "models", "path": "resnet18/v3/model.pt"}});
     assert_admitted(
@@ -232,6 +238,15 @@ fn model_fields_are_checked() {
                 object: model("format", json!("onnx")),
                 path: "spec.model.format",
                 says: "is not one of",
+            },
+            Refused {
+                case: "bundle pin on a model not fetched over http",
+                object: model(
+                    "signatureBundle",
+                    json!({"path": "model.sig", "sha256": "a".repeat(64)}),
+                ),
+                path: "spec.model",
+                says: "only an http source can use it",
             },
             Refused {
                 case: "generate without tokenizer",
