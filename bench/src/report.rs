@@ -131,6 +131,18 @@ pub fn write_heading(
     writeln!(f, "{protocol} {url} {mode}")
 }
 
+/// Writes the last line of a printed report: the failures by status, or `none`.
+pub fn write_errors(f: &mut fmt::Formatter<'_>, errors: &BTreeMap<String, u64>) -> fmt::Result {
+    if errors.is_empty() {
+        return write!(f, "  errors: none");
+    }
+    let list: Vec<String> = errors
+        .iter()
+        .map(|(status, n)| format!("{status}: {n}"))
+        .collect();
+    write!(f, "  errors: {}", list.join(", "))
+}
+
 /// What was measured: enough to rerun it and to label the numbers.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Scenario {
@@ -242,16 +254,7 @@ impl fmt::Display for Report {
             "  latency µs: p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1}  (mean {:.1}, min {:.1})",
             l.p50, l.p90, l.p99, l.max, l.mean, l.min
         )?;
-        if self.errors.is_empty() {
-            write!(f, "  errors: none")
-        } else {
-            let list: Vec<String> = self
-                .errors
-                .iter()
-                .map(|(status, n)| format!("{status}: {n}"))
-                .collect();
-            write!(f, "  errors: {}", list.join(", "))
-        }
+        write_errors(f, &self.errors)
     }
 }
 

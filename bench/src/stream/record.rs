@@ -11,7 +11,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::load::Tally;
-use crate::report::{Mode, write_heading};
+use crate::report::{Mode, write_errors, write_heading};
 use crate::stream::StreamSample;
 use crate::stream::trace::Completed;
 
@@ -301,16 +301,7 @@ impl fmt::Display for StreamReport {
                 self.requests_without_usage
             )?;
         }
-        if self.errors.is_empty() {
-            write!(f, "  errors: none")
-        } else {
-            let list: Vec<String> = self
-                .errors
-                .iter()
-                .map(|(k, n)| format!("{k}: {n}"))
-                .collect();
-            write!(f, "  errors: {}", list.join(", "))
-        }
+        write_errors(f, &self.errors)
     }
 }
 
