@@ -36,6 +36,16 @@ pub enum Load {
     },
 }
 
+impl Load {
+    /// How the report describes this load.
+    pub fn mode(&self) -> Mode {
+        match *self {
+            Self::Closed { concurrency } => Mode::Closed { concurrency },
+            Self::Open { rate, arrivals, .. } => Mode::Open { rate, arrivals },
+        }
+    }
+}
+
 /// Everything one run needs.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -142,10 +152,7 @@ fn concrete_shape(shape: &[i64], batch: i64) -> Result<Vec<i64>, Error> {
 }
 
 fn scenario(plan: &Plan, tensor: &InputTensor) -> Scenario {
-    let mode = match plan.load {
-        Load::Closed { concurrency } => Mode::Closed { concurrency },
-        Load::Open { rate, arrivals, .. } => Mode::Open { rate, arrivals },
-    };
+    let mode = plan.load.mode();
     Scenario {
         label: plan.label.clone(),
         protocol: plan.protocol.as_str().to_owned(),

@@ -8,7 +8,6 @@ use crate::Error;
 use crate::client::Target;
 use crate::load::{self, Limits, Measured, Probe};
 use crate::plan::Load;
-use crate::report::Mode;
 use crate::schedule::Schedule;
 
 pub mod grpc;
@@ -155,10 +154,7 @@ pub async fn run(plan: &StreamPlan) -> Result<StreamReport, Error> {
 }
 
 fn scenario(plan: &StreamPlan) -> StreamScenario {
-    let mode = match plan.load {
-        Load::Closed { concurrency } => Mode::Closed { concurrency },
-        Load::Open { rate, arrivals, .. } => Mode::Open { rate, arrivals },
-    };
+    let mode = plan.load.mode();
     StreamScenario {
         label: plan.label.clone(),
         protocol: plan.protocol.as_str().to_owned(),
