@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::schema::number_or_string;
 use crate::units::{
-    DURATION_PATTERN, DurationError, MAX_UNIT_STRING, PERCENT_PATTERN, parse_duration,
+    DURATION_PATTERN, DurationError, MAX_UNIT_STRING, PERCENT_PATTERN, duration_body,
+    parse_duration,
 };
 
 /// Most metrics in one analysis.
@@ -84,16 +85,19 @@ pub enum MetricSource {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.prometheus) || self.name in ['errorRate', 'latencyP50', 'latencyP95', 'latencyP99', 'timeToFirstTokenP50', 'timeToFirstTokenP95', 'timeToFirstTokenP99']").message("name must be a built-in metric (errorRate, latencyP50, latencyP95, latencyP99, timeToFirstTokenP50, timeToFirstTokenP95, timeToFirstTokenP99) unless prometheus is set"))]
-#[x_kube(validation = Rule::new("has(self.max) || has(self.maxIncrease)").message("set max or maxIncrease"))]
 #[x_kube(validation = Rule::new("!has(self.prometheus) || !has(self.maxIncrease)").message("maxIncrease applies to built-in metrics only"))]
+// `max` is a number or a string, a value CEL cannot name (the API server's type checker
+// only sees typed fields), so "max or maxIncrease" is an OpenAPI `anyOf` of `required`.
+#[schemars(extend("anyOf" = [{"required": ["max"]}, {"required": ["maxIncrease"]}]))]
 pub struct MetricCheck {
     /// A built-in metric (`errorRate`, `latencyP50`/`P95`/`P99`, `timeToFirstTokenP50`/`P95`/`P99`),
     /// or any name for a custom metric given by `prometheus`.
     #[schemars(length(min = 1, max = 63), pattern(r"^[a-zA-Z][a-zA-Z0-9_-]*$"))]
     pub name: String,
     /// Highest acceptable candidate value: a number (`0.01`) or a duration (`500ms`).
+    /// Set `max`, `maxIncrease` or both.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "number_or_string")]
+    #[schemars(schema_with = "threshold_schema")]
     pub max: Option<Threshold>,
     /// Highest acceptable increase of the candidate over stable, as a percentage (`20%`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -103,6 +107,18 @@ pub struct MetricCheck {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prometheus: Option<PrometheusQuery>,
 }
+
+/// `max`: a number, or a string that is a number or a duration.
+fn threshold_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let mut schema = number_or_string(generator);
+    schema.insert("pattern".into(), THRESHOLD_PATTERN.into());
+    schema.insert("maxLength".into(), MAX_UNIT_STRING.into());
+    schema
+}
+
+/// Pattern of `max` when written as a string: a plain number (`"0.01"`) or a duration (`"500ms"`).
+pub const THRESHOLD_PATTERN: &str =
+    concat!(r"^([0-9]{1,15}(\.[0-9]{1,15})?|", duration_body!(), ")$");
 
 /// A PromQL query.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -148,19 +164,38 @@ pub enum ThresholdError {
 }
 
 impl Threshold {
-    /// The ceiling in typed form; a string must be a duration.
+    /// The ceiling in typed form; a string must be a plain number or a duration.
     pub fn value(&self) -> Result<ThresholdValue, ThresholdError> {
         match self {
             Self::Number(number) => Ok(ThresholdValue::Number(*number)),
+            Self::Text(text) if is_plain_number(text) => text
+                .parse()
+                .map(ThresholdValue::Number)
+                .map_err(|_| ThresholdError::NotNumberOrString(text.clone())),
             Self::Text(text) => Ok(ThresholdValue::Duration(parse_duration(text)?)),
             Self::Other(value) => Err(ThresholdError::NotNumberOrString(value.to_string())),
         }
     }
 }
 
+/// Digits with an optional fraction, as [`THRESHOLD_PATTERN`]'s number branch.
+fn is_plain_number(text: &str) -> bool {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, "0"));
+    let digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+    digits(whole) && digits(fraction)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn threshold_reads_numbers_written_as_strings() {
+        let text: Threshold = serde_json::from_str("\"0.25\"").unwrap();
+        assert_eq!(text.value(), Ok(ThresholdValue::Number(0.25)));
+        let whole: Threshold = serde_json::from_str("\"3\"").unwrap();
+        assert_eq!(whole.value(), Ok(ThresholdValue::Number(3.0)));
+    }
 
     #[test]
     fn threshold_reads_numbers_and_durations() {

@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::support::{all_schemas, eval_rule, strict_json_schema};
 
 /// Calls `visit(path, node)` for every schema node below and including `schema`.
-fn walk<'a>(schema: &'a Value, path: &str, visit: &mut dyn FnMut(&str, &'a Value)) {
+pub fn walk<'a>(schema: &'a Value, path: &str, visit: &mut dyn FnMut(&str, &'a Value)) {
     visit(path, schema);
     if let Some(Value::Object(properties)) = schema.get("properties") {
         for (name, child) in properties {
@@ -40,21 +40,16 @@ fn every_node_has_a_type_or_an_escape_hatch() {
 
 #[test]
 fn schemas_use_no_constructs_the_api_server_refuses() {
-    let forbidden = [
-        "$ref",
-        "definitions",
-        "$defs",
-        "$schema",
-        "anyOf",
-        "oneOf",
-        "allOf",
-        "not",
-        "nullable",
-    ];
+    let forbidden = ["$ref", "definitions", "$defs", "$schema", "nullable"];
     for (kind, schema) in all_schemas() {
         walk(&schema, &kind, &mut |path, node| {
             for key in forbidden {
                 assert!(node.get(key).is_none(), "{path}: uses {key}");
+            }
+            for junctor in JUNCTORS {
+                if let Some(branches) = node.get(junctor) {
+                    assert_value_validations_only(&format!("{path}.{junctor}"), branches);
+                }
             }
             assert!(
                 !(node.get("properties").is_some() && node.get("additionalProperties").is_some()),
@@ -70,6 +65,49 @@ fn schemas_use_no_constructs_the_api_server_refuses() {
                 );
             }
         });
+    }
+}
+
+/// Keys that combine sub-schemas.
+const JUNCTORS: [&str; 4] = ["anyOf", "oneOf", "allOf", "not"];
+
+/// A structural schema allows junctors only over value validations: no type, no
+/// properties, no description or default inside them (the API server's structural rule).
+fn assert_value_validations_only(path: &str, junction: &Value) {
+    const VALUE_VALIDATIONS: [&str; 16] = [
+        "required",
+        "enum",
+        "pattern",
+        "format",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "minLength",
+        "maxLength",
+        "minItems",
+        "maxItems",
+        "uniqueItems",
+        "multipleOf",
+        "minProperties",
+        "maxProperties",
+    ];
+    let branches: Vec<&Value> = match junction {
+        Value::Array(branches) => branches.iter().collect(),
+        single => vec![single],
+    };
+    for branch in branches {
+        let keys = branch.as_object().expect("a junctor branch is a schema");
+        for (key, value) in keys {
+            if JUNCTORS.contains(&key.as_str()) {
+                assert_value_validations_only(&format!("{path}.{key}"), value);
+            } else {
+                assert!(
+                    VALUE_VALIDATIONS.contains(&key.as_str()),
+                    "{path}: {key} inside a junctor is not a value validation"
+                );
+            }
+        }
     }
 }
 

@@ -164,7 +164,15 @@ fn analysis_metrics_are_checked() {
                 case: "no threshold",
                 object: metric(0, json!({"name": "errorRate"})),
                 path: "spec.analysis.metrics[0]",
-                says: "set max or maxIncrease",
+                // The API server: "must validate at least one schema (anyOf)" and
+                // "spec.analysis.metrics[0].max: Required value".
+                says: "anyOf",
+            },
+            Refused {
+                case: "threshold that is neither a number nor a duration",
+                object: metric(0, json!({"name": "latencyP99", "max": "fast"})),
+                path: "spec.analysis.metrics[0].max",
+                says: "does not match",
             },
             Refused {
                 case: "percent without sign",
