@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use modelplane_api::units::parse_duration;
 use modelplane_bench::client::{Protocol, Target};
 use modelplane_bench::load::Limits;
 use modelplane_bench::schedule::Arrivals;
@@ -116,14 +117,14 @@ struct Args {
     #[arg(long, default_value_t = 100_000)]
     requests: u64,
     /// Longest time to send requests for, e.g. 10s.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
     duration: Duration,
     /// Requests sent before measuring, not counted.
     #[arg(long, default_value_t = 0)]
     warmup_requests: u64,
     /// Time limit of one request (a whole stream); 10s for tensor protocols
     /// and 300s for streaming ones when unset.
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = parse_duration)]
     timeout: Option<Duration>,
     /// Threads of the load generator's async runtime.
     #[arg(long, default_value_t = 1)]

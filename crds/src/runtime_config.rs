@@ -365,9 +365,6 @@ pub enum ConfigError {
     /// The YAML does not parse or does not match the schema.
     #[error("config does not parse: {0}")]
     Yaml(#[from] serde_yaml::Error),
-    /// A duration string is malformed.
-    #[error("invalid duration {0:?}: expected a number and a unit (ns, us, ms, s, m, h)")]
-    Duration(String),
     /// A model or version name cannot be used in a URL path.
     #[error("invalid {what} name {name:?}: use 1-128 characters from [A-Za-z0-9._-]")]
     InvalidName {

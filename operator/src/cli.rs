@@ -3,6 +3,7 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Parser, ValueEnum};
+use modelplane_api::units::parse_duration;
 
 /// Default runtime image used when a ModelDeployment does not name one.
 pub const DEFAULT_RUNTIME_IMAGE: &str =
@@ -116,26 +117,6 @@ impl Args {
     }
 }
 
-fn parse_duration(value: &str) -> Result<Duration, String> {
-    let value = value.trim();
-    let (digits, unit) = value.split_at(
-        value
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(value.len()),
-    );
-    let amount: u64 = digits
-        .parse()
-        .map_err(|_| format!("invalid duration `{value}`"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(amount)),
-        "s" | "" => Ok(Duration::from_secs(amount)),
-        "m" => Ok(Duration::from_secs(amount * 60)),
-        _ => Err(format!(
-            "invalid duration unit in `{value}` (use ms, s or m)"
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,7 +166,26 @@ mod tests {
         let args = parse(&["--lease-duration", "30s", "--lease-retry", "500ms"]);
         assert_eq!(args.lease_duration, Duration::from_secs(30));
         assert_eq!(args.lease_retry, Duration::from_millis(500));
-        assert!(parse_duration("5h").is_err());
-        assert!(parse_duration("s").is_err());
+    }
+
+    #[test]
+    fn duration_flags_take_the_crd_notation() {
+        let args = parse(&[
+            "--lease-duration",
+            "1m30s",
+            "--lease-retry",
+            "1.5s",
+            "--verification-cache-ttl",
+            "1h2m3.5s",
+        ]);
+        assert_eq!(args.lease_duration, Duration::from_secs(90));
+        assert_eq!(args.lease_retry, Duration::from_millis(1_500));
+        assert_eq!(
+            args.verification_cache_ttl,
+            Duration::from_millis(3_723_500)
+        );
+        let refused = Args::try_parse_from(["modelplane-operator", "--lease-retry", "2 s"])
+            .expect_err("not a duration");
+        assert!(refused.to_string().contains("\"2 s\""), "{refused}");
     }
 }

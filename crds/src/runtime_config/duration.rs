@@ -1,13 +1,14 @@
-//! Durations in config files, written as in Kubernetes and Go.
+//! Durations in config files: serde glue over [`crate::units::parse_duration`] and
+//! [`crate::units::format_duration`], so the file reads exactly what the CRD admits.
 
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::ConfigError;
+use crate::units::{DurationError, format_duration, parse_duration};
 
-/// A duration written as in Kubernetes and Go: `250us`, `2ms`, `1.5s`, `1m`, `2h`.
+/// A duration written as in Kubernetes and Go: `250us`, `2ms`, `1.5s`, `1m30s`, `2h`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Duration(std::time::Duration);
 
@@ -33,52 +34,16 @@ impl From<std::time::Duration> for Duration {
 }
 
 impl FromStr for Duration {
-    type Err = ConfigError;
+    type Err = DurationError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || ConfigError::Duration(s.to_owned());
-        let split = s
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        let (number, unit) = s.split_at(split);
-        let value: f64 = number.parse().map_err(|_| bad())?;
-        let nanos_per_unit = match unit {
-            "ns" => 1.0,
-            "us" | "µs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return Err(bad()),
-        };
-        let nanos = value * nanos_per_unit;
-        if !nanos.is_finite() || nanos > u64::MAX as f64 {
-            return Err(bad());
-        }
-        Ok(Self(std::time::Duration::from_nanos(nanos.round() as u64)))
+        parse_duration(s).map(Self)
     }
 }
 
 impl fmt::Display for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let nanos = self.0.as_nanos();
-        let units: [(u128, &str); 5] = [
-            (3_600_000_000_000, "h"),
-            (60_000_000_000, "m"),
-            (1_000_000_000, "s"),
-            (1_000_000, "ms"),
-            (1_000, "us"),
-        ];
-        for (size, unit) in units {
-            if nanos >= size && nanos.is_multiple_of(size) {
-                return write!(f, "{}{unit}", nanos / size);
-            }
-        }
-        if nanos == 0 {
-            f.write_str("0s")
-        } else {
-            write!(f, "{nanos}ns")
-        }
+        f.write_str(&format_duration(self.0))
     }
 }
 
@@ -100,12 +65,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_parse_go_style_units() {
+    fn config_durations_read_compound_go_style_text() {
         let cases = [
             ("250us", 250_000),
             ("2ms", 2_000_000),
             ("1.5s", 1_500_000_000),
             ("1m", 60_000_000_000),
+            ("1m30s", 90_000_000_000),
         ];
         for (text, nanos) in cases {
             let d: Duration = text.parse().expect(text);
@@ -118,5 +84,15 @@ mod tests {
         for bad in ["", "5", "ms", "5 days", "-1s", "1e400s"] {
             assert!(bad.parse::<Duration>().is_err(), "{bad:?} should fail");
         }
+    }
+
+    #[test]
+    fn config_file_limits_read_compound_durations() {
+        #[derive(Deserialize)]
+        struct Limits {
+            timeout: Duration,
+        }
+        let limits: Limits = serde_yaml::from_str("timeout: 1m30s").expect("parses");
+        assert_eq!(limits.timeout.get(), std::time::Duration::from_secs(90));
     }
 }

@@ -11,11 +11,22 @@ mod duration;
 mod quantity;
 
 pub use clock::{ClockError, PercentError, parse_percent, parse_time_of_day};
-pub use duration::{DurationError, parse_duration};
+pub use duration::{DurationError, format_duration, parse_duration};
 pub use quantity::{CpuMax, Quantity, QuantityError, parse_cpu_max, parse_quantity};
 
-/// Pattern of a duration: one or more `<number><unit>` with unit `ns`, `us`, `ms`, `s`, `m` or `h` (e.g. `2ms`, `1m30s`).
-pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$";
+/// Pattern of a duration: one or more `<number><unit>` with unit `ns`, `us`, `ms`, `s`, `m` or `h`
+/// (e.g. `2ms`, `1.5ms`, `1m30s`); at most 15 digits before the point, and a fraction only
+/// as fine as a nanosecond (`us` 3 digits, `ms` 6, `s`/`m`/`h` 9, `ns` none).
+pub const DURATION_PATTERN: &str = concat!("^", duration_body!(), "$");
+
+/// [`DURATION_PATTERN`] without its anchors, for patterns that embed a duration
+/// (`concat!("^(...|", duration_body!(), ")$")`), so they stay in step with the parser.
+macro_rules! duration_body {
+    () => {
+        r"([0-9]{1,15}(ns|(\.[0-9]{1,3})?us|(\.[0-9]{1,6})?ms|(\.[0-9]{1,9})?[smh]))+"
+    };
+}
+pub(crate) use duration_body;
 
 /// Pattern of a non-negative resource quantity: a decimal number with an optional
 /// SI (`m`, `k`, `M`, `G`, `T`, `P`, `E`) or binary (`Ki` … `Ei`) suffix (e.g. `500m`, `4`, `8Gi`).
