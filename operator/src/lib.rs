@@ -27,6 +27,18 @@ pub enum Error {
     /// A request to the API server failed.
     #[error("kubernetes API request failed: {0}")]
     Kube(#[from] kube::Error),
+    /// The API server refused to create, update or delete an owned object.
+    #[error("{action} {kind} {name} failed: {}", api_message(.source))]
+    Apply {
+        /// What was attempted: `apply` or `delete`.
+        action: &'static str,
+        /// Kind of the object.
+        kind: String,
+        /// Its name.
+        name: String,
+        /// The API server's answer.
+        source: Box<kube::Error>,
+    },
     /// An object could not be turned into JSON.
     #[error("failed to serialize {kind}: {source}")]
     Serialize {
@@ -40,14 +52,44 @@ pub enum Error {
     MissingField(&'static str),
 }
 
+/// What the API server said, without the client's wrapping.
+fn api_message(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => format!("{} ({})", status.message, status.code),
+        other => other.to_string(),
+    }
+}
+
 impl Error {
     /// Low-cardinality label for the `outcome` of the reconcile metric.
     pub fn metric_label(&self) -> &'static str {
         match self {
-            Error::Kube(kube::Error::Api(_)) => "api_error",
+            Error::Kube(kube::Error::Api(_)) | Error::Apply { .. } => "api_error",
             Error::Kube(_) => "kube_client",
             Error::Serialize { .. } => "serialize",
             Error::MissingField(_) => "missing_field",
+        }
+    }
+
+    /// CamelCase reason for the `Ready=False` condition and Warning Event that report this
+    /// error on the object whose reconcile hit it.
+    pub fn condition_reason(&self) -> &'static str {
+        let (source, applying) = match self {
+            Error::Kube(source) => (source, false),
+            Error::Apply { source, .. } => (source.as_ref(), true),
+            _ => return "ReconcileError",
+        };
+        match source {
+            kube::Error::Api(status) => match status.code {
+                403 if status.message.contains("exceeded quota") => "NamespaceQuotaExceeded",
+                403 => "Forbidden",
+                409 => "Conflict",
+                422 | 400 if applying => "ApplyRefused",
+                429 => "TooManyRequests",
+                _ if applying => "ApplyFailed",
+                _ => "ApiRequestFailed",
+            },
+            _ => "ApiUnreachable",
         }
     }
 }
@@ -69,5 +111,31 @@ mod tests {
             Error::MissingField("metadata.uid").metric_label(),
             "missing_field"
         );
+    }
+
+    fn refused(code: u16, message: &str) -> Error {
+        Error::Apply {
+            action: "apply",
+            kind: "Service".into(),
+            name: "m".into(),
+            source: Box::new(kube::Error::Api(Box::new(
+                kube::core::Status::failure(message, "").with_code(code),
+            ))),
+        }
+    }
+
+    #[test]
+    fn refused_writes_name_the_object_and_carry_the_api_servers_words() {
+        let error = refused(500, "failed to allocate a serviceIP: range is full");
+        assert_eq!(error.condition_reason(), "ApplyFailed");
+        assert_eq!(
+            error.to_string(),
+            "apply Service m failed: failed to allocate a serviceIP: range is full (500)"
+        );
+        let quota = refused(403, "exceeded quota: compute, requested: pods=1");
+        assert_eq!(quota.condition_reason(), "NamespaceQuotaExceeded");
+        assert_eq!(refused(403, "forbidden").condition_reason(), "Forbidden");
+        assert_eq!(refused(409, "conflict").condition_reason(), "Conflict");
+        assert_eq!(refused(422, "invalid").condition_reason(), "ApplyRefused");
     }
 }

@@ -4,9 +4,11 @@
 
 use k8s_openapi::{api::apps::v1::Deployment, apimachinery::pkg::apis::meta::v1::Time};
 use modelplane_api::{
+    condition::ConditionStatus,
     model_deployment::{ModelDeploymentSpec, ModelSource},
     runtime_config::SignatureConfig,
 };
+use modelplane_verify::Mode;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -39,6 +41,21 @@ pub struct PinnedRevision {
     /// verifies the model files with before loading them (rendered into the runtime config).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_signature: Option<SignatureConfig>,
+    /// The `Verified` condition the check concluded, repeated by every later reconcile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<VerifiedCondition>,
+}
+
+/// The `Verified` condition. Recorded with the pinned revision (so a steady reconcile
+/// reproduces it without asking the registry) and with each hold of a refused one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifiedCondition {
+    /// True, False, or Unknown (verification disabled).
+    pub status: ConditionStatus,
+    /// CamelCase reason (`Verified`, `VerificationDisabled`, or a failure reason).
+    pub reason: String,
+    /// What was verified, or what failed.
+    pub message: String,
 }
 
 impl PinnedRevision {
@@ -67,6 +84,36 @@ impl PinnedRevision {
             model_digest,
             verified_at,
             model_signature: None,
+            verified: None,
+        }
+    }
+
+    /// The `Verified` condition of this revision under `mode`: the recorded one, or for a
+    /// record written before conditions were recorded, what its fields imply.
+    pub fn verified_condition(&self, mode: Mode) -> VerifiedCondition {
+        if let Some(verified) = &self.verified {
+            return verified.clone();
+        }
+        let mut what = format!("image {}", self.image_digest);
+        if let Some(model) = &self.model_digest {
+            what.push_str(&format!(" and model {model}"));
+        }
+        match (mode, &self.verified_at) {
+            (Mode::Disabled, _) => VerifiedCondition {
+                status: ConditionStatus::Unknown,
+                reason: "VerificationDisabled".into(),
+                message: format!("signature verification is disabled; pinned {what}"),
+            },
+            (_, Some(_)) => VerifiedCondition {
+                status: ConditionStatus::True,
+                reason: "Verified".into(),
+                message: format!("{what} signed by a trusted key"),
+            },
+            (_, None) => VerifiedCondition {
+                status: ConditionStatus::False,
+                reason: "VerificationFailed".into(),
+                message: format!("{what} rolled out unverified (audit mode)"),
+            },
         }
     }
 

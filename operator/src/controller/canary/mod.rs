@@ -37,7 +37,7 @@ use serde_json::json;
 
 use crate::{
     Error, Result,
-    controller::{Backoff, cached, model_deployment::HELD_RETRY},
+    controller::{Backoff, cached, model_deployment::held_retry},
     desired::FIELD_MANAGER,
     metrics::Metrics,
     verification::ArtifactVerifier,
@@ -177,7 +177,7 @@ fn hold_after(ctx: &Context, key: &str, inputs: &str, finding: &Finding) -> Opti
     } else if SECRET_REASONS.contains(&verified.reason.as_str()) {
         SECRET_RETRY
     } else {
-        HELD_RETRY
+        held_retry(ctx.backoff.failed(&registry_key))
     };
     ctx.holds.hold(key, inputs, delay);
     Some(delay)

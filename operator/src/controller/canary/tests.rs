@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 
 use super::{Context, Holds, RESYNC, SECRET_RETRY, reconcile};
 use crate::{
-    controller::{Backoff, model_deployment::HELD_RETRY},
+    controller::Backoff,
     fixtures::{
         NAMESPACE, RUNTIME_DIGEST, defaults, model_deployment, oci, registry, resnet18_spec,
     },
@@ -345,7 +345,8 @@ async fn enforce_refuses_an_unsigned_candidate_and_does_not_ask_again_while_held
         status.candidate.as_ref().and_then(|c| c.image.clone()),
         None
     );
-    assert_eq!(action, Action::requeue(HELD_RETRY));
+    // Re-checked within seconds, backing off: a signature pushed now is seen soon.
+    assert_eq!(action, Action::requeue(Duration::from_secs(5)));
 
     let checks = registry.checks();
     let (action, statuses) = harness.reconcile(&mut canary, Vec::new()).await;

@@ -21,11 +21,11 @@ use super::status::event;
 use crate::{
     Result,
     controller::Context,
-    desired::Owner,
+    desired::{Defaults, Owner},
     health::Blocker,
     verification::{
-        Checked, PinnedRevision, Pins, Signed, check_spec, delegated_model_source, inputs_hash,
-        model_signature, pull_secret_credentials,
+        Checked, PinnedRevision, Pins, Signed, VerifiedCondition, check_spec,
+        delegated_model_source, inputs_hash, model_signature, pull_secret_credentials,
     },
 };
 
@@ -33,8 +33,17 @@ use crate::{
 /// verified by the runtime against their model-signing bundle before they load.
 pub const VERIFIED_AT_LOAD: &str = "VerifiedAtLoad";
 
-/// When a refused revision is checked again if only a spec change can fix it.
-pub const HELD_RETRY: Duration = Duration::from_secs(600);
+/// Longest wait before a refused revision is checked again. A refusal is never final:
+/// a signature may be pushed or a key rotated at any time, so refused revisions are
+/// re-checked with a backoff from seconds up to this, and at once when the spec or one of
+/// the Secrets it names changes.
+pub const HELD_RETRY: Duration = Duration::from_secs(120);
+
+/// The wait before re-checking a refused revision: the shared per-object backoff (5 s
+/// doubling with each refusal in a row), capped at [`HELD_RETRY`].
+pub fn held_retry(backoff: Duration) -> Duration {
+    backoff.min(HELD_RETRY)
+}
 
 /// What the gate lets through.
 #[derive(Default)]
@@ -43,33 +52,14 @@ pub struct Gate {
     pub render: Option<PinnedRevision>,
     /// Why nothing is rendered, when `render` is `None`.
     pub blocker: Option<Blocker>,
-    /// The `Verified` condition to write; `None` keeps the current one.
+    /// The `Verified` condition of the spec's revision, computed at every reconcile so a
+    /// status written from a stale object never drops or keeps a stale one; `None` only when
+    /// nothing about the revision is known yet.
     pub verified: Option<VerifiedCondition>,
     /// The verification Event to publish.
     pub event: Option<Event>,
     /// Check again after this delay instead of the usual resync.
     pub requeue: Option<Duration>,
-}
-
-impl Gate {
-    /// A gate that renders nothing because of `blocker`.
-    pub fn blocked(blocker: Blocker) -> Self {
-        Self {
-            blocker: Some(blocker),
-            ..Self::default()
-        }
-    }
-}
-
-/// The `Verified` condition.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VerifiedCondition {
-    /// True, False, or Unknown (verification disabled).
-    pub status: ConditionStatus,
-    /// CamelCase reason (`Verified`, `VerificationDisabled`, or a failure reason).
-    pub reason: &'static str,
-    /// What was verified, or what failed.
-    pub message: String,
 }
 
 /// Revisions refused recently: not checked again before `until` unless their inputs change,
@@ -79,29 +69,44 @@ pub struct Holds(Mutex<HashMap<String, Hold>>);
 
 #[derive(Debug)]
 struct Hold {
+    /// The revision's inputs and the versions of the Secrets the spec names: a new
+    /// signature key or pull secret ends the hold at once.
     inputs: String,
     until: Instant,
     /// The blocker reported while nothing serves, repeated until the hold ends.
     blocker: Option<Blocker>,
+    /// The `Verified` condition of the refused revision, repeated until the hold ends.
+    verified: VerifiedCondition,
+}
+
+/// What a hold repeats while it lasts.
+struct Held {
+    remaining: Duration,
+    blocker: Option<Blocker>,
+    verified: VerifiedCondition,
 }
 
 impl Holds {
-    /// Time left on the hold of `key` for `inputs`, and its blocker.
-    fn remaining(
-        &self,
-        key: &str,
-        inputs: &str,
-        now: Instant,
-    ) -> Option<(Duration, Option<Blocker>)> {
+    /// The hold of `key` for `inputs`, if it lasts past `now`.
+    fn remaining(&self, key: &str, inputs: &str, now: Instant) -> Option<Held> {
         let holds = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let hold = holds.get(key)?;
-        (hold.inputs == inputs && hold.until > now)
-            .then(|| (hold.until - now, hold.blocker.clone()))
+        (hold.inputs == inputs && hold.until > now).then(|| Held {
+            remaining: hold.until - now,
+            blocker: hold.blocker.clone(),
+            verified: hold.verified.clone(),
+        })
     }
 
     fn hold(&self, key: &str, hold: Hold) {
         let mut holds = self.0.lock().unwrap_or_else(|p| p.into_inner());
         holds.insert(key.to_owned(), hold);
+    }
+
+    /// Ends every hold now, as if its time had run out.
+    #[cfg(test)]
+    pub fn expire(&self) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
     fn release(&self, key: &str) {
@@ -112,24 +117,29 @@ impl Holds {
 
 /// Decides what to render for `owner`, whose Deployment carries `recorded` (if any).
 /// Asks the registry only when the image, model source or policy changed since `recorded`.
+/// `secrets` fingerprints the versions of the Secrets the spec names.
 pub async fn gate(
     ctx: &Context,
     key: &str,
     owner: &Owner<'_>,
     recorded: Option<PinnedRevision>,
+    secrets: &str,
 ) -> Result<Gate> {
     let inputs = inputs_hash(owner.spec, &ctx.defaults.runtime_image);
     if let Some(record) = recorded.as_ref().filter(|r| r.inputs == inputs) {
         return Ok(Gate {
+            verified: Some(record.verified_condition(effective_mode(owner.spec))),
             render: Some(record.clone()),
             ..Gate::default()
         });
     }
-    if let Some((remaining, blocker)) = ctx.holds.remaining(key, &inputs, Instant::now()) {
+    let hold_inputs = format!("{inputs}/{secrets}");
+    if let Some(held) = ctx.holds.remaining(key, &hold_inputs, Instant::now()) {
         return Ok(Gate {
             render: recorded,
-            blocker,
-            requeue: Some(remaining),
+            blocker: held.blocker,
+            verified: Some(held.verified),
+            requeue: Some(held.remaining),
             ..Gate::default()
         });
     }
@@ -138,7 +148,14 @@ pub async fn gate(
     let credentials =
         match pull_secret_credentials(&ctx.client, &owner.namespace, owner.spec).await? {
             Ok(credentials) => credentials,
-            Err(blocker) => return Ok(Gate::blocked(blocker)),
+            Err(blocker) => {
+                return Ok(blocked_by_reference(
+                    owner,
+                    recorded.as_ref(),
+                    &ctx.defaults,
+                    blocker,
+                ));
+            }
         };
     let mode = effective_mode(owner.spec);
     let (checked, trusted) = check(ctx, owner, mode, credentials).await?;
@@ -153,24 +170,56 @@ pub async fn gate(
         render.model_signature = model_signature(mode, owner.spec, trusted);
     }
     let registry_key = format!("{key}#registry");
-    if outcome.render.is_some() {
+    if let Some(render) = outcome.render.as_mut() {
+        render.verified = Some(outcome.verified.clone());
         ctx.holds.release(key);
         ctx.backoff.succeeded(&registry_key);
         return Ok(outcome.into_gate(None, None));
     }
-    let delay = if outcome.retry {
-        ctx.backoff.failed(&registry_key)
-    } else {
-        HELD_RETRY
-    };
+    let delay = held_retry(ctx.backoff.failed(&registry_key));
     let gate = outcome.into_gate(recorded, Some(delay));
     let hold = Hold {
-        inputs,
+        inputs: hold_inputs,
         until: Instant::now() + delay,
         blocker: gate.blocker.clone(),
+        verified: gate.verified.clone().unwrap_or_else(|| VerifiedCondition {
+            status: ConditionStatus::Unknown,
+            reason: "VerificationPending".into(),
+            message: "not verified yet".into(),
+        }),
     };
     ctx.holds.hold(key, hold);
     Ok(gate)
+}
+
+/// The gate when a Secret or PVC the spec names is missing: nothing renders, and `Verified`
+/// still says where the spec's revision stands.
+pub fn blocked_by_reference(
+    owner: &Owner<'_>,
+    recorded: Option<&PinnedRevision>,
+    defaults: &Defaults,
+    blocker: Blocker,
+) -> Gate {
+    let mode = effective_mode(owner.spec);
+    let inputs = inputs_hash(owner.spec, &defaults.runtime_image);
+    let verified = match recorded.filter(|r| r.inputs == inputs) {
+        Some(record) => record.verified_condition(mode),
+        None if mode == Mode::Disabled => VerifiedCondition {
+            status: ConditionStatus::Unknown,
+            reason: "VerificationDisabled".into(),
+            message: "signature verification is disabled".into(),
+        },
+        None => VerifiedCondition {
+            status: ConditionStatus::Unknown,
+            reason: blocker.reason.into(),
+            message: format!("not verified yet: {}", blocker.message),
+        },
+    };
+    Gate {
+        blocker: Some(blocker),
+        verified: Some(verified),
+        ..Gate::default()
+    }
 }
 
 /// `spec.verification`'s mode in effect.
@@ -209,9 +258,12 @@ pub struct Outcome {
     pub render: Option<PinnedRevision>,
     /// The `Verified` condition.
     pub verified: VerifiedCondition,
+    /// The reason of the failure, if the check failed.
+    pub failure: Option<&'static str>,
     /// The Event to publish.
     pub event: Option<Event>,
-    /// Whether the failure may pass by itself (retry with backoff).
+    /// Whether the failure may pass by itself (a registry outage) rather than needing a
+    /// signature, a key or a spec change. Either way the revision is re-checked.
     pub retry: bool,
 }
 
@@ -219,7 +271,7 @@ impl Outcome {
     fn into_gate(self, previous: Option<PinnedRevision>, requeue: Option<Duration>) -> Gate {
         let refused = self.render.is_none();
         let blocker = (refused && previous.is_none()).then(|| Blocker {
-            reason: self.verified.reason,
+            reason: self.failure.unwrap_or("VerificationFailed"),
             message: format!("not rolled out: {}", self.verified.message),
         });
         Gate {
@@ -256,6 +308,7 @@ pub fn conclude(
             Outcome {
                 render: Some(PinnedRevision::new(inputs.into(), spec, pins, verified_at)),
                 verified,
+                failure: None,
                 event,
                 retry: false,
             }
@@ -294,9 +347,10 @@ fn failed(
         render,
         verified: VerifiedCondition {
             status: ConditionStatus::False,
-            reason: failure.reason.as_str(),
+            reason: failure.reason.as_str().into(),
             message: failure.message.clone(),
         },
+        failure: Some(failure.reason.as_str()),
         event: Some(event(
             EventType::Warning,
             failure.reason.as_str(),
@@ -325,12 +379,12 @@ fn signed_condition(
     match (mode, delegated) {
         (Mode::Disabled, _) => VerifiedCondition {
             status: ConditionStatus::Unknown,
-            reason: "VerificationDisabled",
+            reason: "VerificationDisabled".into(),
             message: format!("signature verification is disabled; pinned {what}"),
         },
         (Mode::Enforce | Mode::Audit, Some(model)) => VerifiedCondition {
             status: ConditionStatus::True,
-            reason: VERIFIED_AT_LOAD,
+            reason: VERIFIED_AT_LOAD.into(),
             message: format!(
                 "image {} signed by {signer}; the model ({model}) is verified by the runtime before it loads, against its model-signing bundle and the same keys ({} mode: {})",
                 pins.image_digest,
@@ -344,7 +398,7 @@ fn signed_condition(
         },
         (Mode::Enforce | Mode::Audit, None) => VerifiedCondition {
             status: ConditionStatus::True,
-            reason: "Verified",
+            reason: "Verified".into(),
             message: format!("{what} signed by {signer}"),
         },
     }

@@ -25,7 +25,10 @@ use k8s_openapi::{
 use kube::{
     Api, Resource, ResourceExt,
     api::{Patch, PatchParams},
-    runtime::{controller::Action, events::Event},
+    runtime::{
+        controller::Action,
+        events::{Event, EventType},
+    },
 };
 use modelplane_api::model_deployment::{ModelDeployment, Revision};
 use serde_json::json;
@@ -41,7 +44,8 @@ use crate::{
     verification::PinnedRevision,
 };
 
-pub use gate::{Gate, HELD_RETRY, Holds, Outcome, VerifiedCondition, conclude, effective_mode};
+pub use crate::verification::VerifiedCondition;
+pub use gate::{Gate, HELD_RETRY, Holds, Outcome, conclude, effective_mode, held_retry};
 pub use status::{StatusInputs, VERIFIED, change_events, condition_events, next_status};
 pub use sync::{Change, ChangeAction};
 pub use watch::run;
@@ -96,16 +100,29 @@ async fn reconcile_inner(md: &ModelDeployment, ctx: &Context) -> Result<Action> 
     let labels = ctx.cache.namespace_labels(&namespace);
     let tenant = tenant_of(&md.spec, &namespace, labels.as_ref());
     let owner = Owner::new(md, &tenant).ok_or(Error::MissingField("metadata.name/uid"))?;
+    match converge(ctx, md, &owner).await {
+        Ok(action) => Ok(action),
+        Err(error) => {
+            report_failure(ctx, md, &owner, &error).await;
+            Err(error)
+        }
+    }
+}
 
-    let recorded = cached(&ctx.cache.deployments, &namespace, &owner.name)
+/// Verifies, applies and assesses; any API error is returned for [`report_failure`].
+async fn converge(ctx: &Context, md: &ModelDeployment, owner: &Owner<'_>) -> Result<Action> {
+    let recorded = cached(&ctx.cache.deployments, &owner.namespace, &owner.name)
         .and_then(|deployment| PinnedRevision::read(&deployment));
-    let gate = match missing_reference(ctx, &owner).await? {
-        Some(blocker) => Gate::blocked(blocker),
-        None => gate::gate(ctx, &key(md), &owner, recorded).await?,
+    let found = look_up_references(ctx, owner).await?;
+    let gate = match found.missing {
+        Some(blocker) => {
+            gate::blocked_by_reference(owner, recorded.as_ref(), &ctx.defaults, blocker)
+        }
+        None => gate::gate(ctx, &key(md), owner, recorded, &found.versions).await?,
     };
-    let (blocker, applied) = match render(ctx, &owner, &gate) {
+    let (blocker, applied) = match render(ctx, owner, &gate) {
         Ok((desired, revision)) => {
-            apply(ctx, md, &owner, desired).await?;
+            apply(ctx, md, owner, desired).await?;
             (None, Some(revision))
         }
         Err(blocker) => {
@@ -114,7 +131,16 @@ async fn reconcile_inner(md: &ModelDeployment, ctx: &Context) -> Result<Action> 
         }
     };
     publish(ctx, md, gate.event.into_iter().collect()).await?;
-    write_status(ctx, md, &owner, blocker.as_ref(), applied, gate.verified).await?;
+    write_status(
+        ctx,
+        md,
+        owner,
+        blocker.as_ref(),
+        applied,
+        gate.verified,
+        false,
+    )
+    .await?;
     let resync = if blocker.is_some() {
         BLOCKED_RESYNC
     } else {
@@ -150,13 +176,28 @@ fn render(ctx: &Context, owner: &Owner<'_>, gate: &Gate) -> Result<(Desired, Rev
     Ok((desired, revision))
 }
 
-/// The first Secret or PVC the spec names that does not exist.
-async fn missing_reference(ctx: &Context, owner: &Owner<'_>) -> Result<Option<Blocker>> {
+/// What the Secrets and PVCs the spec names look like now.
+struct References {
+    /// The first one that does not exist.
+    missing: Option<Blocker>,
+    /// The Secrets' names and resourceVersions: a changed key or pull secret ends a hold.
+    versions: String,
+}
+
+/// Checks that every Secret and PVC the spec names exists (metadata only; contents are
+/// never read here).
+async fn look_up_references(ctx: &Context, owner: &Owner<'_>) -> Result<References> {
+    let mut versions = Vec::new();
     for reference in references(owner.spec) {
-        let exists = match &reference {
+        let found = match &reference {
             Reference::Secret { name, .. } => {
                 let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &owner.namespace);
-                api.get_metadata_opt(name).await?.is_some()
+                let found = api.get_metadata_opt(name).await?;
+                if let Some(secret) = &found {
+                    let version = secret.metadata.resource_version.as_deref().unwrap_or("");
+                    versions.push(format!("{name}@{version}"));
+                }
+                found.is_some()
             }
             Reference::PersistentVolumeClaim { name } => {
                 let api: Api<PersistentVolumeClaim> =
@@ -164,11 +205,40 @@ async fn missing_reference(ctx: &Context, owner: &Owner<'_>) -> Result<Option<Bl
                 api.get_metadata_opt(name).await?.is_some()
             }
         };
-        if !exists {
-            return Ok(Some(reference.missing(&owner.namespace)));
+        if !found {
+            return Ok(References {
+                missing: Some(reference.missing(&owner.namespace)),
+                versions: versions.join(","),
+            });
         }
     }
-    Ok(None)
+    Ok(References {
+        missing: None,
+        versions: versions.join(","),
+    })
+}
+
+/// Reports a failed reconcile where `kubectl get`/`describe` show it: `Ready=False` with
+/// the reason and the API server's message (cleared by the next reconcile that succeeds),
+/// and a Warning Event. Best effort: the failure itself is retried with backoff.
+async fn report_failure(ctx: &Context, md: &ModelDeployment, owner: &Owner<'_>, error: &Error) {
+    let blocker = Blocker {
+        reason: error.condition_reason(),
+        message: error.to_string(),
+    };
+    let written = write_status(ctx, md, owner, Some(&blocker), None, None, true).await;
+    if let Err(status_error) = written {
+        tracing::warn!(error = %status_error, "the failure could not be written to the status");
+        let warning = status::event(
+            EventType::Warning,
+            blocker.reason,
+            blocker.message,
+            "Reconcile",
+        );
+        if let Err(event_error) = publish(ctx, md, vec![warning]).await {
+            tracing::warn!(error = %event_error, "the failure could not be published as an Event");
+        }
+    }
 }
 
 /// Writes what differs and publishes an Event per kind of write.
@@ -202,6 +272,9 @@ async fn publish(ctx: &Context, md: &ModelDeployment, events: Vec<Event>) -> Res
 }
 
 /// Assesses the observed state and patches the status subresource if it changed.
+/// `failed`: the reconcile failed with `blocker`, so the model is not Ready whatever its
+/// pods say (what serves no longer matches the spec, or cannot be reached).
+#[allow(clippy::too_many_arguments)]
 async fn write_status(
     ctx: &Context,
     md: &ModelDeployment,
@@ -209,15 +282,19 @@ async fn write_status(
     blocker: Option<&Blocker>,
     applied: Option<Revision>,
     verified: Option<VerifiedCondition>,
+    failed: bool,
 ) -> Result<()> {
     let deployment = cached(&ctx.cache.deployments, &owner.namespace, &owner.name);
     let pods = ctx.cache.pods_of(&owner.namespace, &owner.name);
-    let assessment = assess(&Observation {
+    let mut assessment = assess(&Observation {
         desired_replicas: md.spec.runtime.replicas,
         deployment: deployment.as_deref(),
         pods: &pods,
         blocker,
     });
+    if let (true, Some(blocker)) = (failed, blocker) {
+        status::not_ready(&mut assessment, blocker);
+    }
     let current = md.status.clone().unwrap_or_default();
     let next = next_status(
         &current,

@@ -8,13 +8,11 @@ use modelplane_api::{
     model_deployment::{Endpoints, ModelDeploymentStatus, Revision},
 };
 
-use super::{
-    gate::VerifiedCondition,
-    sync::{Change, ChangeAction},
-};
+use super::sync::{Change, ChangeAction};
 use crate::{
     desired::{GRPC_PORT, HTTP_PORT},
-    health::{Assessment, DEGRADED, PROGRESSING, READY},
+    health::{Assessment, Blocker, DEGRADED, PROGRESSING, READY},
+    verification::VerifiedCondition,
 };
 
 /// What the status is built from besides the assessment.
@@ -101,6 +99,17 @@ pub fn next_status(
             grpc: Some(format!("{}:{GRPC_PORT}", inputs.service_host)),
         }),
         revision,
+    }
+}
+
+/// Marks `assessment` not Ready because of `blocker` (a reconcile that failed).
+pub fn not_ready(assessment: &mut Assessment, blocker: &Blocker) {
+    for condition in &mut assessment.conditions {
+        if condition.type_ == READY {
+            condition.status = ConditionStatus::False;
+            condition.reason = blocker.reason;
+            condition.message = blocker.message.clone();
+        }
     }
 }
 

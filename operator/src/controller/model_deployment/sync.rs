@@ -102,7 +102,13 @@ where
         &PatchParams::apply(FIELD_MANAGER).force(),
         &Patch::Apply(&wanted),
     )
-    .await?;
+    .await
+    .map_err(|source| Error::Apply {
+        action: "apply",
+        kind: K::kind(&()).into_owned(),
+        name: name.clone(),
+        source: Box::new(source),
+    })?;
     tracing::info!(kind = %K::kind(&()), %name, ?action, "applied owned object");
     Ok(Some(Change {
         kind: K::kind(&()).into_owned(),
@@ -128,7 +134,14 @@ async fn delete_budget(
         return Ok(None);
     }
     let api: Api<PodDisruptionBudget> = Api::namespaced(ctx.client.clone(), &owner.namespace);
-    api.delete(&owner.name, &DeleteParams::default()).await?;
+    api.delete(&owner.name, &DeleteParams::default())
+        .await
+        .map_err(|source| Error::Apply {
+            action: "delete",
+            kind: "PodDisruptionBudget".into(),
+            name: owner.name.clone(),
+            source: Box::new(source),
+        })?;
     Ok(Some(Change {
         kind: "PodDisruptionBudget".into(),
         name: owner.name.clone(),

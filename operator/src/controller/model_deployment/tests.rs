@@ -448,3 +448,102 @@ async fn unschedulable_gpu_pods_are_reported() {
         ("True".into(), "InsufficientGPU".into())
     );
 }
+
+#[tokio::test]
+async fn a_refused_apply_is_reported_in_the_status_and_cleared_when_it_heals() {
+    let md = model_deployment(resnet18_spec());
+    let (ctx, server) = context(&Cluster::new(), &md);
+    let refused = server.run(vec![
+        apply_config_map(),
+        apply_deployment(),
+        Expect::ApplyRefused {
+            path: path("v1", "services", NAME),
+            code: 500,
+            message: "failed to allocate a serviceIP: range is full",
+        },
+        Expect::ApplyStatus,
+        Expect::Event {
+            reason: "ApplyFailed",
+        },
+    ]);
+    let error = reconcile(std::sync::Arc::new(md.clone()), ctx)
+        .await
+        .expect_err("the refusal is retried with backoff");
+    assert_eq!(error.condition_reason(), "ApplyFailed");
+    let recorded = finished(refused).await;
+    let status = status_written(&recorded);
+    assert_eq!(
+        condition(&status, "Ready"),
+        ("False".into(), "ApplyFailed".into())
+    );
+    assert_eq!(
+        condition(&status, "Degraded"),
+        ("True".into(), "ApplyFailed".into())
+    );
+    let ready = status.conditions.iter().find(|c| c.type_ == "Ready");
+    let message = &ready.expect("Ready").message;
+    assert!(
+        message.contains("Service") && message.contains("range is full"),
+        "{message}"
+    );
+
+    // The next reconcile gets through: the conditions say so.
+    let mut cluster = Cluster::new();
+    for r in recorded
+        .iter()
+        .filter(|r| matches!(r.expect, Expect::Apply { .. }))
+    {
+        cluster.serve(&r.body);
+    }
+    let mut retried = md.clone();
+    retried.status = Some(status);
+    let healed = reconcile_with(
+        &cluster,
+        &retried,
+        vec![
+            apply_service(),
+            Expect::Event { reason: "Created" },
+            Expect::ApplyStatus,
+            Expect::Event { reason: "Ready" },
+            Expect::Event {
+                reason: "RolloutComplete",
+            },
+        ],
+    )
+    .await;
+    let status = status_written(&healed);
+    assert_ne!(condition(&status, "Ready").1, "ApplyFailed");
+    assert_eq!(condition(&status, "Degraded").0, "False");
+}
+
+#[tokio::test]
+async fn a_failure_the_status_cannot_record_is_still_published_as_an_event() {
+    let md = model_deployment(resnet18_spec());
+    let (ctx, server) = context(&Cluster::new(), &md);
+    let status_path = format!(
+        "/apis/serving.modelplane.io/v1alpha1/namespaces/{}/modeldeployments/{NAME}/status",
+        crate::fixtures::NAMESPACE
+    );
+    let refused = server.run(vec![
+        Expect::ApplyRefused {
+            path: path("v1", "configmaps", &format!("{NAME}-runtime-config")),
+            code: 403,
+            message: "configmaps is forbidden: User cannot patch resource",
+        },
+        Expect::ApplyRefused {
+            path: status_path,
+            code: 403,
+            message: "modeldeployments/status is forbidden",
+        },
+        Expect::Event {
+            reason: "Forbidden",
+        },
+    ]);
+    let error = reconcile(std::sync::Arc::new(md), ctx)
+        .await
+        .expect_err("forbidden is retried");
+    assert_eq!(error.condition_reason(), "Forbidden");
+    let recorded = finished(refused).await;
+    let note = recorded[2].body["note"].as_str().expect("note");
+    assert!(note.contains("forbidden"), "{note}");
+}

@@ -11,7 +11,7 @@ use modelplane_api::{
 use modelplane_verify::FailureReason;
 use serde_json::{Value, json};
 
-use super::{HELD_RETRY, gate::VERIFIED_AT_LOAD, reconcile};
+use super::{HELD_RETRY, gate::VERIFIED_AT_LOAD, held_retry, reconcile};
 use crate::{
     controller::Context,
     fixtures::{
@@ -215,7 +215,8 @@ async fn enforce_rolls_out_nothing_unsigned() {
         ("False".into(), "NoSignature".into())
     );
     assert_eq!(status.revision, None);
-    assert_eq!(action, Action::requeue(HELD_RETRY));
+    // Re-checked within seconds: a signature pushed now is seen at the next check.
+    assert_eq!(action, Action::requeue(Duration::from_secs(5)));
 }
 
 #[tokio::test]
@@ -653,4 +654,148 @@ async fn audit_rolls_out_a_pvc_model_under_a_wrongly_signed_image_and_still_hand
         ("False".into(), "WrongKey".into())
     );
     assert_eq!(status.revision.expect("revision").verified_at, None);
+}
+
+#[test]
+fn refused_revisions_are_rechecked_with_a_backoff_of_seconds_to_minutes() {
+    let backoff = crate::controller::Backoff::default();
+    let delays: Vec<u64> = (0..8)
+        .map(|_| held_retry(backoff.failed("md")).as_secs())
+        .collect();
+    assert_eq!(delays, [5, 10, 20, 40, 80, 120, 120, 120]);
+    assert_eq!(HELD_RETRY, Duration::from_secs(120));
+}
+
+/// The running resnet18 (model 'a', signed) switched to the unsigned model 'b': held.
+async fn held_on_unsigned(
+    registry: &Arc<FakeRegistry>,
+) -> (
+    Cluster,
+    Harness,
+    ModelDeployment,
+    Option<ModelDeploymentStatus>,
+) {
+    let md = model_deployment(verified_spec("Enforce", 'a'));
+    let (cluster, running) = running(&md, registry.clone()).await;
+    let mut changed = model_deployment(verified_spec("Enforce", 'b'));
+    changed.metadata.generation = Some(2);
+    changed.status = running.status.clone();
+    let mut harness = Harness::new(&cluster, &changed, registry.clone());
+    let mut script = key_secret();
+    script.extend([
+        Expect::Event {
+            reason: "NoSignature",
+        },
+        Expect::ApplyStatus,
+    ]);
+    let (action, recorded) = harness.reconcile(&changed, script).await;
+    assert_eq!(action, Action::requeue(Duration::from_secs(5)));
+    let held = status_written(&recorded);
+    assert_eq!(
+        condition(&held, "Verified"),
+        ("False".into(), "NoSignature".into())
+    );
+    changed.status = Some(held);
+    (cluster, harness, changed, running.status)
+}
+
+/// The reconcile that rolls model 'b' out once it verifies, from `first` (the key Secret's
+/// existence check).
+fn rollout_of_b(first: Expect) -> Vec<Expect> {
+    let mut script = vec![first, key_secret().remove(1)];
+    script.extend([
+        apply_config_map(),
+        apply_deployment(),
+        Expect::Event {
+            reason: "RolloutStarted",
+        },
+        Expect::Event { reason: "Verified" },
+        Expect::ApplyStatus,
+    ]);
+    script
+}
+
+fn assert_verified_b(recorded: &[Recorded]) {
+    let status = status_written(recorded);
+    assert_eq!(
+        condition(&status, "Verified"),
+        ("True".into(), "Verified".into())
+    );
+    let revision = status.revision.expect("revision");
+    assert_eq!(revision.model_digest, Some(digest('b')));
+    assert!(revision.verified_at.is_some());
+}
+
+#[tokio::test]
+async fn a_held_revision_rolls_out_once_signed_and_verified_turns_true() {
+    let registry = signed_registry(&['a']);
+    let (_, mut harness, changed, _) = held_on_unsigned(&registry).await;
+    registry.sign(&digest('b'));
+    harness.ctx.holds.expire();
+    let (_, recorded) = harness
+        .reconcile(&changed, rollout_of_b(key_secret().remove(0)))
+        .await;
+    assert_verified_b(&recorded);
+}
+
+#[tokio::test]
+async fn a_changed_key_secret_ends_the_hold_at_once() {
+    let registry = signed_registry(&['a']);
+    let (_, mut harness, changed, _) = held_on_unsigned(&registry).await;
+    registry.sign(&digest('b'));
+    // The hold has not run out, but the key Secret is a new version: checked again now.
+    let rotated = Expect::Read {
+        path: path("v1", "secrets", "cosign-pub"),
+        body: json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                     "metadata": {"name": "cosign-pub", "namespace": NAMESPACE,
+                                  "resourceVersion": "2"}}),
+    };
+    let (_, recorded) = harness.reconcile(&changed, rollout_of_b(rotated)).await;
+    assert_verified_b(&recorded);
+}
+
+#[tokio::test]
+async fn verified_is_rewritten_from_the_record_when_the_object_is_stale() {
+    let registry = signed_registry(&['a']);
+    let md = model_deployment(verified_spec("Enforce", 'a'));
+    let (cluster, running) = running(&md, registry.clone()).await;
+    let current = running.status.clone().expect("status");
+    let verified = current
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Verified")
+        .expect("Verified")
+        .clone();
+    assert_eq!(verified.reason, "Verified");
+
+    // An object from before the Verified condition was written, and one still showing an
+    // older refusal: both get the recorded condition back, with no registry call.
+    let mut without = current.clone();
+    without.conditions.retain(|c| c.type_ != "Verified");
+    let mut stale_false = current.clone();
+    for c in &mut stale_false.conditions {
+        if c.type_ == "Verified" {
+            c.status = modelplane_api::condition::ConditionStatus::False;
+            c.reason = "NoSignature".into();
+        }
+    }
+    let checks = registry.checks();
+    for stale in [without, stale_false] {
+        let mut md = running.clone();
+        md.status = Some(stale);
+        let (_, recorded) = Harness::new(&cluster, &md, registry.clone())
+            .reconcile(&md, vec![key_secret().remove(0), Expect::ApplyStatus])
+            .await;
+        let written = status_written(&recorded);
+        let again = written
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Verified")
+            .expect("Verified is always written");
+        assert_eq!(
+            (&again.status, &again.reason, &again.message),
+            (&verified.status, &verified.reason, &verified.message)
+        );
+    }
+    assert_eq!(registry.checks(), checks);
 }
