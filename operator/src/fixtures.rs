@@ -155,6 +155,7 @@ impl Cluster {
             config_maps: store(&self.config_maps),
             pod_disruption_budgets: store(&self.budgets),
             pods: store(&self.pods),
+            pod_index: crate::controller::PodIndex::from_pods(&self.pods),
             namespaces: store(&self.namespaces),
         }
     }
@@ -219,6 +220,15 @@ pub enum Expect {
         path: String,
         /// The object returned.
         body: Value,
+    },
+    /// A server-side apply the API server refuses with `code` and `message`.
+    ApplyRefused {
+        /// Request path.
+        path: String,
+        /// HTTP status code of the refusal.
+        code: u16,
+        /// The API server's message.
+        message: &'static str,
     },
     /// A server-side apply of the status subresource.
     ApplyStatus,
@@ -369,6 +379,20 @@ impl ApiServer {
                     "expected apply of {want}, got {got}"
                 );
                 respond(StatusCode::OK, &seen.body)
+            }
+            Expect::ApplyRefused {
+                path: want,
+                code,
+                message,
+            } => {
+                assert!(
+                    seen.is_apply() && path == want,
+                    "expected apply of {want}, got {got}"
+                );
+                let refusal = json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                    "status": "Failure", "reason": "InternalError", "code": code, "message": message});
+                let code = StatusCode::from_u16(*code).expect("status code");
+                respond(code, &refusal)
             }
             Expect::ApplyStatus => {
                 let want = format!(

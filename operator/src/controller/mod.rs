@@ -1,98 +1,22 @@
-//! Controllers, one file per kind, and what they share: the [`Context`] with the
-//! watch caches the reconcilers read instead of the API server.
+//! Controllers, one file per kind, and what they share: the [`Cache`] of watched
+//! objects the reconcilers read instead of the API server, and what it keeps of them.
 
+mod cache;
 pub mod canary;
 pub mod model_deployment;
+pub mod projection;
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::HashMap,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
-use k8s_openapi::api::{
-    apps::v1::Deployment,
-    core::v1::{ConfigMap, Namespace, Pod, Service},
-    policy::v1::PodDisruptionBudget,
-};
-use kube::{
-    Client, Resource,
-    runtime::{
-        events::Recorder,
-        reflector::{ObjectRef, Store},
-    },
-};
+use kube::{Client, runtime::events::Recorder};
 
 use crate::{desired::Defaults, metrics::Metrics, verification::ArtifactVerifier};
 
-/// In-memory copies of the objects the operator owns (filtered by its
-/// managed-by label) and of the namespaces, kept current by watches.
-#[derive(Clone)]
-pub struct Cache {
-    /// Owned Deployments.
-    pub deployments: Store<Deployment>,
-    /// Owned Services.
-    pub services: Store<Service>,
-    /// Owned ConfigMaps.
-    pub config_maps: Store<ConfigMap>,
-    /// Owned PodDisruptionBudgets.
-    pub pod_disruption_budgets: Store<PodDisruptionBudget>,
-    /// Runtime pods.
-    pub pods: Store<Pod>,
-    /// Namespaces (for the tenant label).
-    pub namespaces: Store<Namespace>,
-}
-
-/// Looks up a namespaced object in a store.
-pub fn cached<K>(store: &Store<K>, namespace: &str, name: &str) -> Option<Arc<K>>
-where
-    K: Resource<DynamicType = ()> + Clone + 'static,
-{
-    store.get(&ObjectRef::new(name).within(namespace))
-}
-
-impl Cache {
-    /// Whether every watch has delivered its initial list; before that, a
-    /// missing object may only be not-yet-seen, so reconciles wait.
-    pub fn is_synced(&self) -> bool {
-        fn ready<K: kube::runtime::reflector::Lookup + Clone + 'static>(store: &Store<K>) -> bool
-        where
-            K::DynamicType: Eq + std::hash::Hash + Clone,
-        {
-            futures::FutureExt::now_or_never(store.wait_until_ready()).is_some_and(|r| r.is_ok())
-        }
-        ready(&self.deployments)
-            && ready(&self.services)
-            && ready(&self.config_maps)
-            && ready(&self.pod_disruption_budgets)
-            && ready(&self.pods)
-            && ready(&self.namespaces)
-    }
-
-    /// The runtime pods of the ModelDeployment `name` in `namespace`.
-    pub fn pods_of(&self, namespace: &str, name: &str) -> Vec<Pod> {
-        self.pods
-            .state()
-            .into_iter()
-            .filter(|pod| {
-                let labels = pod.metadata.labels.as_ref();
-                pod.metadata.namespace.as_deref() == Some(namespace)
-                    && labels
-                        .and_then(|l| l.get("app.kubernetes.io/instance"))
-                        .map(String::as_str)
-                        == Some(name)
-            })
-            .map(|pod| (*pod).clone())
-            .collect()
-    }
-
-    /// Labels of a namespace, if it is known.
-    pub fn namespace_labels(&self, namespace: &str) -> Option<BTreeMap<String, String>> {
-        self.namespaces
-            .get(&ObjectRef::new(namespace))
-            .and_then(|ns| ns.metadata.labels.clone())
-    }
-}
+pub use cache::{Cache, INSTANCE_LABEL, PodIndex, cached, instance_of};
 
 /// Per-object retry delays after failed reconciles.
 #[derive(Debug, Default)]

@@ -18,7 +18,10 @@ use modelplane_api::{canary::Canary, model_deployment::ModelDeployment};
 
 use super::{Context, Holds, KIND, error_policy, reconcile};
 use crate::{
-    controller::Backoff, desired::FIELD_MANAGER, metrics::Metrics, verification::ArtifactVerifier,
+    controller::{Backoff, projection::strip_bookkeeping},
+    desired::FIELD_MANAGER,
+    metrics::Metrics,
+    verification::ArtifactVerifier,
 };
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -42,14 +45,13 @@ pub async fn run(
 ) {
     let ns = namespace.as_deref();
     let (targets, writer) = reflector::store();
-    let target_events = reflector::reflector(
-        writer,
-        watcher(
-            api::<ModelDeployment>(&client, ns),
-            watcher::Config::default().any_semantic(),
-        ),
+    let target_events = watcher(
+        api::<ModelDeployment>(&client, ns),
+        watcher::Config::default().any_semantic(),
     )
+    .modify(strip_bookkeeping::<ModelDeployment>)
     .default_backoff()
+    .reflect(writer)
     .touched_objects();
     let controller = Controller::new(
         api::<Canary>(&client, ns),

@@ -2,7 +2,7 @@
 
 use std::{future::Future, sync::Arc};
 
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::{
     NamespaceResourceScope,
     api::{
@@ -25,7 +25,10 @@ use serde::de::DeserializeOwned;
 
 use super::{KIND, error_policy, reconcile};
 use crate::{
-    controller::{Backoff, Cache, Context},
+    controller::{
+        Backoff, Cache, Context, PodIndex, instance_of,
+        projection::{project_namespace, project_pod, strip_bookkeeping},
+    },
     desired::{Defaults, FIELD_MANAGER, MANAGED_BY_SELECTOR},
     metrics::Metrics,
     verification::ArtifactVerifier,
@@ -41,13 +44,15 @@ where
     }
 }
 
-/// A cached watch of the objects of kind `K` the operator manages.
+/// A cached watch of the objects of kind `K` the operator manages; the store keeps
+/// each object as `keep` leaves it. Yields the watch events after the store has them.
 fn cached_watch<K>(
     client: &Client,
     namespace: Option<&str>,
+    keep: fn(&mut K),
 ) -> (
     Store<K>,
-    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+    impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
 )
 where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
@@ -62,10 +67,11 @@ where
     let config = watcher::Config::default()
         .labels(MANAGED_BY_SELECTOR)
         .any_semantic();
-    let stream = reflector::reflector(writer, watcher(api::<K>(client, namespace), config))
+    let events = watcher(api::<K>(client, namespace), config)
+        .modify(keep)
         .default_backoff()
-        .touched_objects();
-    (reader, stream)
+        .reflect(writer);
+    (reader, events)
 }
 
 /// A cached watch of the watched namespace (or all), for the tenant label.
@@ -82,9 +88,28 @@ fn namespace_watch(
         None => watcher::Config::default(),
     };
     let api = Api::<Namespace>::all(client.clone());
-    let stream = reflector::reflector(writer, watcher(api, config.any_semantic()))
+    let stream = watcher(api, config.any_semantic())
+        .modify(project_namespace)
         .default_backoff()
+        .reflect(writer)
         .touched_objects();
+    (reader, stream)
+}
+
+/// The ModelDeployment watch: the controller's store and its trigger stream.
+fn model_deployment_watch(
+    client: &Client,
+    namespace: Option<&str>,
+) -> (
+    Store<ModelDeployment>,
+    impl Stream<Item = Result<ModelDeployment, watcher::Error>> + Send + 'static,
+) {
+    let (reader, writer) = reflector::store();
+    let config = watcher::Config::default().any_semantic();
+    let stream = watcher(api::<ModelDeployment>(client, namespace), config)
+        .modify(strip_bookkeeping::<ModelDeployment>)
+        .reflect(writer)
+        .applied_objects();
     (reader, stream)
 }
 
@@ -107,24 +132,31 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let ns = namespace.as_deref();
-    let (deployments, deployment_events) = cached_watch::<Deployment>(&client, ns);
-    let (services, service_events) = cached_watch::<Service>(&client, ns);
-    let (config_maps, config_map_events) = cached_watch::<ConfigMap>(&client, ns);
-    let (budgets, budget_events) = cached_watch::<PodDisruptionBudget>(&client, ns);
-    let (pods, pod_events) = cached_watch::<Pod>(&client, ns);
+    let (deployments, deployment_events) =
+        cached_watch(&client, ns, strip_bookkeeping::<Deployment>);
+    let (services, service_events) = cached_watch(&client, ns, strip_bookkeeping::<Service>);
+    let (config_maps, config_map_events) =
+        cached_watch(&client, ns, strip_bookkeeping::<ConfigMap>);
+    let (budgets, budget_events) =
+        cached_watch(&client, ns, strip_bookkeeping::<PodDisruptionBudget>);
+    let (pods, pod_events) = cached_watch::<Pod>(&client, ns, project_pod);
+    // Fed the same events right after the store, so `pods_of` need not scan every pod.
+    let pod_index = PodIndex::default();
+    let pod_events = pod_events.inspect_ok({
+        let pod_index = pod_index.clone();
+        move |event| pod_index.apply(event)
+    });
     let (namespaces, namespace_events) = namespace_watch(&client, ns);
 
-    let controller = Controller::new(
-        api::<ModelDeployment>(&client, ns),
-        watcher::Config::default().any_semantic(),
-    );
-    let model_deployments = controller.store();
+    let (model_deployments, model_deployment_events) = model_deployment_watch(&client, ns);
+    let controller = Controller::for_stream(model_deployment_events, model_deployments.clone());
     let cache = Cache {
         deployments,
         services,
         config_maps,
         pod_disruption_budgets: budgets,
         pods,
+        pod_index,
         namespaces,
     };
     let ctx = Arc::new(Context {
@@ -139,11 +171,11 @@ pub async fn run(
     });
     let scope = namespace.unwrap_or_else(|| "*".into());
     controller
-        .owns_stream(deployment_events)
-        .owns_stream(service_events)
-        .owns_stream(config_map_events)
-        .owns_stream(budget_events)
-        .watches_stream(pod_events, pod_owner)
+        .owns_stream(deployment_events.touched_objects())
+        .owns_stream(service_events.touched_objects())
+        .owns_stream(config_map_events.touched_objects())
+        .owns_stream(budget_events.touched_objects())
+        .watches_stream(pod_events.touched_objects(), pod_owner)
         .watches_stream(namespace_events, in_namespace(model_deployments))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
@@ -175,9 +207,8 @@ fn in_namespace(
 
 /// The ModelDeployment a runtime pod belongs to (by its instance label).
 fn pod_owner(pod: Pod) -> Option<ObjectRef<ModelDeployment>> {
-    let namespace = pod.metadata.namespace?;
-    let name = pod.metadata.labels?.remove("app.kubernetes.io/instance")?;
-    Some(ObjectRef::new(&name).within(&namespace))
+    let name = instance_of(&pod)?;
+    Some(ObjectRef::new(name).within(pod.metadata.namespace.as_deref()?))
 }
 
 fn record_managed(metrics: &Metrics, scope: &str, cache: &Cache) {
