@@ -16,6 +16,9 @@ use crate::proto::{ModelInferRequest, ModelMetadataRequest};
 use crate::report::Outcome;
 use crate::tensor::InputTensor;
 
+/// What the bench calls itself in the `User-Agent` of its HTTP requests.
+pub const USER_AGENT: &str = concat!("modelplane-bench/", env!("CARGO_PKG_VERSION"));
+
 /// The wire format a run uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Protocol {
@@ -194,6 +197,7 @@ fn transport_label(e: &reqwest::Error) -> &'static str {
 
 fn http_client(max_connections: usize) -> Result<reqwest::Client, Error> {
     reqwest::Client::builder()
+        .user_agent(USER_AGENT)
         .pool_max_idle_per_host(max_connections)
         .tcp_nodelay(true)
         .build()

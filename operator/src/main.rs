@@ -1,9 +1,9 @@
 //! `modelplane-operator`: see `modelplane-operator --help`.
 
-use std::process::ExitCode;
+use std::{future::Future, process::ExitCode};
 
 use clap::Parser;
-use kube::Client;
+use futures::FutureExt;
 use modelplane_operator::{cli::Args, run, telemetry};
 
 /// Resolves on SIGTERM (how Kubernetes stops a pod) or Ctrl-C.
@@ -27,6 +27,20 @@ async fn termination() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// Ends the process once `requested` has resolved and either a second signal arrives or
+/// [`run::EXIT_DEADLINE`] passes, whatever graceful shutdown is still waiting on.
+async fn exit_when_overdue(requested: impl Future<Output = ()>) {
+    requested.await;
+    tokio::select! {
+        () = termination() => tracing::warn!("second termination signal; exiting at once"),
+        () = tokio::time::sleep(run::EXIT_DEADLINE) => tracing::error!(
+            deadline = ?run::EXIT_DEADLINE,
+            "graceful shutdown did not finish in time; exiting anyway"
+        ),
+    }
+    std::process::exit(1);
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
@@ -34,14 +48,23 @@ async fn main() -> ExitCode {
         eprintln!("modelplane-operator: invalid --log-level: {error}");
         return ExitCode::FAILURE;
     }
-    let client = match Client::try_default().await {
-        Ok(client) => client,
+    let config = match kube::Config::infer().await {
+        Ok(config) => config,
         Err(error) => {
             tracing::error!(%error, "no Kubernetes client configuration (in-cluster or KUBECONFIG)");
             return ExitCode::FAILURE;
         }
     };
-    match run::run(args, client, termination()).await {
+    let client = match run::client(config) {
+        Ok(client) => client,
+        Err(error) => {
+            tracing::error!(%error, "cannot build the Kubernetes client");
+            return ExitCode::FAILURE;
+        }
+    };
+    let requested = termination().shared();
+    tokio::spawn(exit_when_overdue(requested.clone()));
+    match run::run(args, client, requested).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(error = format!("{error:#}"), "operator stopped");

@@ -147,6 +147,7 @@ impl OpenAiProbe {
             .map(|p| Bytes::from(request_body(endpoint, model, p, generation).to_string()))
             .collect();
         let http = reqwest::Client::builder()
+            .user_agent(crate::client::USER_AGENT)
             .pool_max_idle_per_host(max_connections)
             .tcp_nodelay(true)
             .build()

@@ -114,16 +114,17 @@ impl LeaderElector {
         }
     }
 
-    /// Gives the Lease up (on graceful shutdown) so a standby need not wait for expiry.
-    pub async fn release(&self) -> Result<(), kube::Error> {
+    /// Gives the Lease up (on graceful shutdown) so a standby need not wait for expiry;
+    /// returns whether this replica held it and now no longer does.
+    pub async fn release(&self) -> Result<bool, kube::Error> {
         let Some(lease) = self.leases.get_opt(&self.config.name).await? else {
-            return Ok(());
+            return Ok(false);
         };
         let current = lease.spec.clone().unwrap_or_default();
         if current.holder_identity.as_deref() != Some(self.config.identity.as_str()) {
-            return Ok(());
+            return Ok(false);
         }
-        self.write(lease, released(&current)).await.map(|_| ())
+        self.write(lease, released(&current)).await
     }
 
     async fn create(&self, now: Timestamp) -> Result<bool, kube::Error> {

@@ -115,7 +115,11 @@ async fn released_lease_is_taken_over_at_once() {
     let store = Arc::new(Mutex::new(LeaseStore::default()));
     let (a, b) = (candidate(&store, "a"), candidate(&store, "b"));
     assert!(a.try_acquire_or_renew().await.expect("round a"));
-    a.release().await.expect("release");
+    assert!(
+        !b.release().await.expect("release by a standby"),
+        "b never held it"
+    );
+    assert!(a.release().await.expect("release"));
     assert!(b.try_acquire_or_renew().await.expect("round b"));
 }
 

@@ -31,6 +31,8 @@ pub struct RegistryOptions {
     pub insecure_registries: Vec<String>,
     /// Timeout of connecting, and of each read while a response streams in.
     pub request_timeout: Duration,
+    /// `User-Agent` of every request, so that registry logs name the caller.
+    pub user_agent: String,
 }
 
 impl Default for RegistryOptions {
@@ -40,6 +42,7 @@ impl Default for RegistryOptions {
             ca_bundle_pem: None,
             insecure_registries: Vec::new(),
             request_timeout: Duration::from_secs(30),
+            user_agent: concat!("modelplane-verify/", env!("CARGO_PKG_VERSION")).into(),
         }
     }
 }
@@ -146,7 +149,7 @@ impl RegistryClient {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(options.request_timeout)
             .read_timeout(options.request_timeout)
-            .user_agent(concat!("modelplane-verify/", env!("CARGO_PKG_VERSION")));
+            .user_agent(options.user_agent.as_str());
         if let Some(pem) = &options.ca_bundle_pem {
             let certificates = reqwest::Certificate::from_pem_bundle(pem)
                 .map_err(|e| RegistryError::Config(format!("CA bundle: {e}")))?;

@@ -66,6 +66,7 @@ async fn download(http: &BundleHttp) -> Result<Vec<u8>, Failure> {
     };
     let client = reqwest::Client::builder()
         .timeout(HTTP_TIMEOUT)
+        .user_agent(crate::source::USER_AGENT)
         .build()
         .map_err(|e| unreachable(e.to_string()))?;
     let mut response = client

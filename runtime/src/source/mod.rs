@@ -67,10 +67,24 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> SourceError + '_ {
     }
 }
 
+/// What the runtime calls itself in the `User-Agent` of the requests it makes.
+pub const USER_AGENT: &str = concat!("modelplane-runtime/", env!("CARGO_PKG_VERSION"));
+
 /// Fetches model files, sharing one HTTP client.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Fetcher {
     client: reqwest::Client,
+}
+
+impl Default for Fetcher {
+    fn default() -> Self {
+        let client = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .build()
+            // Only an invalid TLS backend or header could fail here; neither is configurable.
+            .unwrap_or_default();
+        Self { client }
+    }
 }
 
 impl Fetcher {
@@ -160,19 +174,21 @@ mod tests {
     use tokio::io::AsyncReadExt;
     use tokio::net::TcpListener;
 
-    /// Serves `body` to every connection on 127.0.0.1 and counts requests.
-    async fn serve(
-        body: &'static [u8],
-    ) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    /// The heads of the requests a test server received.
+    type Requests = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+    /// Serves `body` to every connection on 127.0.0.1 and records the requests.
+    async fn serve(body: &'static [u8]) -> (String, Requests) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let counter = hits.clone();
+        let requests = Requests::default();
+        let seen = requests.clone();
         tokio::spawn(async move {
             while let Ok((mut socket, _)) = listener.accept().await {
-                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let mut request = [0u8; 1024];
-                let _ = socket.read(&mut request).await;
+                let read = socket.read(&mut request).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&request[..read]).into_owned();
+                seen.lock().expect("lock").push(head);
                 let head = format!(
                     "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
                     body.len()
@@ -181,7 +197,7 @@ mod tests {
                 let _ = socket.write_all(body).await;
             }
         });
-        (format!("http://{addr}/model.pt"), hits)
+        (format!("http://{addr}/model.pt"), requests)
     }
 
     fn sha256_hex(bytes: &[u8]) -> String {
@@ -190,7 +206,7 @@ mod tests {
 
     #[tokio::test]
     async fn http_source_is_downloaded_checked_and_cached() {
-        let (url, hits) = serve(b"model bytes").await;
+        let (url, requests) = serve(b"model bytes").await;
         let cache = tempfile::tempdir().expect("tempdir");
         let source = Source::Http(HttpSource {
             url,
@@ -214,9 +230,28 @@ mod tests {
             .await
             .expect("from cache");
         assert_eq!(
-            hits.load(std::sync::atomic::Ordering::SeqCst),
+            requests.lock().expect("lock").len(),
             1,
             "second fetch hits the cache"
+        );
+    }
+
+    #[tokio::test]
+    async fn http_downloads_name_the_runtime_in_their_user_agent() {
+        let (url, requests) = serve(b"model bytes").await;
+        let cache = tempfile::tempdir().expect("tempdir");
+        let source = Source::Http(HttpSource {
+            url,
+            sha256: sha256_hex(b"model bytes"),
+        });
+        Fetcher::default()
+            .fetch(&source, cache.path())
+            .await
+            .expect("downloads");
+        let head = requests.lock().expect("lock")[0].to_ascii_lowercase();
+        assert!(
+            head.contains(&format!("user-agent: {USER_AGENT}\r\n")),
+            "{head}"
         );
     }
 
