@@ -53,6 +53,7 @@ pub async fn embeddings(
     let format = EncodingFormat::parse(request.encoding_format.as_deref())?;
     let texts = embed_batch::texts(request.input)?;
     let target = Target::resolve(&state, &request.model)?;
+    target.require(Task::Embed, &request.model, "/v1/embeddings")?;
     let version = &target.version;
     let codec = Arc::clone(embedding_codec(&target, &request.model)?);
     check_dimensions(
@@ -95,19 +96,14 @@ pub async fn embeddings(
     }))
 }
 
-/// The tokenizer of an embed model; any other model is a 400.
+/// The tokenizer of an embed model (found beside its model file at load).
 fn embedding_codec<'a>(target: &'a Target, model: &str) -> Result<&'a Arc<TextCodec>, ApiError> {
-    match (target.config.task, target.version.text_codec()) {
-        (Task::Embed, Some(codec)) => Ok(codec),
-        (Task::Embed, None) => Err(ApiError::bad_field(
+    target.version.text_codec().ok_or_else(|| {
+        ApiError::bad_field(
             "model",
             format!("model {model:?} has no tokenizer.json beside its model file"),
-        )),
-        _ => Err(ApiError::bad_field(
-            "model",
-            format!("model {model:?} is not an embedding model (task: embed)"),
-        )),
-    }
+        )
+    })
 }
 
 /// A batch is one tensor per input: its `rows × width` must stay within `maxElements`.

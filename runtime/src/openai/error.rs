@@ -6,6 +6,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use modelplane_api::runtime_config::Task;
+
 use crate::error::InferError;
 
 /// A failed OpenAI-compatible request: the HTTP status and the error object.
@@ -73,7 +75,24 @@ impl ApiError {
         )
     }
 
-    /// 404 (no such route) or 405 (not with this method), OpenAI's "Invalid URL".
+    /// 400: the model exists but its task does not serve this endpoint. OpenAI's own
+    /// answer for a model an endpoint does not support ("This is not a chat model ..."):
+    /// `invalid_request_error` on `param: model` with `code: null`; the same on every route.
+    pub fn wrong_task(model: &str, task: Task, endpoint: &str, needs: Task) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "model {model:?} has task {}; {endpoint} needs a model with task {}",
+                task_name(task),
+                task_name(needs)
+            ),
+            Some("model".to_owned()),
+            None,
+        )
+    }
+
+    /// A request no handler answered or that axum refused before one ran (404 no such
+    /// route, 405 another method, 415, ...), with no `param` or `code`.
     pub fn route(status: StatusCode, message: impl Into<String>) -> Self {
         Self::new(status, message, None, None)
     }
@@ -121,6 +140,16 @@ impl ApiError {
     /// The whole body, `{"error": {...}}`, as JSON text (also an SSE event's data).
     pub fn body(&self) -> String {
         serde_json::json!({ "error": self.object() }).to_string()
+    }
+}
+
+/// A task as the config file spells it.
+fn task_name(task: Task) -> &'static str {
+    match task {
+        Task::Tensor => "tensor",
+        Task::Classify => "classify",
+        Task::Embed => "embed",
+        Task::Generate => "generate",
     }
 }
 
@@ -177,6 +206,19 @@ mod tests {
         assert_eq!(err.status, StatusCode::NOT_FOUND);
         assert_eq!(err.code, Some("model_not_found"));
         assert_eq!(err.param.as_deref(), Some("model"));
+        assert_eq!(err.kind(), "invalid_request_error");
+    }
+
+    #[test]
+    fn a_model_of_another_task_names_its_task_and_the_one_the_endpoint_needs() {
+        let err = ApiError::wrong_task("smollm2", Task::Generate, "/v1/embeddings", Task::Embed);
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            err.message,
+            "model \"smollm2\" has task generate; /v1/embeddings needs a model with task embed"
+        );
+        assert_eq!(err.param.as_deref(), Some("model"));
+        assert_eq!(err.code, None);
         assert_eq!(err.kind(), "invalid_request_error");
     }
 

@@ -16,6 +16,7 @@ use axum::http::header;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
+use modelplane_api::runtime_config::Task;
 use modelplane_generate::engine::{
     AdmissionError, EngineError, GenerateRequest, GenerationStream, StreamEvent,
 };
@@ -48,6 +49,7 @@ pub async fn completions(
     params::completion_supported(&request.unsupported)?;
     let plan = params::generation(&request.params, request.max_tokens())?;
     let target = Target::resolve(&state, &request.model)?;
+    target.require(Task::Generate, &request.model, "/v1/completions")?;
     let engine = target.version.engine()?;
     let vocab_size = engine.shape().vocab_size;
     let prompt = match params::completion_prompt(request.prompt, vocab_size)? {
@@ -79,6 +81,7 @@ pub async fn chat_completions(
     let plan = params::generation(&request.params, request.max_tokens())?;
     let messages = params::chat_messages(request.messages)?;
     let target = Target::resolve(&state, &request.model)?;
+    target.require(Task::Generate, &request.model, "/v1/chat/completions")?;
     let codec = Arc::clone(target.version.engine()?.codec());
     if !codec.has_chat_template() {
         return Err(ApiError::bad_field(

@@ -19,9 +19,9 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{Method, StatusCode, Uri};
-use axum::routing::{any, get, post};
-use modelplane_api::runtime_config::ModelConfig;
+use axum::http::{Method, StatusCode};
+use axum::routing::{get, post};
+use modelplane_api::runtime_config::{ModelConfig, Task};
 
 pub use error::ApiError;
 
@@ -36,53 +36,35 @@ pub const MAX_BODY_BYTES: usize = 2 << 20;
 const ROUTES: &str = "GET /v1/models, GET /v1/models/{model}, POST /v1/completions, \
                       POST /v1/chat/completions, POST /v1/embeddings";
 
-/// The `/v1` routes; other `/v1/...` paths and methods answer in OpenAI's error shape.
+/// The `/v1` routes. Unknown `/v1/...` paths, other methods and axum's rejections are
+/// answered in OpenAI's error shape by the server's one error layer ([`unrouted`]).
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
-        .route("/v1/models", get(models::list).fallback(invalid_url))
-        .route(
-            "/v1/models/{model}",
-            get(models::retrieve).fallback(invalid_url),
-        )
-        .route(
-            "/v1/completions",
-            post(generate::completions).fallback(invalid_url),
-        )
-        .route(
-            "/v1/chat/completions",
-            post(generate::chat_completions).fallback(invalid_url),
-        )
-        .route(
-            "/v1/embeddings",
-            post(embeddings::embeddings).fallback(invalid_url),
-        )
-        .route("/v1/{*path}", any(invalid_url))
+        .route("/v1/models", get(models::list))
+        .route("/v1/models/{model}", get(models::retrieve))
+        .route("/v1/completions", post(generate::completions))
+        .route("/v1/chat/completions", post(generate::chat_completions))
+        .route("/v1/embeddings", post(embeddings::embeddings))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
-/// A `/v1` path this server does not serve (404), or a route called with another
-/// method (405).
-async fn invalid_url(method: Method, uri: Uri) -> ApiError {
-    let served = [
-        "/v1/models",
-        "/v1/completions",
-        "/v1/chat/completions",
-        "/v1/embeddings",
-    ];
-    let path = uri.path();
-    let one_model = path
-        .strip_prefix("/v1/models/")
-        .is_some_and(|model| !model.is_empty() && !model.contains('/'));
-    let known = served.contains(&path) || one_model;
-    let status = if known {
-        StatusCode::METHOD_NOT_ALLOWED
-    } else {
-        StatusCode::NOT_FOUND
+/// Whether `path` belongs to this API (and so errors on it take OpenAI's shape).
+pub fn serves(path: &str) -> bool {
+    path == "/v1" || path.starts_with("/v1/")
+}
+
+/// The error for a `/v1` request no handler answered: a path this server does not
+/// serve (404, OpenAI's "Invalid URL"), a route called with another method (405), or a
+/// request axum refused; `message` says what went wrong. 404 and 405 list the routes.
+pub fn unrouted(status: StatusCode, method: &Method, path: &str, message: String) -> ApiError {
+    let message = match status {
+        StatusCode::NOT_FOUND => {
+            format!("Invalid URL ({method} {path}); this server serves {ROUTES}")
+        }
+        StatusCode::METHOD_NOT_ALLOWED => format!("{message}; this server serves {ROUTES}"),
+        _ => message,
     };
-    ApiError::route(
-        status,
-        format!("Invalid URL ({method} {path}); this server serves {ROUTES}"),
-    )
+    ApiError::route(status, message)
 }
 
 /// Runs input preparation (chat template, tokenizer) on the blocking pool: a large
@@ -113,6 +95,20 @@ impl Target {
             config: Arc::clone(&entry.config),
             version,
         })
+    }
+
+    /// `Ok` when the model's task is `needs`, else the one wrong-task error of every
+    /// endpoint; `model` is the request's `model` and `endpoint` the route.
+    fn require(&self, needs: Task, model: &str, endpoint: &str) -> Result<(), ApiError> {
+        if self.config.task == needs {
+            return Ok(());
+        }
+        Err(ApiError::wrong_task(
+            model,
+            self.config.task,
+            endpoint,
+            needs,
+        ))
     }
 
     /// The id responses report: `name:version`.

@@ -1,5 +1,6 @@
 //! REST routes: Open Inference Protocol v2 and `/metrics`. Handlers are thin: resolve
-//! the model, hand the body to `protocol::rest`, run, encode.
+//! the model, hand the body to `protocol::rest`, run, encode. Requests no route takes
+//! are answered by [`super::rejection`].
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -33,23 +34,18 @@ pub fn router(state: Arc<AppState>, with_metrics: bool) -> Router {
             "/v2/models/{model}/versions/{version}/infer",
             post(version_infer),
         )
-        .merge(crate::openai::router())
-        .fallback(not_found);
+        .merge(crate::openai::router());
     let router = if with_metrics {
         router.merge(metrics_router())
     } else {
         router
     };
-    router.with_state(state)
+    super::rejection::with_error_bodies(router.with_state(state))
 }
 
 /// The `/metrics` route alone, for a separate metrics port.
 pub fn metrics_router() -> Router<Arc<AppState>> {
     Router::new().route("/metrics", get(metrics))
-}
-
-async fn not_found() -> InferError {
-    InferError::NotFound("no such endpoint".into())
 }
 
 async fn server_meta() -> Response {
@@ -61,11 +57,13 @@ async fn live() -> StatusCode {
     StatusCode::OK
 }
 
-async fn ready(State(state): State<Arc<AppState>>) -> StatusCode {
+async fn ready(State(state): State<Arc<AppState>>) -> Result<StatusCode, InferError> {
     if state.catalog.load().ready() {
-        StatusCode::OK
+        Ok(StatusCode::OK)
     } else {
-        StatusCode::SERVICE_UNAVAILABLE
+        Err(InferError::NotReady(
+            "not ready: a model is still loading or has no version that loaded".into(),
+        ))
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod http;
 mod metadata;
+mod rejection;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -177,7 +178,8 @@ pub async fn start(source: ConfigSource) -> Result<Running, StartError> {
         stopped.clone(),
     )));
     if let Some(metrics) = metrics {
-        let router = http::metrics_router().with_state(Arc::clone(&state));
+        let router =
+            rejection::with_error_bodies(http::metrics_router().with_state(Arc::clone(&state)));
         tasks.push(tokio::spawn(serve_http(
             metrics.listener,
             router,
