@@ -29,6 +29,9 @@ pub mod registry;
 /// Field manager of everything the tests apply.
 pub const FIELD_MANAGER: &str = "modelplane-e2e";
 
+/// `User-Agent` of the tests' own API requests, apart from the operator's in audit logs.
+const USER_AGENT: &str = concat!("modelplane-e2e/", env!("CARGO_PKG_VERSION"));
+
 /// The workspace root (parent of this crate).
 pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -48,7 +51,15 @@ pub async fn cluster(test: &str) -> Option<Client> {
         );
         return None;
     }
-    match Client::try_default().await {
+    let mut config = match kube::Config::infer().await {
+        Ok(config) => config,
+        Err(error) => panic!("KUBECONFIG is set but holds no usable configuration: {error}"),
+    };
+    config.headers.push((
+        "user-agent".try_into().expect("a valid header name"),
+        USER_AGENT.try_into().expect("a valid header value"),
+    ));
+    match Client::try_from(config) {
         Ok(client) => Some(client),
         Err(error) => panic!("KUBECONFIG is set but no client could be built: {error}"),
     }
@@ -218,4 +229,20 @@ impl Operator {
         }
         Ok(())
     }
+}
+
+/// The ModelDeployment in `examples/<file>` (the file also creates its Namespace).
+pub fn example_model_deployment(
+    file: &str,
+) -> anyhow::Result<modelplane_api::model_deployment::ModelDeployment> {
+    use serde::Deserialize as _;
+    let path = workspace_root().join("examples").join(file);
+    let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
+    for document in serde_yaml::Deserializer::from_str(&text) {
+        let value = serde_yaml::Value::deserialize(document)?;
+        if value.get("kind").and_then(serde_yaml::Value::as_str) == Some("ModelDeployment") {
+            return Ok(serde_yaml::from_value(value)?);
+        }
+    }
+    bail!("{} holds no ModelDeployment", path.display())
 }

@@ -18,8 +18,8 @@ use kube::{
 };
 use modelplane_api::{Canary, CanaryStatus, ModelDeployment};
 use modelplane_e2e::{
-    FIELD_MANAGER, Operator, TestNamespace, cluster, eventually, install_crds,
-    registry::TestRegistry, workspace_root,
+    FIELD_MANAGER, Operator, TestNamespace, cluster, eventually, example_model_deployment,
+    install_crds, registry::TestRegistry,
 };
 use serde_json::{Value, json};
 
@@ -64,8 +64,7 @@ async fn apply_mlp_canary(client: &Client, namespace: &str, abort: bool) -> anyh
 }
 
 async fn apply_target(client: &Client, namespace: &str) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(workspace_root().join("examples/mlp-tensor.yaml"))?;
-    let mut md: ModelDeployment = serde_yaml::from_str(&text)?;
+    let mut md = example_model_deployment("mlp-tensor.yaml")?;
     md.metadata.namespace = Some(namespace.to_owned());
     Api::<ModelDeployment>::namespaced(client.clone(), namespace)
         .patch(
@@ -199,8 +198,7 @@ async fn apply_classifier(
     image: &str,
     model: &str,
 ) -> anyhow::Result<()> {
-    let path = workspace_root().join("examples/classifier-cpu.yaml");
-    let mut md: ModelDeployment = serde_yaml::from_str(&std::fs::read_to_string(path)?)?;
+    let mut md = example_model_deployment("classifier-cpu.yaml")?;
     md.metadata.namespace = Some(namespace.to_owned());
     md.spec.runtime.image = Some(image.to_owned());
     if let Some(spec) = md.spec.model.as_mut() {

@@ -14,7 +14,8 @@ use kube::{
 };
 use modelplane_api::ModelDeployment;
 use modelplane_e2e::{
-    FIELD_MANAGER, Operator, TestNamespace, cluster, eventually, install_crds, workspace_root,
+    FIELD_MANAGER, Operator, TestNamespace, cluster, eventually, example_model_deployment,
+    install_crds,
 };
 use serde_json::json;
 
@@ -26,8 +27,7 @@ async fn apply_example(
     namespace: &str,
     file: &str,
 ) -> anyhow::Result<ModelDeployment> {
-    let text = std::fs::read_to_string(workspace_root().join("examples").join(file))?;
-    let mut md: ModelDeployment = serde_yaml::from_str(&text)?;
+    let mut md = example_model_deployment(file)?;
     md.meta_mut().namespace = Some(namespace.to_owned());
     let api: Api<ModelDeployment> = Api::namespaced(client.clone(), namespace);
     Ok(api

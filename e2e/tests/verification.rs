@@ -26,8 +26,8 @@ use modelplane_api::{
     runtime_config::{BundleSource, RuntimeConfig, SignatureMode},
 };
 use modelplane_e2e::{
-    FIELD_MANAGER, Operator, TestNamespace, cluster, eventually, install_crds,
-    registry::TestRegistry, workspace_root,
+    FIELD_MANAGER, Operator, TestNamespace, cluster, eventually, example_model_deployment,
+    install_crds, registry::TestRegistry,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -40,8 +40,7 @@ async fn apply_classifier(
     name: &str,
     (image, model): (String, String),
 ) -> anyhow::Result<ModelDeployment> {
-    let path = workspace_root().join("examples/classifier-cpu.yaml");
-    let mut md: ModelDeployment = serde_yaml::from_str(&std::fs::read_to_string(path)?)?;
+    let mut md = example_model_deployment("classifier-cpu.yaml")?;
     md.metadata.name = Some(name.to_owned());
     md.metadata.namespace = Some(namespace.to_owned());
     md.spec.runtime.image = Some(image);
@@ -159,8 +158,7 @@ async fn http_model_under_enforce_is_handed_to_the_runtime_with_key_and_bundle()
     let addr = registry.addr().to_owned();
     let mut operator = Operator::spawn_with(&[&ns.name], &[format!("--insecure-registry={addr}")])?;
 
-    let path = workspace_root().join("examples/classifier-cpu.yaml");
-    let mut md: ModelDeployment = serde_yaml::from_str(&std::fs::read_to_string(path)?)?;
+    let mut md = example_model_deployment("classifier-cpu.yaml")?;
     md.metadata.name = Some("http-model".into());
     md.metadata.namespace = Some(ns.name.clone());
     md.spec.runtime.image = Some(format!("{addr}/modelplane/runtime:0.1.0"));

@@ -76,6 +76,9 @@ fn every_example_parses_and_validates() {
     for path in example_files() {
         for doc in documents(&path) {
             let name = format!("{} ({})", path.display(), doc["metadata"]["name"]);
+            if doc["apiVersion"] == "v1" && doc["kind"] == "Namespace" {
+                continue;
+            }
             if doc["apiVersion"] != "serving.modelplane.io/v1alpha1" {
                 failures.push(format!("{name}: apiVersion {}", doc["apiVersion"]));
                 continue;
@@ -91,4 +94,40 @@ fn every_example_parses_and_validates() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// `kubectl apply -f examples/<file>` works on a new cluster: every namespace an example
+/// object lives in is created by the same file.
+#[test]
+fn every_example_ships_the_namespaces_it_uses() {
+    let mut missing = Vec::new();
+    for path in example_files() {
+        let docs = documents(&path);
+        let declared: Vec<&Value> = docs
+            .iter()
+            .filter(|doc| doc["kind"] == "Namespace")
+            .map(|doc| &doc["metadata"]["name"])
+            .collect();
+        for doc in &docs {
+            let namespace = &doc["metadata"]["namespace"];
+            if !namespace.is_null() && !declared.contains(&namespace) {
+                missing.push(format!("{}: namespace {namespace}", path.display()));
+            }
+        }
+        let first_namespace = docs.iter().position(|doc| doc["kind"] == "Namespace");
+        let first_namespaced = docs
+            .iter()
+            .position(|doc| !doc["metadata"]["namespace"].is_null());
+        if let (Some(ns), Some(object)) = (first_namespace, first_namespaced) {
+            assert!(
+                ns < object,
+                "{}: the Namespace must come first",
+                path.display()
+            );
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "not created by the example itself: {missing:?}"
+    );
 }
