@@ -667,14 +667,7 @@ fn refused_revisions_are_rechecked_with_a_backoff_of_seconds_to_minutes() {
 }
 
 /// The running resnet18 (model 'a', signed) switched to the unsigned model 'b': held.
-async fn held_on_unsigned(
-    registry: &Arc<FakeRegistry>,
-) -> (
-    Cluster,
-    Harness,
-    ModelDeployment,
-    Option<ModelDeploymentStatus>,
-) {
+async fn held_on_unsigned(registry: &Arc<FakeRegistry>) -> (Harness, ModelDeployment) {
     let md = model_deployment(verified_spec("Enforce", 'a'));
     let (cluster, running) = running(&md, registry.clone()).await;
     let mut changed = model_deployment(verified_spec("Enforce", 'b'));
@@ -696,7 +689,7 @@ async fn held_on_unsigned(
         ("False".into(), "NoSignature".into())
     );
     changed.status = Some(held);
-    (cluster, harness, changed, running.status)
+    (harness, changed)
 }
 
 /// The reconcile that rolls model 'b' out once it verifies, from `first` (the key Secret's
@@ -729,7 +722,7 @@ fn assert_verified_b(recorded: &[Recorded]) {
 #[tokio::test]
 async fn a_held_revision_rolls_out_once_signed_and_verified_turns_true() {
     let registry = signed_registry(&['a']);
-    let (_, mut harness, changed, _) = held_on_unsigned(&registry).await;
+    let (mut harness, changed) = held_on_unsigned(&registry).await;
     registry.sign(&digest('b'));
     harness.ctx.holds.expire();
     let (_, recorded) = harness
@@ -741,7 +734,7 @@ async fn a_held_revision_rolls_out_once_signed_and_verified_turns_true() {
 #[tokio::test]
 async fn a_changed_key_secret_ends_the_hold_at_once() {
     let registry = signed_registry(&['a']);
-    let (_, mut harness, changed, _) = held_on_unsigned(&registry).await;
+    let (mut harness, changed) = held_on_unsigned(&registry).await;
     registry.sign(&digest('b'));
     // The hold has not run out, but the key Secret is a new version: checked again now.
     let rotated = Expect::Read {
