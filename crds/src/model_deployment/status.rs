@@ -19,6 +19,8 @@ pub mod condition_types {
     pub const PROGRESSING: &str = "Progressing";
     /// Serving, but impaired (circuit breaker open, fallback in use, replicas missing).
     pub const DEGRADED: &str = "Degraded";
+    /// The spec sets fields the operator accepts but does not act on yet.
+    pub const FIELDS_IGNORED: &str = "FieldsIgnored";
 }
 
 /// Observed state of a ModelDeployment.
@@ -28,7 +30,7 @@ pub struct ModelDeploymentStatus {
     /// The `metadata.generation` this status was computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready`, `Verified`, `QuotaAdmitted`, `Progressing` and `Degraded`.
+    /// `Ready`, `Verified`, `QuotaAdmitted`, `Progressing`, `Degraded` and `FieldsIgnored`.
     #[serde(default)]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,

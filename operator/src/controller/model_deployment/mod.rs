@@ -8,6 +8,7 @@
 mod gate;
 mod status;
 mod sync;
+mod unsupported;
 mod watch;
 
 #[cfg(test)]
@@ -48,6 +49,9 @@ pub use crate::verification::VerifiedCondition;
 pub use gate::{Gate, HELD_RETRY, Holds, Outcome, conclude, effective_mode, held_retry};
 pub use status::{StatusInputs, VERIFIED, change_events, condition_events, next_status};
 pub use sync::{Change, ChangeAction};
+pub use unsupported::{
+    FIELDS_IGNORED, NOT_ACTED_ON, UNSUPPORTED_FIELDS, UnsupportedField, unsupported_fields,
+};
 pub use watch::run;
 
 /// Kind label of this controller in metrics.
@@ -306,6 +310,7 @@ async fn write_status(
             applied,
             image_digest: running_image_digest(&pods, RUNTIME_CONTAINER),
             verified,
+            unsupported: unsupported_fields(&md.spec),
             now: Time(Timestamp::now()),
         },
     );

@@ -8,7 +8,10 @@ use modelplane_api::{
     model_deployment::{Endpoints, ModelDeploymentStatus, Revision},
 };
 
-use super::sync::{Change, ChangeAction};
+use super::{
+    sync::{Change, ChangeAction},
+    unsupported::{FIELDS_IGNORED, UNSUPPORTED_FIELDS, UnsupportedField, ignored_message},
+};
 use crate::{
     desired::{GRPC_PORT, HTTP_PORT},
     health::{Assessment, Blocker, DEGRADED, PROGRESSING, READY},
@@ -29,6 +32,9 @@ pub struct StatusInputs<'a> {
     pub image_digest: Option<String>,
     /// A new `Verified` condition; `None` keeps the current one.
     pub verified: Option<VerifiedCondition>,
+    /// The spec's fields not acted on yet: `FieldsIgnored` names them, and is absent
+    /// without any (recomputed at every reconcile, never kept).
+    pub unsupported: Vec<&'static UnsupportedField>,
     /// When the conditions are computed.
     pub now: Time,
 }
@@ -61,9 +67,20 @@ pub fn next_status(
             inputs.now.clone(),
         )
     });
+    let ignored = ignored_message(&inputs.unsupported).map(|message| {
+        Condition::new(
+            FIELDS_IGNORED,
+            ConditionStatus::True,
+            UNSUPPORTED_FIELDS,
+            message,
+            inputs.generation,
+            inputs.now.clone(),
+        )
+    });
     let new_verified = verified.is_some();
     let replaced = |type_: &str| {
-        [READY, PROGRESSING, DEGRADED].contains(&type_) || (new_verified && type_ == VERIFIED)
+        [READY, PROGRESSING, DEGRADED, FIELDS_IGNORED].contains(&type_)
+            || (new_verified && type_ == VERIFIED)
     };
     let others = current
         .conditions
@@ -72,7 +89,7 @@ pub fn next_status(
         .cloned();
     let conditions = merge_conditions(
         &current.conditions,
-        ours.chain(verified).chain(others).collect(),
+        ours.chain(verified).chain(ignored).chain(others).collect(),
     );
     let mut revision = inputs.applied.or_else(|| current.revision.clone());
     if let Some(revision) = revision.as_mut() {
@@ -206,15 +223,26 @@ pub fn change_events(changes: &[Change], rolled: bool) -> Vec<Event> {
 }
 
 /// Events for conditions that changed status or reason: a new problem (Warning),
-/// the model becoming ready, a rollout completing.
+/// the model becoming ready, a rollout completing; and a Warning whenever the fields
+/// not acted on yet change (their message names them).
 pub fn condition_events(before: &[Condition], after: &[Condition]) -> Vec<Event> {
     after
         .iter()
         .filter(|next| {
             let previous = before.iter().find(|c| c.type_ == next.type_);
-            previous.is_none_or(|p| p.status != next.status || p.reason != next.reason)
+            previous.is_none_or(|p| {
+                p.status != next.status
+                    || p.reason != next.reason
+                    || (next.type_ == FIELDS_IGNORED && p.message != next.message)
+            })
         })
         .filter_map(|c| match (c.type_.as_str(), c.status) {
+            (FIELDS_IGNORED, ConditionStatus::True) => Some(event(
+                EventType::Warning,
+                UNSUPPORTED_FIELDS,
+                c.message.clone(),
+                "Assess",
+            )),
             (DEGRADED, ConditionStatus::True) => Some(event(
                 EventType::Warning,
                 &c.reason,
@@ -277,5 +305,31 @@ mod tests {
             .collect();
         assert_eq!(rolled, ["RolloutStarted"]);
         assert!(change_events(&[], true).is_empty());
+    }
+
+    #[test]
+    fn fields_ignored_warns_when_the_fields_change_and_not_when_they_clear() {
+        let now = Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
+        let ignored = |message: &str| {
+            vec![Condition::new(
+                FIELDS_IGNORED,
+                ConditionStatus::True,
+                UNSUPPORTED_FIELDS,
+                message,
+                Some(1),
+                now.clone(),
+            )]
+        };
+        let reasons = |before: &[Condition], after: &[Condition]| {
+            condition_events(before, after)
+                .into_iter()
+                .map(|e| (e.type_, e.reason))
+                .collect::<Vec<_>>()
+        };
+        let warning = vec![(EventType::Warning, UNSUPPORTED_FIELDS.to_owned())];
+        assert_eq!(reasons(&[], &ignored("a")), warning);
+        assert_eq!(reasons(&ignored("a"), &ignored("a and b")), warning);
+        assert!(reasons(&ignored("a"), &ignored("a")).is_empty());
+        assert!(reasons(&ignored("a"), &[]).is_empty());
     }
 }

@@ -8,7 +8,10 @@ use crate::fixtures::{
     apply_deployment, apply_service, condition, context, finished, model_deployment, oci, path,
     resnet18_spec, status_written,
 };
-use modelplane_api::model_deployment::ModelDeployment;
+use modelplane_api::{
+    condition::Condition,
+    model_deployment::{ModelDeployment, ModelDeploymentStatus},
+};
 
 /// Runs one reconcile of `md` over `cluster` against `script`; returns the bodies received.
 async fn reconcile_with(
@@ -546,4 +549,165 @@ async fn a_failure_the_status_cannot_record_is_still_published_as_an_event() {
     let recorded = finished(refused).await;
     let note = recorded[2].body["note"].as_str().expect("note");
     assert!(note.contains("forbidden"), "{note}");
+}
+
+fn fields_ignored(status: &ModelDeploymentStatus) -> Option<&Condition> {
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "FieldsIgnored")
+}
+
+#[tokio::test]
+async fn a_field_not_acted_on_is_reported_once_and_cleared_when_removed() {
+    let mut spec = resnet18_spec();
+    spec["redaction"] = json!({"enabled": true, "detectors": ["email"]});
+    let mut script = create_script();
+    script.push(Expect::Event {
+        reason: "UnsupportedFields",
+    });
+    let created = reconcile_with(
+        &Cluster::new(),
+        &model_deployment(spec.clone()),
+        script.clone(),
+    )
+    .await;
+    let status = status_written(&created);
+    assert_eq!(
+        condition(&status, "FieldsIgnored"),
+        ("True".into(), "UnsupportedFields".into())
+    );
+    let message = &fields_ignored(&status).expect("FieldsIgnored").message;
+    assert!(
+        message.contains("spec.redaction") && message.contains("responses are not redacted"),
+        "{message}"
+    );
+    let note = created.last().expect("event").body["note"].as_str();
+    assert_eq!(note, Some(message.as_str()));
+    // Redaction is not rendered: the runtime config is what it would be without it.
+    let config = applied(&created, "ConfigMap")["data"]["config.yaml"].clone();
+    let plain = reconcile_with(
+        &Cluster::new(),
+        &model_deployment(resnet18_spec()),
+        create_script(),
+    )
+    .await;
+    assert_eq!(config, applied(&plain, "ConfigMap")["data"]["config.yaml"]);
+
+    // Converged, the condition costs nothing: no status write, no repeated Event.
+    let (cluster, mut md) = converged(&model_deployment(spec), script).await;
+    assert!(reconcile_with(&cluster, &md, vec![]).await.is_empty());
+
+    md.spec.redaction = None;
+    md.metadata.generation = Some(2);
+    let cleared = reconcile_with(&cluster, &md, vec![Expect::ApplyStatus]).await;
+    let status = status_written(&cleared);
+    assert!(fields_ignored(&status).is_none(), "{:?}", status.conditions);
+    md.status = Some(status);
+    assert!(reconcile_with(&cluster, &md, vec![]).await.is_empty());
+}
+
+#[tokio::test]
+async fn another_field_not_acted_on_renews_the_warning() {
+    let mut spec = resnet18_spec();
+    spec["redaction"] = json!({});
+    let mut script = create_script();
+    script.push(Expect::Event {
+        reason: "UnsupportedFields",
+    });
+    let (cluster, mut md) = converged(&model_deployment(spec), script).await;
+    md.spec.fallback =
+        serde_json::from_value(json!({"modelDeployment": "resnet18-small"})).expect("fallback");
+    md.metadata.generation = Some(2);
+    let recorded = reconcile_with(
+        &cluster,
+        &md,
+        vec![
+            Expect::ApplyStatus,
+            Expect::Event {
+                reason: "UnsupportedFields",
+            },
+        ],
+    )
+    .await;
+    let note = recorded[1].body["note"].as_str().expect("note");
+    assert!(
+        note.contains("spec.fallback") && note.contains("spec.redaction"),
+        "{note}"
+    );
+    assert_eq!(recorded[1].body["type"], "Warning", "{}", recorded[1].body);
+}
+
+#[tokio::test]
+async fn a_pipeline_is_not_rolled_out_and_says_so() {
+    let spec = json!({
+        "pipeline": {"nodes": [{"name": "embed", "model": "minilm"}]},
+        "runtime": {"replicas": 1},
+    });
+    let mut md = model_deployment(spec);
+    let recorded = reconcile_with(
+        &Cluster::new(),
+        &md,
+        vec![
+            Expect::ApplyStatus,
+            Expect::Event {
+                reason: "PipelineNotSupported",
+            },
+            Expect::Event {
+                reason: "UnsupportedFields",
+            },
+        ],
+    )
+    .await;
+    let status = status_written(&recorded);
+    assert_eq!(
+        condition(&status, "Ready"),
+        ("False".into(), "PipelineNotSupported".into())
+    );
+    let message = &fields_ignored(&status).expect("FieldsIgnored").message;
+    assert!(
+        message.contains("spec.pipeline") && message.contains("nothing is rolled out"),
+        "{message}"
+    );
+    assert!(
+        !recorded
+            .iter()
+            .any(|r| matches!(r.expect, Expect::Apply { .. }))
+    );
+    md.status = Some(status);
+    assert!(
+        reconcile_with(&Cluster::new(), &md, vec![])
+            .await
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_failed_reconcile_still_reports_the_fields_not_acted_on() {
+    let mut spec = resnet18_spec();
+    spec["fallback"] = json!({"modelDeployment": "resnet18-small"});
+    let md = model_deployment(spec);
+    let (ctx, server) = context(&Cluster::new(), &md);
+    let refused = server.run(vec![
+        Expect::ApplyRefused {
+            path: path("v1", "configmaps", &format!("{NAME}-runtime-config")),
+            code: 500,
+            message: "etcd timeout",
+        },
+        Expect::ApplyStatus,
+        Expect::Event {
+            reason: "ApplyFailed",
+        },
+        Expect::Event {
+            reason: "UnsupportedFields",
+        },
+    ]);
+    reconcile(std::sync::Arc::new(md), ctx)
+        .await
+        .expect_err("the refusal is retried");
+    let status = status_written(&finished(refused).await);
+    assert_eq!(
+        condition(&status, "FieldsIgnored"),
+        ("True".into(), "UnsupportedFields".into())
+    );
 }
