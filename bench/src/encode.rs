@@ -73,7 +73,10 @@ pub fn grpc_request(model: &str, version: &str, tensor: &InputTensor) -> ModelIn
 }
 
 fn json_elements(tensor: &InputTensor) -> Vec<Value> {
-    let size = tensor.datatype.size();
+    // An `InputTensor` is never BYTES, so every datatype here has a fixed size.
+    let Some(size) = tensor.datatype.size() else {
+        return Vec::new();
+    };
     tensor
         .data
         .chunks_exact(size)
@@ -96,6 +99,7 @@ fn json_element(datatype: DataType, b: &[u8]) -> Value {
         DataType::Uint64 => json!(u64::from_le_bytes(eight(b))),
         DataType::Int64 => json!(i64::from_le_bytes(eight(b))),
         DataType::Fp64 => json!(f64::from_le_bytes(eight(b))),
+        DataType::Bytes => Value::Null,
     }
 }
 

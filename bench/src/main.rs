@@ -14,7 +14,7 @@ use modelplane_bench::load::Limits;
 use modelplane_bench::schedule::Arrivals;
 use modelplane_bench::stream::prompts::Prompts;
 use modelplane_bench::stream::{Generation, StreamPlan, StreamProtocol, StreamReport};
-use modelplane_bench::tensor::{DataType, parse_shape};
+use modelplane_bench::tensor::{self, DataType, parse_shape};
 use modelplane_bench::{Input, Load, Plan, Report};
 use serde::Serialize;
 
@@ -138,8 +138,7 @@ struct Args {
 }
 
 fn parse_datatype(s: &str) -> Result<DataType, String> {
-    s.parse()
-        .map_err(|e: modelplane_bench::Error| e.to_string())
+    tensor::parse_datatype(s).map_err(|e| e.to_string())
 }
 
 /// What the flags ask for.

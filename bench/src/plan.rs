@@ -7,7 +7,7 @@ use crate::client::{self, Client, Protocol, Target, TensorSpec};
 use crate::load::{self, Limits};
 use crate::report::{Mode, Recorder, Report, Scenario};
 use crate::schedule::{Arrivals, Schedule};
-use crate::tensor::{DataType, InputTensor};
+use crate::tensor::{DataType, InputTensor, parse_datatype};
 
 /// The input to send; what is left unset comes from the model metadata.
 #[derive(Debug, Clone, Default)]
@@ -127,7 +127,7 @@ pub fn resolve_input(
     };
     let datatype = match (input.datatype, &metadata) {
         (Some(datatype), _) => datatype,
-        (None, Some(spec)) => spec.datatype.parse()?,
+        (None, Some(spec)) => parse_datatype(&spec.datatype)?,
         (None, None) => return Err(missing()),
     };
     let shape = match (&input.shape, &metadata) {

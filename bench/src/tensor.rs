@@ -1,8 +1,6 @@
 //! The input tensor a run sends: its datatype, shape and little-endian bytes.
 
-use std::fmt;
 use std::path::Path;
-use std::str::FromStr;
 
 use bytes::Bytes;
 use rand::rngs::StdRng;
@@ -10,79 +8,17 @@ use rand::{Rng, SeedableRng};
 
 use crate::Error;
 
-/// An Open Inference Protocol tensor datatype with a fixed element size.
+pub use modelplane_wire::DataType;
+
+/// Parses a datatype name as the flags and model metadata give it, in any case.
 ///
-/// `BYTES` is left out on purpose: its elements have no fixed size, and the
-/// models this tool measures take numeric tensors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DataType {
-    Bool,
-    Uint8,
-    Uint16,
-    Uint32,
-    Uint64,
-    Int8,
-    Int16,
-    Int32,
-    Int64,
-    Fp16,
-    Bf16,
-    Fp32,
-    Fp64,
-}
-
-impl DataType {
-    const ALL: [(DataType, &'static str); 13] = [
-        (DataType::Bool, "BOOL"),
-        (DataType::Uint8, "UINT8"),
-        (DataType::Uint16, "UINT16"),
-        (DataType::Uint32, "UINT32"),
-        (DataType::Uint64, "UINT64"),
-        (DataType::Int8, "INT8"),
-        (DataType::Int16, "INT16"),
-        (DataType::Int32, "INT32"),
-        (DataType::Int64, "INT64"),
-        (DataType::Fp16, "FP16"),
-        (DataType::Bf16, "BF16"),
-        (DataType::Fp32, "FP32"),
-        (DataType::Fp64, "FP64"),
-    ];
-
-    /// The protocol's name for this datatype, e.g. `FP32`.
-    pub fn as_str(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(dtype, _)| *dtype == self)
-            .map_or("", |(_, name)| name)
-    }
-
-    /// Bytes per element on the wire.
-    pub fn size(self) -> usize {
-        match self {
-            DataType::Bool | DataType::Uint8 | DataType::Int8 => 1,
-            DataType::Uint16 | DataType::Int16 | DataType::Fp16 | DataType::Bf16 => 2,
-            DataType::Uint32 | DataType::Int32 | DataType::Fp32 => 4,
-            DataType::Uint64 | DataType::Int64 | DataType::Fp64 => 8,
-        }
-    }
-}
-
-impl FromStr for DataType {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self, Error> {
-        Self::ALL
-            .iter()
-            .find(|(_, name)| name.eq_ignore_ascii_case(s))
-            .map(|(dtype, _)| *dtype)
-            .ok_or_else(|| Error::UnknownDatatype(s.to_owned()))
-    }
-}
-
-impl fmt::Display for DataType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
+/// `BYTES` is refused: its elements have no fixed size, and the models this tool
+/// measures take numeric tensors.
+pub fn parse_datatype(name: &str) -> Result<DataType, Error> {
+    DataType::ALL
+        .into_iter()
+        .find(|d| d.size().is_some() && d.as_str().eq_ignore_ascii_case(name))
+        .ok_or_else(|| Error::UnknownDatatype(name.to_owned()))
 }
 
 /// One named input tensor, its elements stored row-major and little-endian.
@@ -94,7 +30,7 @@ pub struct InputTensor {
     pub datatype: DataType,
     /// Dimensions; all non-negative.
     pub shape: Vec<i64>,
-    /// `element_count(shape) * datatype.size()` bytes.
+    /// `datatype.byte_len(shape)` bytes; never `BYTES`.
     pub data: Bytes,
 }
 
@@ -106,7 +42,7 @@ impl InputTensor {
         shape: Vec<i64>,
         data: Bytes,
     ) -> Result<Self, Error> {
-        let expected = element_count(&shape)? * datatype.size();
+        let expected = byte_len(datatype, &shape)?;
         if data.len() != expected {
             return Err(Error::InputSize {
                 shape,
@@ -145,9 +81,10 @@ impl InputTensor {
         shape: Vec<i64>,
         seed: u64,
     ) -> Result<Self, Error> {
+        let capacity = byte_len(datatype, &shape)?;
         let count = element_count(&shape)?;
         let mut rng = StdRng::seed_from_u64(seed);
-        let mut data = Vec::with_capacity(count * datatype.size());
+        let mut data = Vec::with_capacity(capacity);
         for _ in 0..count {
             push_random(&mut data, datatype, &mut rng);
         }
@@ -179,17 +116,28 @@ fn push_random(out: &mut Vec<u8>, datatype: DataType, rng: &mut StdRng) {
         DataType::Bf16 => out.extend_from_slice(&half::bf16::from_f64(float).to_le_bytes()),
         DataType::Fp32 => out.extend_from_slice(&(float as f32).to_le_bytes()),
         DataType::Fp64 => out.extend_from_slice(&float.to_le_bytes()),
+        // `byte_len` refuses BYTES before any element is made.
+        DataType::Bytes => {}
     }
 }
 
-/// Number of elements of a shape; negative dimensions are rejected.
+/// Number of elements of a shape; negative dimensions and overflow are rejected.
 pub fn element_count(shape: &[i64]) -> Result<usize, Error> {
-    shape.iter().try_fold(1usize, |count, dim| {
-        usize::try_from(*dim)
-            .ok()
-            .and_then(|dim| count.checked_mul(dim))
-            .ok_or_else(|| Error::BadShape(shape.to_vec()))
-    })
+    modelplane_wire::element_count(shape)
+        .and_then(|count| usize::try_from(count).ok())
+        .ok_or_else(|| Error::BadShape(shape.to_vec()))
+}
+
+/// Bytes a tensor of `shape` takes; `BYTES`, negative dimensions and overflow are
+/// rejected.
+fn byte_len(datatype: DataType, shape: &[i64]) -> Result<usize, Error> {
+    if datatype.size().is_none() {
+        return Err(Error::UnknownDatatype(datatype.to_string()));
+    }
+    datatype
+        .byte_len(shape)
+        .and_then(|len| usize::try_from(len).ok())
+        .ok_or_else(|| Error::BadShape(shape.to_vec()))
 }
 
 /// Parses a shape written as `1,3,64,64`.
@@ -208,16 +156,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn datatype_names_round_trip() {
-        for (dtype, name) in DataType::ALL {
-            assert_eq!(name.parse::<DataType>().unwrap(), dtype);
-            assert_eq!(dtype.as_str(), name);
+    fn datatype_names_parse_in_any_case_except_bytes() {
+        for dtype in DataType::ALL {
+            let name = dtype.as_str();
+            if dtype == DataType::Bytes {
+                continue;
+            }
+            assert_eq!(parse_datatype(name).unwrap(), dtype);
+            assert_eq!(parse_datatype(&name.to_lowercase()).unwrap(), dtype);
         }
-        assert_eq!("fp32".parse::<DataType>().unwrap(), DataType::Fp32);
-        assert!(matches!(
-            "BYTES".parse::<DataType>(),
-            Err(Error::UnknownDatatype(_))
-        ));
+        assert_eq!(parse_datatype("fp32").unwrap(), DataType::Fp32);
+        for name in ["BYTES", "bytes", "FLOAT", ""] {
+            assert!(
+                matches!(parse_datatype(name), Err(Error::UnknownDatatype(n)) if n == name),
+                "{name:?}"
+            );
+        }
     }
 
     #[test]
@@ -256,6 +210,27 @@ mod tests {
                 actual: 31,
                 ..
             }
+        ));
+    }
+
+    #[test]
+    fn bytes_tensors_and_overflowing_shapes_are_rejected() {
+        assert!(matches!(
+            InputTensor::from_bytes("x".into(), DataType::Bytes, vec![1], Bytes::new()),
+            Err(Error::UnknownDatatype(_))
+        ));
+        assert!(matches!(
+            InputTensor::random("x".into(), DataType::Bytes, vec![1], 0),
+            Err(Error::UnknownDatatype(_))
+        ));
+        assert!(matches!(
+            InputTensor::from_bytes(
+                "x".into(),
+                DataType::Fp64,
+                vec![1 << 31, 1 << 31],
+                Bytes::new()
+            ),
+            Err(Error::BadShape(_))
         ));
     }
 

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use tch::{Device, Tensor};
 
 use crate::model::{Backend, Signature, TensorSpec};
-use crate::tensor::{DataType, TensorData};
+use crate::tensor::{DataType, TensorData, TorchKind};
 
 /// Builds input `index` of a batch: the jobs' tensors concatenated on dimension 0,
 /// copied once into one libtorch tensor on `device`.
