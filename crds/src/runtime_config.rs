@@ -108,6 +108,11 @@ pub struct ModelConfig {
     /// Output tensors, in the order `forward` returns them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outputs: Vec<TensorSpec>,
+    /// The Hugging Face tokenizer of an `embed` or `generate` model (ignored by other
+    /// tasks); unset: [`DEFAULT_TOKENIZER_FILE`] beside an embed model's file, or the file a
+    /// generate folder's `config.json` names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer: Option<TokenizerConfig>,
     /// Dynamic batching.
     #[serde(default)]
     pub batching: Batching,
@@ -157,6 +162,49 @@ pub struct TensorSpec {
     pub shape: Vec<i64>,
 }
 
+/// File name of the tokenizer read beside an embed model when `tokenizer` is unset.
+pub const DEFAULT_TOKENIZER_FILE: &str = "tokenizer.json";
+
+/// A tokenizer file that travels with the model, in every version's folder.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TokenizerConfig {
+    /// `/`-separated path relative to the model's folder: the folder holding a `path`
+    /// source's model file (a generate model: its folder), the OCI artifact, or the model
+    /// URL of an `http` source (fetched into the model's cache folder). No `..`.
+    #[serde(default = "default_tokenizer_path")]
+    pub path: String,
+    /// Lowercase hex sha256 of the file, checked at every load when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+fn default_tokenizer_path() -> String {
+    DEFAULT_TOKENIZER_FILE.to_owned()
+}
+
+impl TokenizerConfig {
+    fn validate(&self) -> Result<(), String> {
+        let inside = !self.path.is_empty()
+            && self
+                .path
+                .split('/')
+                .all(|part| !part.is_empty() && part != "." && part != "..");
+        if !inside {
+            return Err(format!(
+                "tokenizer.path {:?} must be a relative path inside the model's folder",
+                self.path
+            ));
+        }
+        match &self.sha256 {
+            Some(sha) if !is_sha256_hex(sha) => Err(format!(
+                "tokenizer.sha256 {sha:?} is not 64 lowercase hex digits"
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// One loadable version of a model.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -201,6 +249,18 @@ pub struct HttpSource {
     pub url: String,
     /// Expected sha256 of the body, 64 lowercase hex digits.
     pub sha256: String,
+}
+
+impl HttpSource {
+    /// The URL of the file at `relative` (a `/`-separated path) from the model URL's folder.
+    pub fn url_beside(&self, relative: &str) -> String {
+        let url = self.url.split(['?', '#']).next().unwrap_or(&self.url);
+        let path_start = url.find("://").map_or(0, |i| i + 3);
+        let base = url[path_start..]
+            .rfind('/')
+            .map_or(url, |i| &url[..path_start + i]);
+        format!("{base}/{relative}")
+    }
 }
 
 /// An OCI artifact whose single (or first) layer is the model file.
@@ -413,6 +473,14 @@ pub enum ConfigError {
         /// What is wrong.
         reason: String,
     },
+    /// `tokenizer` names no file inside the model's folder, or its sha256 is malformed.
+    #[error("model {model:?}: {reason}")]
+    InvalidTokenizer {
+        /// Model name.
+        model: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// A limit or batch size is zero.
     #[error("model {model:?}: {field} must be greater than zero")]
     ZeroLimit {
@@ -451,7 +519,7 @@ impl RuntimeConfig {
 }
 
 impl ModelConfig {
-    /// Checks one model: versions, default version, tensors and limits.
+    /// Checks one model: versions, default version, tokenizer, tensors and limits.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.versions.is_empty() {
             return Err(ConfigError::NoVersions(self.name.clone()));
@@ -481,6 +549,14 @@ impl ModelConfig {
                 model: self.name.clone(),
                 version: default.clone(),
             });
+        }
+        if let Some(tokenizer) = &self.tokenizer {
+            tokenizer
+                .validate()
+                .map_err(|reason| ConfigError::InvalidTokenizer {
+                    model: self.name.clone(),
+                    reason,
+                })?;
         }
         self.validate_tensors()?;
         self.validate_limits()

@@ -108,8 +108,9 @@ impl Version {
         }
     }
 
-    /// The tokenizer of this version: a generate model's, or the `tokenizer.json`
-    /// found beside an embedding model's file.
+    /// The tokenizer of this version: a generate or embedding model's configured
+    /// `tokenizer`, else the one its folder has (`tokenizer.json`, or what a generate
+    /// model's `config.json` names).
     pub fn text_codec(&self) -> Option<&Arc<TextCodec>> {
         self.text_codec.as_ref()
     }

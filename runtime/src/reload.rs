@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use modelplane_api::runtime_config::{ModelConfig, RuntimeConfig, Source, Task, VersionConfig};
-use modelplane_generate::text::TextCodec;
 use tokio::sync::{oneshot, watch};
 
 use crate::batch::{BatchSettings, Executor, Loader};
@@ -22,9 +21,7 @@ use crate::server::{AppState, ConfigSource};
 use crate::source::Fetcher;
 
 mod generate;
-
-/// The tokenizer file read beside an embedding model.
-const TOKENIZER_FILE: &str = "tokenizer.json";
+mod tokenizer;
 
 /// What a version was (or is to be) loaded from; a change triggers a reload.
 #[derive(Clone, Debug, PartialEq)]
@@ -36,15 +33,18 @@ struct Wanted {
     inputs: Vec<modelplane_api::runtime_config::TensorSpec>,
     outputs: Vec<modelplane_api::runtime_config::TensorSpec>,
     batching: modelplane_api::runtime_config::Batching,
+    tokenizer: Option<modelplane_api::runtime_config::TokenizerConfig>,
     files: Option<FileStamp>,
 }
 
-/// Identity of a local model file and its signature file (or of every file in a
-/// generate model's folder): a rewrite, a rename over it or a symlink swap all change it.
+/// Identity of a local model file, its signature and tokenizer files (or of every file in
+/// a generate model's folder): a rewrite, a rename over it or a symlink swap all change it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct FileStamp {
     model: Option<Stamp>,
     signature: Option<Stamp>,
+    /// The tokenizer, where the folder's stamps do not cover it.
+    tokenizer: Option<Stamp>,
     /// The model-signing bundle, when the version's signature check reads a local one.
     bundle: Option<Stamp>,
     folder: Vec<(PathBuf, Option<Stamp>)>,
@@ -95,6 +95,9 @@ impl Wanted {
                 Some(FileStamp {
                     model: stamp(path),
                     signature: signature.as_deref().and_then(stamp),
+                    tokenizer: tokenizer::watched_file(model, path)
+                        .as_deref()
+                        .and_then(stamp),
                     bundle: crate::signing::local_bundle(version, path)
                         .as_deref()
                         .and_then(stamp),
@@ -111,6 +114,7 @@ impl Wanted {
             inputs: model.inputs.clone(),
             outputs: model.outputs.clone(),
             batching: model.batching.clone(),
+            tokenizer: tokenizer::configured(model).cloned(),
             files,
         }
     }
@@ -311,11 +315,12 @@ impl Reloader {
             _ => artifact.path.clone(),
         };
         crate::signing::check(&model.name, version, &signed, &self.state.metrics.signing).await?;
+        tokenizer::fetch(&self.fetcher, model, &version.source, &artifact).await?;
         if model.task == Task::Generate {
             return self.load_generate(model, version, artifact, started).await;
         }
-        let signature = signature_for(model, &artifact.path)?;
-        let codec = embedding_codec(model, &artifact.path)?;
+        let signature = signature_of(&self.fetcher, model, &version.source, &artifact).await?;
+        let codec = tokenizer::embed_codec(model, &artifact.path)?;
         let batching = model.batching.max_batch_size > 1 && signature.batchable();
         let settings = BatchSettings {
             max_batch_size: if batching {
@@ -351,27 +356,10 @@ impl Reloader {
             executor,
         );
         Ok(match codec {
-            Some(codec) => version.with_text_codec(codec),
+            Some(codec) => version.with_text_codec(Arc::new(codec)),
             None => version,
         })
     }
-}
-
-/// The `tokenizer.json` beside an embedding model's file, when there is one.
-fn embedding_codec(
-    model: &ModelConfig,
-    model_path: &Path,
-) -> Result<Option<Arc<TextCodec>>, String> {
-    let tokenizer = model_path
-        .parent()
-        .unwrap_or(Path::new("."))
-        .join(TOKENIZER_FILE);
-    if model.task != Task::Embed || !tokenizer.is_file() {
-        return Ok(None);
-    }
-    TextCodec::from_tokenizer_file(&tokenizer)
-        .map(|codec| Some(Arc::new(codec)))
-        .map_err(|err| format!("{}: {err}", tokenizer.display()))
 }
 
 impl Reloader {
@@ -457,6 +445,28 @@ fn unservable(catalog: &Catalog) -> Vec<String> {
         .collect();
     lines.sort();
     lines
+}
+
+/// The signature of a model from `source`: as [`signature_for`] says, where an `http`
+/// model with no inputs in the config takes the `signature.json` published beside its URL
+/// (downloaded once into its cache folder), as a local one does from beside its file.
+async fn signature_of(
+    fetcher: &Fetcher,
+    model: &ModelConfig,
+    source: &Source,
+    artifact: &crate::source::Artifact,
+) -> Result<Signature, String> {
+    let unfetched = match source {
+        Source::Http(_) if model.inputs.is_empty() => fetcher
+            .fetch_beside(source, artifact, SIGNATURE_FILE, None)
+            .await
+            .err(),
+        _ => None,
+    };
+    signature_for(model, &artifact.path).map_err(|err| match unfetched {
+        Some(why) => format!("{err} ({SIGNATURE_FILE} beside the model URL: {why})"),
+        None => err,
+    })
 }
 
 /// The configured signature, else the `signature.json` beside the model file.

@@ -164,3 +164,26 @@ async fn an_embedding_model_offers_the_tokenizer_beside_it() {
     assert!(version.engine().is_err());
     running.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_generate_model_named_by_its_file_reads_the_tokenizer_json_of_its_folder() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The config names no tokenizer (the runtime config has no such field): the folder's
+    // tokenizer.json is the one, as for a ModelDeployment that sets no spec.model.tokenizer.
+    let model_file = tiny_llama().join("model.pt");
+    let running = start_inline(&tiny_config(dir.path(), &model_file, "")).await;
+    let served = serving(&running, "tiny");
+    let codec = served
+        .text_codec()
+        .expect("a generate model has a tokenizer");
+    let beside = modelplane_generate::text::TextCodec::from_tokenizer_file(
+        &tiny_llama().join("tokenizer.json"),
+    )
+    .expect("tokenizer.json");
+    let text = "Hello, tokenizer defaults!";
+    assert_eq!(
+        codec.encode(text, true).expect("encodes"),
+        beside.encode(text, true).expect("encodes")
+    );
+    running.shutdown().await;
+}

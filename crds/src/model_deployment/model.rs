@@ -13,7 +13,6 @@ use crate::schema::{
 /// The model a ModelDeployment serves.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.task != 'generate' || has(self.tokenizer)").message("tokenizer is required when task is generate"))]
 #[x_kube(validation = Rule::new("!has(self.signatureBundle) || !has(self.signatureBundle.sha256) || has(self.source.http)").message("signatureBundle.sha256 pins a bundle fetched over HTTP: only an http source can use it"))]
 pub struct ModelSpec {
     /// Name the model is served under on the wire (`/v2/models/{name}`, OpenAI `model`).
@@ -28,7 +27,7 @@ pub struct ModelSpec {
     pub format: ModelFormat,
     /// Where the model file comes from: exactly one of `oci`, `http` or `pvc`.
     pub source: ModelSource,
-    /// The Hugging Face `tokenizer.json` that turns text into token ids (required for `generate`, used by `embed`).
+    /// The Hugging Face tokenizer of a `generate` or `embed` model; unset: `tokenizer.json` in the model's folder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokenizer: Option<TokenizerRef>,
     /// Where the OpenSSF model-signing bundle of an `http` or `pvc` model is (the runtime

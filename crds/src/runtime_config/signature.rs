@@ -136,17 +136,10 @@ pub fn bundle_beside(
         // Relative: the runtime resolves it against the model's folder, which only it can
         // tell (the source folder itself, or the folder holding the model file).
         Source::Path(_) => Some(BundleSource::Path(relative.to_owned())),
-        Source::Http(http) => {
-            let url = http.url.split(['?', '#']).next().unwrap_or(&http.url);
-            let path_start = url.find("://").map_or(0, |i| i + 3);
-            let base = url[path_start..]
-                .rfind('/')
-                .map_or(url, |i| &url[..path_start + i]);
-            Some(BundleSource::Http(BundleHttp {
-                url: format!("{base}/{relative}"),
-                sha256,
-            }))
-        }
+        Source::Http(http) => Some(BundleSource::Http(BundleHttp {
+            url: http.url_beside(relative),
+            sha256,
+        })),
         Source::Oci(_) => None,
     }
 }

@@ -143,3 +143,82 @@ fn default_version_must_exist() {
         Err(ConfigError::UnknownDefaultVersion { .. })
     ));
 }
+
+#[test]
+fn a_tokenizer_round_trips_and_its_path_defaults_to_tokenizer_json() {
+    let text = MINIMAL.replace(
+        "name: mlp",
+        &format!(
+            "name: mlp\n    task: embed\n    tokenizer: {{path: vocab/minilm.json, sha256: {}}}",
+            "a".repeat(64)
+        ),
+    );
+    let config = RuntimeConfig::from_yaml(&text).expect("parses");
+    assert_eq!(
+        config.models[0].tokenizer,
+        Some(TokenizerConfig {
+            path: "vocab/minilm.json".into(),
+            sha256: Some("a".repeat(64)),
+        })
+    );
+    let rendered = config.to_yaml().expect("renders");
+    assert!(rendered.contains("path: vocab/minilm.json"), "{rendered}");
+    assert_eq!(
+        RuntimeConfig::from_yaml(&rendered).expect("parses back"),
+        config
+    );
+    let bare = MINIMAL.replace("name: mlp", "name: mlp\n    tokenizer: {}");
+    let tokenizer = RuntimeConfig::from_yaml(&bare).expect("parses").models[0]
+        .tokenizer
+        .clone();
+    assert_eq!(
+        tokenizer.map(|t| t.path),
+        Some(DEFAULT_TOKENIZER_FILE.into())
+    );
+    assert!(!minimal().to_yaml().expect("renders").contains("tokenizer"));
+}
+
+#[test]
+fn a_tokenizer_outside_the_model_folder_or_with_a_bad_sha256_is_refused() {
+    let cases = [
+        ("{path: /etc/tokenizer.json}", "tokenizer.path"),
+        ("{path: ../other/tokenizer.json}", "tokenizer.path"),
+        ("{path: 'a//b.json'}", "tokenizer.path"),
+        ("{path: ''}", "tokenizer.path"),
+        ("{sha256: ABC}", "tokenizer.sha256"),
+        ("{path: t.json, url: 'http://x/t.json'}", "url"),
+    ];
+    for (block, field) in cases {
+        let text = MINIMAL.replace("name: mlp", &format!("name: mlp\n    tokenizer: {block}"));
+        let err = RuntimeConfig::from_yaml(&text).expect_err(block);
+        assert!(err.to_string().contains(field), "{block}: {err}");
+    }
+}
+
+#[test]
+fn a_file_beside_an_http_model_is_resolved_against_the_url_folder() {
+    let http = |url: &str| HttpSource {
+        url: url.to_owned(),
+        sha256: "a".repeat(64),
+    };
+    let cases = [
+        (
+            "https://m.example/minilm/1/model.pt",
+            "tokenizer.json",
+            "https://m.example/minilm/1/tokenizer.json",
+        ),
+        (
+            "https://m.example/minilm/1/model.pt?sig=x#y",
+            "vocab/t.json",
+            "https://m.example/minilm/1/vocab/t.json",
+        ),
+        (
+            "https://m.example",
+            "tokenizer.json",
+            "https://m.example/tokenizer.json",
+        ),
+    ];
+    for (url, relative, expected) in cases {
+        assert_eq!(http(url).url_beside(relative), expected, "{url}");
+    }
+}

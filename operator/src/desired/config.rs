@@ -86,6 +86,13 @@ fn model_config(
         default_version: None,
         inputs: Vec::new(),
         outputs: Vec::new(),
+        tokenizer: model
+            .tokenizer
+            .as_ref()
+            .map(|tokenizer| rc::TokenizerConfig {
+                path: tokenizer.path.clone(),
+                sha256: tokenizer.sha256.clone(),
+            }),
         batching: Batching {
             max_batch_size: count(
                 "spec.runtime.batching.maxBatchSize",
@@ -279,6 +286,119 @@ mod tests {
                 config
             );
         }
+    }
+
+    #[test]
+    fn compound_request_timeout_reaches_the_runtime_exactly() {
+        let pvc = json!({"pvc": {"claimName": "models", "path": "r18/v3/model.pt"}});
+        let mut spec = spec(pvc, None);
+        spec.runtime.limits.request_timeout = "1m30s".into();
+        spec.runtime.batching.max_queue_delay = "1.5ms".into();
+        let yaml = render_runtime_config(&spec, &[], None)
+            .expect("renders")
+            .to_yaml()
+            .expect("yaml");
+        let read = RuntimeConfig::from_yaml(&yaml).expect("the runtime reads it");
+        let model = &read.models[0];
+        assert_eq!(
+            model.limits.request_timeout.get(),
+            std::time::Duration::from_secs(90)
+        );
+        assert_eq!(
+            model.batching.max_queue_delay.get(),
+            std::time::Duration::from_micros(1_500)
+        );
+    }
+
+    #[test]
+    fn a_generate_model_without_a_tokenizer_renders_its_folder() {
+        // The runtime reads the folder's tokenizer.json (config.json, model.pt, tokenizer.json).
+        let model = json!({"name": "lm", "task": "generate",
+            "source": {"pvc": {"claimName": "models", "path": "lm/v1"}}});
+        let spec: ModelDeploymentSpec =
+            serde_json::from_value(json!({"model": model, "runtime": {"replicas": 1}}))
+                .expect("spec");
+        let config = render_runtime_config(&spec, &[], None).expect("renders");
+        assert_eq!(config.models[0].task, rc::Task::Generate);
+        assert_eq!(
+            config.models[0].versions[0].source,
+            Source::Path("/models/lm/v1".into())
+        );
+    }
+
+    #[test]
+    fn the_tokenizer_is_rendered_with_its_path_and_pin_for_every_source() {
+        let sha = "c".repeat(64);
+        let sources = [
+            json!({"pvc": {"claimName": "models", "path": "minilm/1/model.pt"}}),
+            json!({"http": {"url": "https://m.example/minilm/1/model.pt", "sha256": "a".repeat(64)}}),
+            json!({"oci": format!("r.example/minilm@sha256:{}", "b".repeat(64))}),
+        ];
+        for source in sources {
+            let model = json!({"name": "minilm", "task": "embed", "source": source,
+                "tokenizer": {"path": "vocab/minilm.json", "sha256": sha}});
+            let spec: ModelDeploymentSpec =
+                serde_json::from_value(json!({"model": model, "runtime": {"replicas": 1}}))
+                    .expect("spec");
+            let config = render_runtime_config(&spec, &[], None).expect("renders");
+            assert_eq!(
+                config.models[0].tokenizer,
+                Some(rc::TokenizerConfig {
+                    path: "vocab/minilm.json".into(),
+                    sha256: Some(sha.clone()),
+                }),
+                "{source}"
+            );
+            let yaml = config.to_yaml().expect("yaml");
+            assert_eq!(
+                RuntimeConfig::from_yaml(&yaml).expect("the runtime reads it"),
+                config
+            );
+        }
+    }
+
+    #[test]
+    fn the_minilm_example_renders_its_pinned_tokenizer_beside_its_http_model() {
+        use serde::Deserialize;
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/embedding-minilm.yaml"
+        );
+        let text = std::fs::read_to_string(path).expect("example");
+        let deployment = serde_yaml::Deserializer::from_str(&text)
+            .map(|doc| serde_yaml::Value::deserialize(doc).expect("yaml"))
+            .find(|doc| doc["kind"] == "ModelDeployment")
+            .expect("a ModelDeployment");
+        let spec: ModelDeploymentSpec =
+            serde_yaml::from_value(deployment["spec"].clone()).expect("spec");
+        let config = render_runtime_config(&spec, &[], None).expect("renders");
+        let model = &config.models[0];
+        let pin = spec.model.as_ref().and_then(|m| m.tokenizer.clone());
+        assert_eq!(
+            model.tokenizer,
+            pin.map(|t| rc::TokenizerConfig {
+                path: t.path,
+                sha256: t.sha256,
+            })
+        );
+        assert!(model.tokenizer.as_ref().is_some_and(|t| t.sha256.is_some()));
+        assert!(matches!(&model.versions[0].source, Source::Http(_)));
+    }
+
+    #[test]
+    fn an_unset_tokenizer_renders_none_and_a_bare_one_its_default_path() {
+        let pvc = json!({"pvc": {"claimName": "models", "path": "r18/v3/model.pt"}});
+        let config = render_runtime_config(&spec(pvc.clone(), None), &[], None).expect("renders");
+        assert_eq!(config.models[0].tokenizer, None);
+        let model = json!({"name": "lm", "task": "embed", "source": pvc, "tokenizer": {}});
+        let spec: ModelDeploymentSpec =
+            serde_json::from_value(json!({"model": model, "runtime": {"replicas": 1}}))
+                .expect("spec");
+        let config = render_runtime_config(&spec, &[], None).expect("renders");
+        assert_eq!(
+            config.models[0].tokenizer.as_ref().map(|t| t.path.as_str()),
+            Some(rc::DEFAULT_TOKENIZER_FILE)
+        );
     }
 
     #[test]

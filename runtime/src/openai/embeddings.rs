@@ -96,12 +96,16 @@ pub async fn embeddings(
     }))
 }
 
-/// The tokenizer of an embed model (found beside its model file at load).
+/// The tokenizer of an embed model (its `tokenizer`, else the `tokenizer.json` beside its
+/// model file, read at load).
 fn embedding_codec<'a>(target: &'a Target, model: &str) -> Result<&'a Arc<TextCodec>, ApiError> {
     target.version.text_codec().ok_or_else(|| {
         ApiError::bad_field(
             "model",
-            format!("model {model:?} has no tokenizer.json beside its model file"),
+            format!(
+                "model {model:?} has no tokenizer: no tokenizer.json beside its model file \
+                 and none configured (model.tokenizer)"
+            ),
         )
     })
 }

@@ -8,7 +8,6 @@ use modelplane_api::runtime_config::{Device, Generation, ModelConfig, VersionCon
 use modelplane_generate::config::GenerateModelConfig;
 use modelplane_generate::engine::{Engine, EngineSettings, ModelLoader};
 use modelplane_generate::metrics::GenerationMetrics;
-use modelplane_generate::text::TextCodec;
 
 use crate::cgroup;
 use crate::model::{self, CacheSize};
@@ -21,7 +20,7 @@ const MIB: u64 = 1 << 20;
 
 /// What one engine start needs besides the configs.
 pub(super) struct EngineStart {
-    /// The model folder (`config.json`, `model.pt`, `tokenizer.json`).
+    /// The model folder (`config.json`, `model.pt`, its tokenizer).
     pub dir: PathBuf,
     /// libtorch intra-op threads of the engine thread.
     pub threads: usize,
@@ -40,7 +39,7 @@ pub(super) async fn start_engine(
 ) -> Result<Engine, String> {
     let dir = model_folder(&start.dir)?;
     let config = GenerateModelConfig::load(&dir).map_err(|e| e.to_string())?;
-    let codec = Arc::new(TextCodec::load(&dir, &config).map_err(|e| e.to_string())?);
+    let codec = Arc::new(super::tokenizer::generate_codec(model, &dir, &config)?);
     let size = cache_size(&model.generation, &config);
     if version.device == Device::Cpu {
         let weights = std::fs::metadata(config.model_path(&dir)).map_or(0, |m| m.len());

@@ -2,6 +2,7 @@
 //! sha256, or an OCI artifact pulled by digest. Remote files are cached on disk under
 //! their digest, written atomically after the digest is checked.
 
+mod beside;
 mod oci;
 
 use std::path::{Path, PathBuf};
@@ -103,7 +104,7 @@ impl Fetcher {
                     .map_err(io_error(&path))?
                 {
                     let request = self.client.get(&http.url);
-                    download(request, &http.url, &dir, &path, &http.sha256).await?;
+                    download(request, &http.url, &dir, &path, Some(&http.sha256)).await?;
                 }
                 Ok(Artifact {
                     path,
@@ -116,13 +117,13 @@ impl Fetcher {
 }
 
 /// Streams a response body to `path` (via a temporary file in `dir`), checking that its
-/// sha256 is `expected_hex`; the file appears only when it matches.
+/// sha256 is `expected_hex` when given; the file appears only when it matches.
 async fn download(
     request: reqwest::RequestBuilder,
     url: &str,
     dir: &Path,
     path: &Path,
-    expected_hex: &str,
+    expected_hex: Option<&str>,
 ) -> Result<(), SourceError> {
     let http_error = |reason: String| SourceError::Http {
         url: url.to_owned(),
@@ -154,7 +155,9 @@ async fn download(
     file.flush().await.map_err(io_error(&partial))?;
     drop(file);
     let actual = hex::encode(hasher.finalize());
-    if actual != expected_hex {
+    if let Some(expected_hex) = expected_hex
+        && actual != expected_hex
+    {
         let _ = tokio::fs::remove_file(&partial).await;
         return Err(SourceError::DigestMismatch {
             what: url.to_owned(),

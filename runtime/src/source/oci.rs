@@ -101,7 +101,7 @@ pub async fn pull(
         for (layer_hex, file) in &files {
             let request = registry.authorized(&format!("{base}/blobs/sha256:{layer_hex}"), "*/*");
             let what = format!("{} layer {}", source.reference, file.display());
-            download(request, &what, &dir, &dir.join(file), layer_hex).await?;
+            download(request, &what, &dir, &dir.join(file), Some(layer_hex)).await?;
         }
         tokio::fs::write(&complete, &body)
             .await

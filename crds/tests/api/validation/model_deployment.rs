@@ -81,6 +81,25 @@ fn well_formed_deployments_are_admitted() {
         &set(classifier(), "/spec/model/source", pvc),
     );
     assert_admitted(KIND, "generator with prompts", &generator());
+    assert_admitted(
+        KIND,
+        "generator without tokenizer (tokenizer.json beside the model)",
+        &remove(generator(), "/spec/model/tokenizer"),
+    );
+    assert_admitted(
+        KIND,
+        "embedder without tokenizer",
+        &set(classifier(), "/spec/model/task", json!("embed")),
+    );
+    assert_admitted(
+        KIND,
+        "generator naming another tokenizer file",
+        &set(
+            generator(),
+            "/spec/model/tokenizer",
+            json!({"path": "tokenizers/chat.json"}),
+        ),
+    );
     assert_admitted(KIND, "pipeline", &pipeline());
     let gpu = set(classifier(), "/spec/runtime/device", json!("cuda"));
     assert_admitted(
@@ -247,12 +266,6 @@ fn model_fields_are_checked() {
                 ),
                 path: "spec.model",
                 says: "only an http source can use it",
-            },
-            Refused {
-                case: "generate without tokenizer",
-                object: model("task", json!("generate")),
-                path: "spec.model",
-                says: "tokenizer is required",
             },
             Refused {
                 case: "short sha256",
