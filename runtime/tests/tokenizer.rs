@@ -410,7 +410,11 @@ async fn the_minilm_example_serves_text_embeddings_over_http() {
     // The tokenizer is the package's file as shipped, so the example's pin is exact. The
     // TorchScript export is not byte-for-byte reproducible between runs of make_models.py,
     // so the model is served with the pin of the file at hand (as a user pins their upload).
-    assert_eq!(pins.len(), 2, "examples/embedding-minilm.yaml pins model and tokenizer");
+    assert_eq!(
+        pins.len(),
+        2,
+        "examples/embedding-minilm.yaml pins model and tokenizer"
+    );
     assert_eq!(
         pins[1],
         sha256_of(&minilm_tokenizer()),
