@@ -1,193 +1,167 @@
 //! Hot reload: polls the config file and local model files, loads new or changed
-//! versions beside the serving ones, and swaps the catalog atomically. A failed load
-//! keeps the previous instance serving and records why.
+//! versions beside the serving ones, and publishes each version's result on its own. A
+//! failed load keeps the previous instance serving and records why.
+//!
+//! The reloader task owns the catalog; nothing else writes it. Every watch interval it
+//! re-reads the config, stamps the local files (on the blocking pool) and decides per
+//! version what to do ([`plan::step`]). Each load runs as its own task, a few at a time,
+//! and reports back; the reloader then swaps in a copy of the snapshot with just that
+//! version changed, so a slow pull or a failing model never holds up another model's
+//! swap. Versions that leave the config are dropped in the pass that sees it. Each load
+//! carries an id: a load superseded by a newer config is stopped, and a result that is not
+//! its version's latest load is dropped, never published over a newer one.
 //!
 //! Polling (rather than inotify) is deliberate: Kubernetes updates ConfigMap mounts by
 //! swapping symlinks, which file watches miss or report inconsistently.
 
-use std::collections::HashMap;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::collections::{HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Instant;
 
-use modelplane_api::runtime_config::{ModelConfig, RuntimeConfig, Source, Task, VersionConfig};
+use futures::FutureExt;
+use modelplane_api::runtime_config::{ModelConfig, RuntimeConfig, VersionConfig};
 use tokio::sync::{oneshot, watch};
+use tokio::task::{AbortHandle, JoinSet};
 
-use crate::batch::{BatchSettings, Executor, Loader};
-use crate::catalog::{Catalog, LoadState, ModelEntry, Version, VersionSlot};
-use crate::model::{self, SIGNATURE_FILE, Signature};
+use crate::catalog::{LoadState, VersionSlot};
 use crate::server::{AppState, ConfigSource};
-use crate::source::Fetcher;
+use load::{Job, Loads, Outcome};
+use plan::{Key, Known, Step, Wanted};
 
 mod generate;
+mod load;
+mod plan;
+mod publish;
 mod tokenizer;
-
-/// What a version was (or is to be) loaded from; a change triggers a reload.
-#[derive(Clone, Debug, PartialEq)]
-struct Wanted {
-    version: VersionConfig,
-    task: Task,
-    generation: modelplane_api::runtime_config::Generation,
-    format: modelplane_api::runtime_config::ModelFormat,
-    inputs: Vec<modelplane_api::runtime_config::TensorSpec>,
-    outputs: Vec<modelplane_api::runtime_config::TensorSpec>,
-    batching: modelplane_api::runtime_config::Batching,
-    tokenizer: Option<modelplane_api::runtime_config::TokenizerConfig>,
-    files: Option<FileStamp>,
-}
-
-/// Identity of a local model file, its signature and tokenizer files (or of every file in
-/// a generate model's folder): a rewrite, a rename over it or a symlink swap all change it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct FileStamp {
-    model: Option<Stamp>,
-    signature: Option<Stamp>,
-    /// The tokenizer, where the folder's stamps do not cover it.
-    tokenizer: Option<Stamp>,
-    /// The model-signing bundle, when the version's signature check reads a local one.
-    bundle: Option<Stamp>,
-    folder: Vec<(PathBuf, Option<Stamp>)>,
-}
-
-/// Inode, length and modification time of a file.
-type Stamp = (u64, u64, i64, i64);
-
-/// Most files of a model folder watched for changes.
-const MAX_FOLDER_FILES: usize = 64;
-
-/// Stamps of the files in a folder, by name (empty for an unreadable folder).
-fn folder_stamps(dir: &Path) -> Vec<(PathBuf, Option<Stamp>)> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .take(MAX_FOLDER_FILES)
-        .collect();
-    paths.sort();
-    paths
-        .into_iter()
-        .map(|path| {
-            let stamp = stamp(&path);
-            (path, stamp)
-        })
-        .collect()
-}
-
-fn stamp(path: &Path) -> Option<Stamp> {
-    let meta = std::fs::metadata(path).ok()?;
-    Some((meta.ino(), meta.len(), meta.mtime(), meta.mtime_nsec()))
-}
-
-impl Wanted {
-    fn of(model: &ModelConfig, version: &VersionConfig) -> Self {
-        let files = match &version.source {
-            Source::Path(path) => {
-                let path = Path::new(path);
-                let signature = path.parent().map(|dir| dir.join(SIGNATURE_FILE));
-                // A generate model is its whole folder (config.json, tokenizer.json, ...).
-                let folder = match path.parent() {
-                    _ if model.task != Task::Generate => Vec::new(),
-                    Some(parent) if !path.is_dir() => folder_stamps(parent),
-                    _ => folder_stamps(path),
-                };
-                Some(FileStamp {
-                    model: stamp(path),
-                    signature: signature.as_deref().and_then(stamp),
-                    tokenizer: tokenizer::watched_file(model, path)
-                        .as_deref()
-                        .and_then(stamp),
-                    bundle: crate::signing::local_bundle(version, path)
-                        .as_deref()
-                        .and_then(stamp),
-                    folder,
-                })
-            }
-            Source::Http(_) | Source::Oci(_) => None,
-        };
-        Self {
-            version: version.clone(),
-            task: model.task,
-            generation: model.generation.clone(),
-            format: model.format,
-            inputs: model.inputs.clone(),
-            outputs: model.outputs.clone(),
-            batching: model.batching.clone(),
-            tokenizer: tokenizer::configured(model).cloned(),
-            files,
-        }
-    }
-}
-
-type Key = (String, String);
 
 /// The task that keeps the catalog in line with the config and the model files.
 pub struct Reloader {
     source: ConfigSource,
-    config: RuntimeConfig,
+    config: Arc<RuntimeConfig>,
     last_text: Option<String>,
     state: Arc<AppState>,
-    fetcher: Fetcher,
-    loaded: HashMap<Key, Wanted>,
-    failed: HashMap<Key, (Wanted, String)>,
+    loads: Arc<Loads>,
+    versions: HashMap<Key, Tracked>,
+    /// The id of the latest load started.
+    last_load: u64,
+    /// Every load of the first pass has finished.
+    initialized: bool,
+}
+
+/// The reloader's record of one version.
+struct Tracked {
+    /// What the catalog shows for it.
+    slot: VersionSlot,
+    /// What the serving instance was loaded from.
+    serving: Option<Wanted>,
+    /// What the latest failed load was for, and why it failed.
+    failed: Option<(Wanted, String)>,
+    /// The load under way.
+    loading: Option<Loading>,
+}
+
+/// A load under way.
+struct Loading {
+    id: u64,
+    wanted: Wanted,
+    task: AbortHandle,
+}
+
+/// What wakes the reloader.
+enum Event {
+    /// The watch interval passed.
+    Pass,
+    /// A load finished.
+    Finished(Box<Finished>),
+    /// A superseded load was stopped.
+    Stopped,
+}
+
+/// What a load task reports.
+struct Finished {
+    key: Key,
+    id: u64,
+    outcome: Outcome,
 }
 
 impl Reloader {
     /// A reloader starting from an already validated config.
     pub fn new(source: ConfigSource, config: RuntimeConfig, state: Arc<AppState>) -> Self {
-        let last_text = match &source {
-            ConfigSource::File(path) => std::fs::read_to_string(path).ok(),
-            ConfigSource::Inline(_) => None,
-        };
+        let loads = Arc::new(Loads::new(Arc::clone(&state), load::MAX_CONCURRENT_LOADS));
         Self {
             source,
-            config,
-            last_text,
+            config: Arc::new(config),
+            last_text: None,
             state,
-            fetcher: Fetcher::default(),
-            loaded: HashMap::new(),
-            failed: HashMap::new(),
+            loads,
+            versions: HashMap::new(),
+            last_load: 0,
+            initialized: false,
         }
     }
 
-    /// Reconciles now and then every watch interval, until `stop` turns true. After the
-    /// first pass, `initial` receives why each model without a serving version failed.
+    /// Reconciles now and then every watch interval, publishing each load as it finishes,
+    /// until `stop` turns true. Once every load of the first pass has finished, `initial`
+    /// receives why each model without a serving version failed.
     pub async fn run(
         mut self,
         mut stop: watch::Receiver<bool>,
         initial: oneshot::Sender<Vec<String>>,
     ) {
         let mut initial = Some(initial);
+        let mut running = JoinSet::new();
+        let mut next_pass = tokio::time::Instant::now();
+        let mut passed = false;
         loop {
-            self.reread_config();
-            self.reconcile().await;
-            if let Some(initial) = initial.take() {
-                let _ = initial.send(unservable(&self.state.catalog.load()));
-            }
-            let interval = self.config.server.watch_interval.get();
-            tokio::select! {
-                () = tokio::time::sleep(interval) => {}
+            let event = tokio::select! {
+                () = tokio::time::sleep_until(next_pass) => Event::Pass,
+                Some(joined) = running.join_next(), if !running.is_empty() => {
+                    joined.map_or(Event::Stopped, |finished| Event::Finished(Box::new(finished)))
+                }
                 _ = stop.wait_for(|stop| *stop) => return,
+            };
+            match event {
+                Event::Pass => {
+                    self.reread_config().await;
+                    self.reconcile(&mut running).await;
+                    passed = true;
+                    let interval = self.config.server.watch_interval.get();
+                    next_pass = tokio::time::Instant::now() + interval;
+                }
+                Event::Finished(finished) => self.finish(*finished),
+                Event::Stopped => {}
+            }
+            if passed && !self.initialized && self.versions.values().all(|v| v.loading.is_none()) {
+                self.initialized = true;
+                self.publish();
+                if let Some(initial) = initial.take() {
+                    let _ = initial.send(publish::unservable(&self.state.catalog.load()));
+                }
             }
         }
     }
 
-    fn reread_config(&mut self) {
+    async fn reread_config(&mut self) {
         let ConfigSource::File(path) = &self.source else {
             return;
         };
-        let Ok(text) = std::fs::read_to_string(path) else {
-            tracing::warn!(path = %path.display(), "config file unreadable; keeping the current config");
-            return;
+        let read = path.clone();
+        let text = match tokio::task::spawn_blocking(move || std::fs::read_to_string(read)).await {
+            Ok(Ok(text)) => text,
+            _ => {
+                tracing::warn!(path = %path.display(), "config file unreadable; keeping the current config");
+                return;
+            }
         };
         if self.last_text.as_deref() == Some(text.as_str()) {
             return;
         }
         match RuntimeConfig::from_yaml(&text) {
+            // The text the server started from (read before the first pass).
+            Ok(config) if config == *self.config => {}
             Ok(config) => {
                 tracing::info!(path = %path.display(), "config changed");
-                self.config = config;
+                self.config = Arc::new(config);
             }
             Err(err) => {
                 tracing::error!(path = %path.display(), error = %err, "new config refused; keeping the current one");
@@ -197,288 +171,245 @@ impl Reloader {
         self.last_text = Some(text);
     }
 
-    async fn reconcile(&mut self) {
-        let current = self.state.catalog.load_full();
-        let mut models = HashMap::new();
-        let mut changed = !current.initialized;
-        for model in &self.config.models.clone() {
-            let old = current.models.get(&model.name);
-            let mut versions = Vec::with_capacity(model.versions.len());
-            for version in &model.versions {
-                let old_slot = old.and_then(|entry| entry.slot(&version.version)).cloned();
-                let (slot, loaded) = self.reconcile_version(model, version, old_slot).await;
-                changed |= loaded;
-                versions.push((version.version.clone(), slot));
-            }
-            if let Some(entry) = old {
-                keep_serving_until_replaced(&model.name, &mut versions, entry);
-            }
-            let config = match old {
-                Some(entry) if *entry.config == *model => Arc::clone(&entry.config),
-                _ => {
-                    changed = true;
-                    Arc::new(model.clone())
-                }
-            };
-            models.insert(model.name.clone(), ModelEntry { config, versions });
-        }
-        changed |= current.models.len() != models.len();
-        let keep = |key: &Key| {
-            models
-                .get(&key.0)
-                .is_some_and(|e: &ModelEntry| e.slot(&key.1).is_some())
+    /// One pass: stamps the files, starts the loads the config and files call for, and
+    /// publishes what changed at once (removals, config, loads started).
+    async fn reconcile(&mut self, running: &mut JoinSet<Finished>) {
+        let config = Arc::clone(&self.config);
+        let models = Arc::clone(&config);
+        let Ok(mut wanted) =
+            tokio::task::spawn_blocking(move || plan::wanted_all(&models.models)).await
+        else {
+            tracing::error!("stamping the model files did not finish; trying again next pass");
+            return;
         };
-        self.loaded.retain(|key, _| keep(key));
-        self.failed.retain(|key, _| keep(key));
-        if changed {
-            self.state.catalog.store(Arc::new(Catalog {
-                models,
-                initialized: true,
-            }));
+        for model in &config.models {
+            for version in &model.versions {
+                let key = (model.name.clone(), version.version.clone());
+                if let Some(wanted) = wanted.remove(&key) {
+                    self.reconcile_version(model, version, key, wanted, running);
+                }
+            }
         }
+        self.publish();
     }
 
-    /// Keeps, loads or reloads one version; returns its slot and whether it changed.
-    async fn reconcile_version(
+    /// Keeps a version as it is, or starts its (re)load.
+    fn reconcile_version(
         &mut self,
         model: &ModelConfig,
         version: &VersionConfig,
-        old: Option<VersionSlot>,
-    ) -> (VersionSlot, bool) {
-        let key = (model.name.clone(), version.version.clone());
-        let wanted = Wanted::of(model, version);
-        if let Some(slot) = &old
-            && self.loaded.get(&key) == Some(&wanted)
+        key: Key,
+        wanted: Wanted,
+        running: &mut JoinSet<Finished>,
+    ) {
+        let tracked = self.versions.entry(key.clone()).or_insert_with(|| Tracked {
+            slot: publish::loading(),
+            serving: None,
+            failed: None,
+            loading: None,
+        });
+        let known = Known {
+            serving: tracked.slot.serving.as_ref().and(tracked.serving.as_ref()),
+            failed: tracked.failed.as_ref().map(|(wanted, _)| wanted),
+            loading: tracked.loading.as_ref().map(|loading| &loading.wanted),
+        };
+        let step = plan::step(&wanted, known);
+        if step != Step::Wait
+            && let Some(superseded) = tracked.loading.take()
         {
-            return (slot.clone(), false);
+            tracing::info!(model = %model.name, version = %version.version, "a newer config supersedes the load under way");
+            superseded.task.abort();
         }
-        if let Some((failed, reason)) = self.failed.get(&key)
-            && *failed == wanted
-        {
-            let slot = old.unwrap_or(VersionSlot {
-                serving: None,
-                state: LoadState::Failed(reason.clone()),
-            });
-            return (slot, false);
+        let state = match step {
+            Step::Wait => return,
+            Step::Serve => {
+                tracked.failed = None;
+                LoadState::Ready
+            }
+            Step::KeepFailed => {
+                let reason = tracked.failed.as_ref().map(|(_, reason)| reason.clone());
+                LoadState::Failed(reason.unwrap_or_default())
+            }
+            Step::Load => {
+                self.last_load += 1;
+                let id = self.last_load;
+                let job = Job {
+                    model: model.clone(),
+                    version: version.clone(),
+                    cache_dir: self.config.server.cache_dir.clone().into(),
+                    intra_op_threads: self.config.server.intra_op_threads,
+                };
+                let loads = Arc::clone(&self.loads);
+                let reported = key.clone();
+                let task = running.spawn(async move {
+                    let outcome = AssertUnwindSafe(loads.run(&job))
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(|_| Err("the load panicked".to_owned()));
+                    Finished {
+                        key: reported,
+                        id,
+                        outcome,
+                    }
+                });
+                tracked.loading = Some(Loading { id, wanted, task });
+                LoadState::Loading
+            }
+        };
+        if step == Step::Load || tracked.slot.state != state {
+            tracked.slot.state = state;
+            record_state(&self.state, &key, &tracked.slot);
         }
-        self.state
-            .metrics
-            .set_state(&model.name, &version.version, "loading");
-        let serving = old.and_then(|slot| slot.serving);
-        match self.load(model, version).await {
-            Ok(instance) => {
-                tracing::info!(model = %model.name, version = %version.version, "version ready");
-                self.failed.remove(&key);
-                self.loaded.insert(key, wanted);
-                (
-                    VersionSlot {
-                        serving: Some(Arc::new(instance)),
-                        state: LoadState::Ready,
-                    },
-                    true,
-                )
+    }
+
+    /// Publishes a finished load, unless a newer load or config superseded it.
+    fn finish(&mut self, finished: Finished) {
+        let Finished { key, id, outcome } = finished;
+        let (model, label) = (&key.0, &key.1);
+        let Some(tracked) = self
+            .versions
+            .get_mut(&key)
+            .filter(|tracked| tracked.loading.as_ref().is_some_and(|l| l.id == id))
+        else {
+            // Dropping the outcome stops its executor: it never served.
+            tracing::info!(model = %model, version = %label, "a superseded load finished; dropped");
+            return;
+        };
+        let Some(Loading { wanted, .. }) = tracked.loading.take() else {
+            return;
+        };
+        match outcome {
+            Ok((instance, seconds)) => {
+                tracing::info!(model = %model, version = %label, seconds, "version ready");
+                self.state.metrics.loaded(model, label, seconds);
+                tracked.slot = VersionSlot {
+                    serving: Some(Arc::new(instance)),
+                    state: LoadState::Ready,
+                };
+                tracked.serving = Some(wanted);
+                tracked.failed = None;
             }
             Err(reason) => {
-                tracing::error!(model = %model.name, version = %version.version, %reason, keeps_serving = serving.is_some(), "load failed");
-                self.state
-                    .metrics
-                    .load_failed(&model.name, &version.version);
-                self.state.metrics.set_state(
-                    &model.name,
-                    &version.version,
-                    if serving.is_some() { "ready" } else { "failed" },
-                );
-                self.failed.insert(key, (wanted, reason.clone()));
-                (
-                    VersionSlot {
-                        serving,
-                        state: LoadState::Failed(reason),
-                    },
-                    true,
-                )
+                let keeps_serving = tracked.slot.serving.is_some();
+                tracing::error!(model = %model, version = %label, %reason, keeps_serving, "load failed");
+                self.state.metrics.load_failed(model, label);
+                tracked.slot.state = LoadState::Failed(reason.clone());
+                tracked.failed = Some((wanted, reason));
+                record_state(&self.state, &key, &tracked.slot);
             }
         }
+        self.publish();
     }
 
-    async fn load(&self, model: &ModelConfig, version: &VersionConfig) -> Result<Version, String> {
-        let started = Instant::now();
-        let cache_dir = PathBuf::from(&self.config.server.cache_dir);
-        let artifact = self
-            .fetcher
-            .fetch(&version.source, &cache_dir)
-            .await
-            .map_err(|e| e.to_string())?;
-        // What loads is what is verified: a generate model is its whole folder (its
-        // config.json names the weights), even when the source names a file in it.
-        let signed = match model.task {
-            Task::Generate => generate::model_folder(&artifact.path)?,
-            _ => artifact.path.clone(),
-        };
-        crate::signing::check(&model.name, version, &signed, &self.state.metrics.signing).await?;
-        tokenizer::fetch(&self.fetcher, model, &version.source, &artifact).await?;
-        if model.task == Task::Generate {
-            return self.load_generate(model, version, artifact, started).await;
+    /// Swaps in the catalog the config and the versions call for, when it differs from
+    /// the one serving; forgets the versions it no longer holds.
+    fn publish(&mut self) {
+        let configured: HashSet<(&str, &str)> = self
+            .config
+            .models
+            .iter()
+            .flat_map(|m| {
+                m.versions
+                    .iter()
+                    .map(|v| (m.name.as_str(), v.version.as_str()))
+            })
+            .collect();
+        let is_configured =
+            |(model, label): &Key| configured.contains(&(model.as_str(), label.as_str()));
+        for (key, tracked) in &mut self.versions {
+            // No longer configured: its load has no purpose (it may keep serving in place
+            // of configured versions that do not, as it was).
+            if !is_configured(key)
+                && let Some(loading) = tracked.loading.take()
+            {
+                loading.task.abort();
+                tracked.slot.state = match &tracked.failed {
+                    Some((_, reason)) => LoadState::Failed(reason.clone()),
+                    None => LoadState::Ready,
+                };
+            }
         }
-        let signature = signature_of(&self.fetcher, model, &version.source, &artifact).await?;
-        let codec = tokenizer::embed_codec(model, &artifact.path)?;
-        let batching = model.batching.max_batch_size > 1 && signature.batchable();
-        let settings = BatchSettings {
-            max_batch_size: if batching {
-                u64::from(model.batching.max_batch_size)
-            } else {
-                1
-            },
-            max_queue_delay: model.batching.max_queue_delay.get(),
-            warmup_iterations: version.warmup_iterations,
-            intra_op_threads: self.intra_op_threads(),
-        };
-        let metrics = self.state.metrics.version(&model.name, &version.version);
-        let (format, device, path) = (model.format, version.device, artifact.path.clone());
-        let loader: Loader = Box::new(move || {
-            let backend = model::load(format, &path, device).map_err(|e| e.to_string())?;
-            Ok((backend, signature))
+        let before = self.state.catalog.load_full();
+        let slot_of = |key: &Key| self.versions.get(key).map(|t| t.slot.clone());
+        let next = publish::catalog_of(&self.config, slot_of, &before, self.initialized);
+        self.versions.retain(|key, _| {
+            is_configured(key)
+                || next
+                    .models
+                    .get(&key.0)
+                    .is_some_and(|entry| entry.slot(&key.1).is_some())
         });
-        let thread = format!("mp-{}-{}", model.name, version.version);
-        let (executor, signature) =
-            Executor::start(thread, settings, metrics.clone(), loader).await?;
-        self.state.metrics.loaded(
-            &model.name,
-            &version.version,
-            started.elapsed().as_secs_f64(),
-        );
-        let version = Version::new(
-            model.name.clone(),
-            version.version.clone(),
-            signature,
-            batching,
-            artifact.digest,
-            metrics,
-            executor,
-        );
-        Ok(match codec {
-            Some(codec) => version.with_text_codec(Arc::new(codec)),
-            None => version,
-        })
-    }
-}
-
-impl Reloader {
-    async fn load_generate(
-        &self,
-        model: &ModelConfig,
-        version: &VersionConfig,
-        artifact: crate::source::Artifact,
-        started: Instant,
-    ) -> Result<Version, String> {
-        let metrics = &self.state.metrics;
-        let start = generate::EngineStart {
-            dir: artifact.path,
-            threads: self.intra_op_threads(),
-            cgroup_root: PathBuf::from(crate::cgroup::CGROUP_ROOT),
-            metrics: metrics.generation(&model.name, &version.version),
-        };
-        let engine = generate::start_engine(model, version, start).await?;
-        metrics.loaded(
-            &model.name,
-            &version.version,
-            started.elapsed().as_secs_f64(),
-        );
-        Ok(Version::generate(
-            model.name.clone(),
-            version.version.clone(),
-            artifact.digest,
-            metrics.version(&model.name, &version.version),
-            engine,
-        ))
-    }
-
-    fn intra_op_threads(&self) -> usize {
-        crate::cgroup::intra_op_threads(
-            self.config.server.intra_op_threads,
-            Path::new(crate::cgroup::CGROUP_ROOT),
-        )
-    }
-}
-
-/// A model whose configured versions all failed to load (a new model under Enforce that does
-/// not verify, a corrupt file, a missing folder) keeps the versions that served before the
-/// config changed, so that replacing a version never takes the model down: they stay until a
-/// configured version serves.
-fn keep_serving_until_replaced(
-    model: &str,
-    versions: &mut Vec<(String, VersionSlot)>,
-    before: &ModelEntry,
-) {
-    if versions.iter().any(|(_, slot)| slot.serving.is_some()) {
-        return;
-    }
-    for (label, slot) in &before.versions {
-        if slot.serving.is_some() && !versions.iter().any(|(l, _)| l == label) {
-            tracing::warn!(
-                model,
-                version = %label,
-                "keeps serving a version that is no longer configured: no configured version serves"
-            );
-            versions.push((label.clone(), slot.clone()));
+        if !publish::same_catalog(&before, &next) {
+            self.state.catalog.store(Arc::new(next));
         }
     }
 }
 
-/// One line per model that has no serving version, with the load failures behind it.
-fn unservable(catalog: &Catalog) -> Vec<String> {
-    let mut lines: Vec<String> = catalog
-        .models
-        .values()
-        .filter(|entry| entry.default_serving().is_none())
-        .flat_map(|entry| {
-            entry
-                .versions
-                .iter()
-                .filter_map(|(label, slot)| match &slot.state {
-                    LoadState::Failed(reason) => Some(format!(
-                        "model {} version {label} failed to load: {reason}",
-                        entry.config.name
-                    )),
-                    _ => None,
-                })
-        })
-        .collect();
-    lines.sort();
-    lines
-}
-
-/// The signature of a model from `source`: as [`signature_for`] says, where an `http`
-/// model with no inputs in the config takes the `signature.json` published beside its URL
-/// (downloaded once into its cache folder), as a local one does from beside its file.
-async fn signature_of(
-    fetcher: &Fetcher,
-    model: &ModelConfig,
-    source: &Source,
-    artifact: &crate::source::Artifact,
-) -> Result<Signature, String> {
-    let unfetched = match source {
-        Source::Http(_) if model.inputs.is_empty() => fetcher
-            .fetch_beside(source, artifact, SIGNATURE_FILE, None)
-            .await
-            .err(),
-        _ => None,
+/// Records a version's state in `modelplane_model_state`: a failed reload whose previous
+/// instance serves counts as ready.
+fn record_state(state: &AppState, (model, label): &Key, slot: &VersionSlot) {
+    let shown = match &slot.state {
+        LoadState::Failed(_) if slot.serving.is_some() => &LoadState::Ready,
+        other => other,
     };
-    signature_for(model, &artifact.path).map_err(|err| match unfetched {
-        Some(why) => format!("{err} ({SIGNATURE_FILE} beside the model URL: {why})"),
-        None => err,
-    })
+    state.metrics.set_state(model, label, shown.as_str());
 }
 
-/// The configured signature, else the `signature.json` beside the model file.
-fn signature_for(model: &ModelConfig, model_path: &Path) -> Result<Signature, String> {
-    if !model.inputs.is_empty() {
-        return Signature::from_specs(&model.inputs, &model.outputs);
-    }
-    let dir = model_path.parent().unwrap_or(Path::new("."));
-    Signature::read_beside(dir)?.ok_or_else(|| {
-        format!(
-            "no inputs in the config and no {SIGNATURE_FILE} beside {}",
-            model_path.display()
+#[cfg(test)]
+mod tests {
+    use arc_swap::ArcSwap;
+
+    use super::*;
+    use crate::catalog::Catalog;
+    use crate::metrics::Metrics;
+
+    fn reloader() -> Reloader {
+        let yaml = "models: [{name: m, versions: [{version: '1', source: {path: /nowhere/m.pt}}]}]";
+        let config = RuntimeConfig::from_yaml(yaml).expect("config");
+        let state = Arc::new(AppState {
+            catalog: ArcSwap::from_pointee(Catalog::default()),
+            metrics: Metrics::new(),
+        });
+        Reloader::new(
+            ConfigSource::Inline(Box::new(config.clone())),
+            config,
+            state,
         )
-    })
+    }
+
+    fn shown(reloader: &Reloader) -> Option<LoadState> {
+        let catalog = reloader.state.catalog.load();
+        Some(catalog.models.get("m")?.slot("1")?.state.clone())
+    }
+
+    #[tokio::test]
+    async fn a_load_that_is_no_longer_its_versions_latest_is_dropped() {
+        let mut reloader = reloader();
+        let mut running = JoinSet::new();
+        reloader.reconcile(&mut running).await;
+        assert_eq!(shown(&reloader), Some(LoadState::Loading));
+        // A newer load of the version started meanwhile.
+        let key = ("m".to_owned(), "1".to_owned());
+        let newer = reloader.last_load + 1;
+        let tracked = reloader.versions.get_mut(&key).expect("tracked");
+        tracked.loading.as_mut().expect("loading").id = newer;
+
+        let finished = running.join_next().await.expect("a load").expect("ran");
+        assert!(
+            finished.outcome.is_err(),
+            "no signature.json beside the file"
+        );
+        reloader.finish(finished);
+        assert_eq!(shown(&reloader), Some(LoadState::Loading), "dropped");
+
+        let outcome = Err("newer".to_owned());
+        reloader.finish(Finished {
+            key,
+            id: newer,
+            outcome,
+        });
+        assert_eq!(shown(&reloader), Some(LoadState::Failed("newer".into())));
+        let state = r#"modelplane_model_state{model="m",version="1",state="failed"} 1"#;
+        assert!(reloader.state.metrics.encode().contains(state));
+    }
 }

@@ -8,6 +8,7 @@ use modelplane_api::runtime_config::{Device, Generation, ModelConfig, VersionCon
 use modelplane_generate::config::GenerateModelConfig;
 use modelplane_generate::engine::{Engine, EngineSettings, ModelLoader};
 use modelplane_generate::metrics::GenerationMetrics;
+use modelplane_generate::text::TextCodec;
 
 use crate::cgroup;
 use crate::model::{self, CacheSize};
@@ -31,30 +32,54 @@ pub(super) struct EngineStart {
 }
 
 /// Reads the folder, checks memory, and starts the engine (load and warm-up run on
-/// its thread); resolves once the version can take requests.
+/// its thread); resolves once the version can take requests. The files are read on the
+/// blocking pool.
 pub(super) async fn start_engine(
     model: &ModelConfig,
     version: &VersionConfig,
     start: EngineStart,
 ) -> Result<Engine, String> {
-    let dir = model_folder(&start.dir)?;
-    let config = GenerateModelConfig::load(&dir).map_err(|e| e.to_string())?;
-    let codec = Arc::new(super::tokenizer::generate_codec(model, &dir, &config)?);
-    let size = cache_size(&model.generation, &config);
-    if version.device == Device::Cpu {
-        let weights = std::fs::metadata(config.model_path(&dir)).map_or(0, |m| m.len());
-        let need = kv_cache_bytes(size, &config) + weights;
-        check_memory(need, size, &start.cgroup_root)?;
-    }
+    let (read_model, device) = (model.clone(), version.device);
+    let (source, cgroup_root) = (start.dir, start.cgroup_root);
+    let (dir, config, codec, size) =
+        super::load::blocking(move || prepare(&read_model, device, &source, &cgroup_root)).await?;
     let settings = engine_settings(&model.generation);
-    let (format, device, threads) = (model.format, version.device, start.threads);
+    let (format, threads) = (model.format, start.threads);
     let eos = config.eos_token_ids.clone();
     let loader: ModelLoader = Box::new(move || {
         tch::set_num_threads(i32::try_from(threads).unwrap_or(1));
         model::load_step_model(format, &dir, &config, device, size).map_err(|e| e.to_string())
     });
     let thread = format!("mp-gen-{}-{}", model.name, version.version);
-    Engine::start(thread, loader, codec, eos, settings, start.metrics).await
+    Engine::start(
+        thread,
+        loader,
+        Arc::new(codec),
+        eos,
+        settings,
+        start.metrics,
+    )
+    .await
+}
+
+/// The folder, its config and tokenizer and the KV cache size, checked against the
+/// memory limit on CPU. Reads files: call it on the blocking pool.
+fn prepare(
+    model: &ModelConfig,
+    device: Device,
+    source: &Path,
+    cgroup_root: &Path,
+) -> Result<(PathBuf, GenerateModelConfig, TextCodec, CacheSize), String> {
+    let dir = model_folder(source)?;
+    let config = GenerateModelConfig::load(&dir).map_err(|e| e.to_string())?;
+    let codec = super::tokenizer::generate_codec(model, &dir, &config)?;
+    let size = cache_size(&model.generation, &config);
+    if device == Device::Cpu {
+        let weights = std::fs::metadata(config.model_path(&dir)).map_or(0, |m| m.len());
+        let need = kv_cache_bytes(size, &config) + weights;
+        check_memory(need, size, cgroup_root)?;
+    }
+    Ok((dir, config, codec, size))
 }
 
 /// The model folder of a source: the folder itself, or the folder of a file that has
