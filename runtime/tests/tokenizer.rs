@@ -8,7 +8,6 @@ mod generate_support;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -51,22 +50,7 @@ fn minilm_tokenizer() -> PathBuf {
 
 /// Writes the `[Σ ids, count, k]` TorchScript model to each path.
 fn make_embed_models(dir: &Path, models: &[(&Path, f32)]) {
-    let script = dir.join("make_embed.py");
-    std::fs::write(&script, MAKE_EMBED).expect("write script");
-    let mut command = Command::new(python());
-    command.arg(&script);
-    for (path, k) in models {
-        std::fs::create_dir_all(path.parent().expect("parent")).expect("model dir");
-        command.arg(path).arg(k.to_string());
-    }
-    let output = command
-        .output()
-        .expect("run the venv python (scripts/setup.sh makes it)");
-    assert!(
-        output.status.success(),
-        "making models failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    write_models(&dir.join("make_embed.py"), MAKE_EMBED, models);
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

@@ -48,6 +48,9 @@ async fn batched_requests_joining_at_different_steps_match_running_alone() {
     let harness = Harness::start(Setup {
         slots: 3,
         settings: settings(8, 4),
+        // Steps that take a little time, so that on a loaded machine the early requests are
+        // still decoding when the later ones join (otherwise they may never share a step).
+        delay: Duration::from_millis(2),
         ..Setup::default()
     })
     .await;

@@ -45,21 +45,7 @@ pub fn make_affine_models(models: &[(&Path, f32)]) {
         .expect("model in a version dir")
         .join("make_affine.py");
     std::fs::create_dir_all(script.parent().expect("parent")).expect("script dir");
-    std::fs::write(&script, MAKE_AFFINE).expect("write script");
-    let mut command = Command::new(python());
-    command.arg(&script);
-    for (path, k) in models {
-        std::fs::create_dir_all(path.parent().expect("parent")).expect("model dir");
-        command.arg(path).arg(k.to_string());
-    }
-    let output = command
-        .output()
-        .expect("run the venv python (scripts/setup.sh makes it)");
-    assert!(
-        output.status.success(),
-        "making models failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    write_models(&script, MAKE_AFFINE, models);
     for (path, _) in models {
         std::fs::write(
             path.parent().expect("parent").join("signature.json"),
@@ -193,4 +179,24 @@ pub async fn metric(running: &Running, sample: &str) -> Option<f64> {
         .ok()?;
     text.lines()
         .find_map(|line| line.strip_prefix(sample)?.trim().parse().ok())
+}
+
+/// Writes the TorchScript-making `source` to `script` and runs it with the venv's Python,
+/// once, for every `(path, k)` of `models` (TorchScript compiles from files, not `-c`).
+pub fn write_models(script: &Path, source: &str, models: &[(&Path, f32)]) {
+    std::fs::write(script, source).expect("write script");
+    let mut command = Command::new(python());
+    command.arg(script);
+    for (path, k) in models {
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("model dir");
+        command.arg(path).arg(k.to_string());
+    }
+    let output = command
+        .output()
+        .expect("run the venv python (scripts/setup.sh makes it)");
+    assert!(
+        output.status.success(),
+        "making models failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
