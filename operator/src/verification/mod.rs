@@ -25,7 +25,9 @@ use modelplane_verify::{
 
 pub use credentials::pull_credentials;
 pub use model_files::{delegated_model_source, model_signature};
-pub use record::{PINNED_ANNOTATION, PinnedRevision, VerifiedCondition, inputs_hash};
+pub use record::{
+    PINNED_ANNOTATION, PinnedRevision, VerifiedCondition, inputs_hash, pinned_artifacts,
+};
 pub use secrets::{SpecCheck, check_spec, pull_secret_credentials, trusted_keys};
 
 /// What to resolve and verify before one revision rolls out.

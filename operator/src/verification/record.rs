@@ -46,6 +46,14 @@ pub struct PinnedRevision {
     pub verified: Option<VerifiedCondition>,
 }
 
+/// `image <digest>[ and model <digest>]`: what a `Verified` message says was pinned.
+pub fn pinned_artifacts(image_digest: &str, model_digest: Option<&str>) -> String {
+    match model_digest {
+        Some(model) => format!("image {image_digest} and model {model}"),
+        None => format!("image {image_digest}"),
+    }
+}
+
 /// The `Verified` condition. Recorded with the pinned revision (so a steady reconcile
 /// reproduces it without asking the registry) and with each hold of a refused one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,10 +102,7 @@ impl PinnedRevision {
         if let Some(verified) = &self.verified {
             return verified.clone();
         }
-        let mut what = format!("image {}", self.image_digest);
-        if let Some(model) = &self.model_digest {
-            what.push_str(&format!(" and model {model}"));
-        }
+        let what = pinned_artifacts(&self.image_digest, self.model_digest.as_deref());
         match (mode, &self.verified_at) {
             (Mode::Disabled, _) => VerifiedCondition {
                 status: ConditionStatus::Unknown,

@@ -25,7 +25,8 @@ use crate::{
     health::Blocker,
     verification::{
         Checked, PinnedRevision, Pins, Signed, VerifiedCondition, check_spec,
-        delegated_model_source, inputs_hash, model_signature, pull_secret_credentials,
+        delegated_model_source, inputs_hash, model_signature, pinned_artifacts,
+        pull_secret_credentials,
     },
 };
 
@@ -367,10 +368,7 @@ fn signed_condition(
     signed: &Signed,
     pins: &Pins,
 ) -> VerifiedCondition {
-    let mut what = format!("image {}", pins.image_digest);
-    if let Some(model) = &pins.model_digest {
-        what.push_str(&format!(" and model {model}"));
-    }
+    let what = pinned_artifacts(&pins.image_digest, pins.model_digest.as_deref());
     let signer = signed.signer.as_deref().unwrap_or("a trusted key");
     let delegated = spec
         .model

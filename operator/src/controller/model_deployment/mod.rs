@@ -135,16 +135,8 @@ async fn converge(ctx: &Context, md: &ModelDeployment, owner: &Owner<'_>) -> Res
         }
     };
     publish(ctx, md, gate.event.into_iter().collect()).await?;
-    write_status(
-        ctx,
-        md,
-        owner,
-        blocker.as_ref(),
-        applied,
-        gate.verified,
-        false,
-    )
-    .await?;
+    let obstacle = blocker.as_ref().map(Obstacle::Blocked);
+    write_status(ctx, md, owner, obstacle, applied, gate.verified).await?;
     let resync = if blocker.is_some() {
         BLOCKED_RESYNC
     } else {
@@ -230,7 +222,7 @@ async fn report_failure(ctx: &Context, md: &ModelDeployment, owner: &Owner<'_>, 
         reason: error.condition_reason(),
         message: error.to_string(),
     };
-    let written = write_status(ctx, md, owner, Some(&blocker), None, None, true).await;
+    let written = write_status(ctx, md, owner, Some(Obstacle::Failed(&blocker)), None, None).await;
     if let Err(status_error) = written {
         tracing::warn!(error = %status_error, "the failure could not be written to the status");
         let warning = status::event(
@@ -275,18 +267,32 @@ async fn publish(ctx: &Context, md: &ModelDeployment, events: Vec<Event>) -> Res
     Ok(())
 }
 
+/// What kept the reconcile from bringing the cluster to the spec.
+#[derive(Clone, Copy)]
+enum Obstacle<'a> {
+    /// The rollout is held (a missing Secret, a refused signature): what runs may still serve.
+    Blocked(&'a Blocker),
+    /// The reconcile failed: the model is not Ready whatever its pods say (what serves no
+    /// longer matches the spec, or cannot be reached).
+    Failed(&'a Blocker),
+}
+
+impl<'a> Obstacle<'a> {
+    fn blocker(self) -> &'a Blocker {
+        match self {
+            Obstacle::Blocked(blocker) | Obstacle::Failed(blocker) => blocker,
+        }
+    }
+}
+
 /// Assesses the observed state and patches the status subresource if it changed.
-/// `failed`: the reconcile failed with `blocker`, so the model is not Ready whatever its
-/// pods say (what serves no longer matches the spec, or cannot be reached).
-#[allow(clippy::too_many_arguments)]
 async fn write_status(
     ctx: &Context,
     md: &ModelDeployment,
     owner: &Owner<'_>,
-    blocker: Option<&Blocker>,
+    obstacle: Option<Obstacle<'_>>,
     applied: Option<Revision>,
     verified: Option<VerifiedCondition>,
-    failed: bool,
 ) -> Result<()> {
     let deployment = cached(&ctx.cache.deployments, &owner.namespace, &owner.name);
     let pods = ctx.cache.pods_of(&owner.namespace, &owner.name);
@@ -294,9 +300,9 @@ async fn write_status(
         desired_replicas: md.spec.runtime.replicas,
         deployment: deployment.as_deref(),
         pods: &pods,
-        blocker,
+        blocker: obstacle.map(Obstacle::blocker),
     });
-    if let (true, Some(blocker)) = (failed, blocker) {
+    if let Some(Obstacle::Failed(blocker)) = obstacle {
         status::not_ready(&mut assessment, blocker);
     }
     let current = md.status.clone().unwrap_or_default();
