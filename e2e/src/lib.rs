@@ -14,7 +14,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use k8s_openapi::{
-    api::core::v1::Namespace,
+    api::core::v1::{Namespace, PersistentVolumeClaim},
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use kube::{
@@ -245,4 +245,38 @@ pub fn example_model_deployment(
         }
     }
     bail!("{} holds no ModelDeployment", path.display())
+}
+
+/// Applies the ModelDeployment of `examples/<file>` into `namespace` (server-side,
+/// as the tests' field manager) and returns it as stored.
+pub async fn apply_example(
+    client: &Client,
+    namespace: &str,
+    file: &str,
+) -> anyhow::Result<modelplane_api::model_deployment::ModelDeployment> {
+    use kube::ResourceExt as _;
+    let mut md = example_model_deployment(file)?;
+    md.metadata.namespace = Some(namespace.to_owned());
+    let api: Api<modelplane_api::model_deployment::ModelDeployment> =
+        Api::namespaced(client.clone(), namespace);
+    Ok(api
+        .patch(
+            &md.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&md),
+        )
+        .await?)
+}
+
+/// Creates the PersistentVolumeClaim `models` the PVC examples read their model from.
+/// It need not bind: the operator checks that the claim exists, the pods need not start.
+pub async fn create_models_claim(client: &Client, namespace: &str) -> anyhow::Result<()> {
+    let claim: PersistentVolumeClaim = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "models"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }))?;
+    Api::<PersistentVolumeClaim>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &claim)
+        .await?;
+    Ok(())
 }

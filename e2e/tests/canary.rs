@@ -18,8 +18,8 @@ use kube::{
 };
 use modelplane_api::{Canary, CanaryStatus, ModelDeployment};
 use modelplane_e2e::{
-    FIELD_MANAGER, Operator, TestNamespace, cluster, eventually, example_model_deployment,
-    install_crds, registry::TestRegistry,
+    FIELD_MANAGER, Operator, TestNamespace, apply_example, cluster, create_models_claim,
+    eventually, example_model_deployment, install_crds, registry::TestRegistry,
 };
 use serde_json::{Value, json};
 
@@ -61,19 +61,6 @@ async fn apply_canary(
 async fn apply_mlp_canary(client: &Client, namespace: &str, abort: bool) -> anyhow::Result<()> {
     let candidate = json!({"runtime": {"image": candidate_image()}});
     apply_canary(client, namespace, (CANARY, "mlp"), candidate, abort).await
-}
-
-async fn apply_target(client: &Client, namespace: &str) -> anyhow::Result<()> {
-    let mut md = example_model_deployment("mlp-tensor.yaml")?;
-    md.metadata.namespace = Some(namespace.to_owned());
-    Api::<ModelDeployment>::namespaced(client.clone(), namespace)
-        .patch(
-            &md.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&md),
-        )
-        .await?;
-    Ok(())
 }
 
 fn reason(status: &CanaryStatus, type_: &str) -> Option<String> {
@@ -130,7 +117,8 @@ async fn candidate_waits_for_its_target_is_pinned_and_gets_no_traffic() -> anyho
     assert_eq!(format!("{:?}", waiting.phase), "Pending");
 
     // The target appears: the ModelDeployment watch re-reconciles the Canary.
-    apply_target(&client, &ns.name).await?;
+    create_models_claim(&client, &ns.name).await?;
+    apply_example(&client, &ns.name, "mlp-tensor.yaml").await?;
     let admitted = progressing(&client, &ns.name, "TrafficShiftingUnavailable").await?;
     assert_eq!(format!("{:?}", admitted.phase), "Pending");
     // No traffic goes to the candidate: the target's pods still run the target's image.

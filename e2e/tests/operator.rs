@@ -5,50 +5,20 @@ use std::time::Duration;
 
 use k8s_openapi::api::{
     apps::v1::Deployment,
-    core::v1::{ConfigMap, PersistentVolumeClaim, Service},
+    core::v1::{ConfigMap, Service},
     policy::v1::PodDisruptionBudget,
 };
 use kube::{
     Api, Client, Resource, ResourceExt,
-    api::{DeleteParams, Patch, PatchParams, PostParams},
+    api::{DeleteParams, Patch, PatchParams},
 };
 use modelplane_api::ModelDeployment;
 use modelplane_e2e::{
-    FIELD_MANAGER, Operator, TestNamespace, cluster, eventually, example_model_deployment,
-    install_crds,
+    Operator, TestNamespace, apply_example, cluster, create_models_claim, eventually, install_crds,
 };
 use serde_json::json;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Applies `examples/<file>` into `namespace` and returns the ModelDeployment.
-async fn apply_example(
-    client: &Client,
-    namespace: &str,
-    file: &str,
-) -> anyhow::Result<ModelDeployment> {
-    let mut md = example_model_deployment(file)?;
-    md.meta_mut().namespace = Some(namespace.to_owned());
-    let api: Api<ModelDeployment> = Api::namespaced(client.clone(), namespace);
-    Ok(api
-        .patch(
-            &md.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&md),
-        )
-        .await?)
-}
-
-async fn create_models_claim(client: &Client, namespace: &str) -> anyhow::Result<()> {
-    let claim: PersistentVolumeClaim = serde_json::from_value(json!({
-        "metadata": {"name": "models"},
-        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
-    }))?;
-    Api::<PersistentVolumeClaim>::namespaced(client.clone(), namespace)
-        .create(&PostParams::default(), &claim)
-        .await?;
-    Ok(())
-}
 
 fn owned_by(object: &impl Resource, md: &ModelDeployment) -> bool {
     object

@@ -7,7 +7,7 @@
 //!
 //! Needs, besides `KUBECONFIG`: `docker-registry` (Debian), the venv's `oras`, `openssl`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::{
     ByteString,
@@ -137,6 +137,32 @@ async fn signed_example_deploys_pinned_and_unsigned_model_is_held() -> anyhow::R
         ("False".into(), "NoSignature".into())
     );
     assert!(deployments.get_opt("unsigned").await?.is_none());
+
+    // The signature appears: the held revision is re-checked with backoff, not at the
+    // next periodic resync, and then reads Verified.
+    let unsigned_digest = registry.push("modelplane/classifier", "unsigned", b"unsigned model")?;
+    registry.sign("modelplane/classifier", &unsigned_digest, &key)?;
+    let signed_later = Instant::now();
+    eventually("the held Deployment once signed", TIMEOUT, || async {
+        Ok(deployments.get_opt("unsigned").await?)
+    })
+    .await?;
+    println!(
+        "held revision rolled out {:.1?} after its signature appeared",
+        signed_later.elapsed()
+    );
+    let mds: Api<ModelDeployment> = Api::namespaced(client.clone(), &ns.name);
+    eventually(
+        "Verified=True on the formerly held revision",
+        TIMEOUT,
+        || async {
+            let status = mds.get("unsigned").await?.status;
+            let condition =
+                status.and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Verified"));
+            Ok(condition.filter(|c| format!("{:?}", c.status) == "True" && c.reason == "Verified"))
+        },
+    )
+    .await?;
     operator.assert_running()?;
     ns.delete().await
 }

@@ -5,6 +5,7 @@ mod cel_typing;
 mod drift;
 mod examples;
 mod formats;
+mod server;
 mod structural;
 mod support;
 mod validation;

@@ -8,6 +8,7 @@ mod tenant_quota;
 
 use serde_json::Value;
 
+use crate::server;
 use crate::support::{Violation, admit};
 
 /// `object` with the value at JSON pointer `pointer` replaced (parents created as needed).
@@ -60,6 +61,11 @@ pub fn assert_admitted(kind: &str, case: &str, object: &Value) {
         violations.is_empty(),
         "{kind} {case}: expected admission, got {violations:#?}"
     );
+    if server::enabled() {
+        if let Err(message) = server::dry_run(object) {
+            panic!("{kind} {case}: the API server refused what the offline check admits: {message}");
+        }
+    }
 }
 
 /// Asserts every case is refused at its path with its message.
@@ -75,6 +81,16 @@ pub fn assert_all_refused(kind: &str, cases: Vec<Refused>) {
                 "{}: expected refusal at {} saying {:?}, got {:?}",
                 case.case, case.path, case.says, violations
             ));
+        }
+        if server::enabled() {
+            match server::dry_run(&case.object) {
+                Ok(()) => failures.push(format!("{}: the API server admitted it", case.case)),
+                Err(message) if !message.contains(case.path) => failures.push(format!(
+                    "{}: the API server refused it but not at {}: {message}",
+                    case.case, case.path
+                )),
+                Err(_) => {}
+            }
         }
     }
     assert!(failures.is_empty(), "{kind}:\n{}", failures.join("\n"));
