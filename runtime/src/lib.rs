@@ -10,6 +10,7 @@ pub mod batch;
 pub mod catalog;
 pub mod cgroup;
 pub mod error;
+pub mod limits;
 pub mod metrics;
 pub mod model;
 pub mod openai;

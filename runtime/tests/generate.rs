@@ -1,11 +1,11 @@
 //! Generative serving through the runtime's loading path (tiny-llama, random weights):
-//! greedy tokens equal the Python reference loop, continuous batching gives the same
-//! tokens as running alone in far less than the sequential time.
+//! greedy tokens equal the Python reference loop, continuous batching runs requests
+//! side by side and gives the same tokens as running alone.
 
 mod common;
 mod generate_support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use generate_support::*;
@@ -41,52 +41,39 @@ async fn concurrent_requests_batch_continuously_with_the_same_tokens() {
     let generation = "generation: {slots: 8, context: 256}";
     let running = start_inline(&tiny_config(dir.path(), &tiny_llama(), generation)).await;
     let requests = workload();
-    // Warm the allocator on every prompt length once, untimed.
-    generate_ids(&running, "tiny", &requests[7].0, 4).await;
-
-    // Timing on a shared machine is noisy: the best of a few rounds must show it.
-    let mut best = f64::INFINITY;
-    for round in 0..3 {
-        let (sequential, concurrent) = sequential_and_concurrent(&running, &requests).await;
-        let ratio = concurrent.as_secs_f64() / sequential.as_secs_f64();
-        println!(
-            "round {round}, {} requests: sequential {sequential:?}, concurrent {concurrent:?}, ratio {ratio:.2}",
-            requests.len()
-        );
-        best = best.min(ratio);
-        if best < 0.6 {
-            break;
-        }
-    }
-    assert!(
-        best < 0.6,
-        "concurrent time is not far below sequential (best ratio {best:.2})"
-    );
-    running.shutdown().await;
-}
-
-/// Runs the requests one after the other, then all at once; checks they give the
-/// same tokens and returns both wall times.
-async fn sequential_and_concurrent(
-    running: &modelplane_runtime::Running,
-    requests: &[(Vec<u32>, u32)],
-) -> (Duration, Duration) {
-    let started = Instant::now();
     let mut alone = Vec::new();
-    for (prompt, max_tokens) in requests {
-        alone.push(generate_ids(running, "tiny", prompt, *max_tokens).await);
+    for (prompt, max_tokens) in &requests {
+        alone.push(generate_ids(&running, "tiny", prompt, *max_tokens).await);
     }
-    let sequential = started.elapsed();
-    let started = Instant::now();
+
+    // All at once: they must hold slots side by side (share steps) and give the very
+    // tokens each gave alone. How much faster that is is a benchmark's question
+    // (`scripts/bench.sh`, docs/benchmarks.md), not a timed test's.
+    let version = serving(&running, "tiny");
+    let engine = version.engine().expect("generate model");
     let together = futures::future::join_all(
         requests
             .iter()
-            .map(|(prompt, max_tokens)| generate_ids(running, "tiny", prompt, *max_tokens)),
-    )
-    .await;
-    let concurrent = started.elapsed();
+            .map(|(prompt, max_tokens)| generate_ids(&running, "tiny", prompt, *max_tokens)),
+    );
+    let watch = async {
+        let mut most = 0;
+        for _ in 0..5_000 {
+            most = most.max(engine.stats().running);
+            if most == requests.len() as u32 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        most
+    };
+    let (together, most_running) = tokio::join!(together, watch);
     assert_eq!(together, alone, "batched tokens differ from alone");
-    (sequential, concurrent)
+    assert!(
+        most_running >= 2,
+        "the concurrent requests never ran side by side (at most {most_running} at once)"
+    );
+    running.shutdown().await;
 }
 
 #[tokio::test]

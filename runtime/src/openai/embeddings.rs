@@ -70,7 +70,7 @@ pub async fn embeddings(
     let limits = &target.config.limits;
     check_batch_size(&batch, limits.max_elements)?;
     let inputs = embed_batch::tensors(&batch, &version.signature)?;
-    let deadline = started + limits.request_timeout.get();
+    let deadline = crate::limits::deadline(started, None, limits);
     let result = version
         .infer(inputs, batch.rows as u64, deadline, limits)
         .await;

@@ -29,10 +29,6 @@ use crate::catalog::Version;
 use crate::error::InferError;
 use crate::server::AppState;
 
-/// `max_tokens` of a completion that sets none (OpenAI's default); chat defaults to
-/// what the context leaves.
-pub const COMPLETION_DEFAULT_MAX_TOKENS: u32 = 16;
-
 /// The SSE data that ends every stream.
 const DONE: &str = "[DONE]";
 
@@ -59,15 +55,7 @@ pub async fn completions(
         }
         PromptInput::Tokens(ids) => ids,
     };
-    run(
-        &target,
-        started,
-        Endpoint::Completion,
-        prompt,
-        plan,
-        Some(COMPLETION_DEFAULT_MAX_TOKENS),
-    )
-    .await
+    run(&target, started, Endpoint::Completion, prompt, plan).await
 }
 
 /// `POST /v1/chat/completions`.
@@ -99,7 +87,7 @@ pub async fn chat_completions(
         codec.encode(&text, false).map_err(text_error)
     })
     .await?;
-    run(&target, started, Endpoint::Chat, prompt, plan, None).await
+    run(&target, started, Endpoint::Chat, prompt, plan).await
 }
 
 fn text_error(err: modelplane_generate::text::TextError) -> ApiError {
@@ -114,7 +102,6 @@ async fn run(
     endpoint: Endpoint,
     prompt: Vec<u32>,
     plan: Generation,
-    default_max_tokens: Option<u32>,
 ) -> Result<Response, ApiError> {
     let engine = target.version.engine()?;
     let context = engine.shape().context;
@@ -122,19 +109,17 @@ async fn run(
         Endpoint::Completion => "prompt",
         Endpoint::Chat => "messages",
     };
-    let max_tokens = params::max_tokens(
-        plan.max_tokens,
-        default_max_tokens,
-        prompt.len(),
-        context,
-        prompt_field,
-    )?;
+    let max_tokens = params::max_tokens(plan.max_tokens, prompt.len(), context, prompt_field)?;
     let request = GenerateRequest {
         prompt,
         max_tokens,
         sampling: plan.sampling,
         stop: plan.stop,
-        deadline: Some(started + target.config.limits.request_timeout.get()),
+        deadline: Some(crate::limits::deadline(
+            started,
+            None,
+            &target.config.limits,
+        )),
     };
     let stream = match engine.submit(request) {
         Ok(stream) => stream,

@@ -157,28 +157,16 @@ fn stop_sequences(stop: Option<&Stop>) -> Result<Vec<String>, ApiError> {
     Ok(stops)
 }
 
-/// The number of tokens to generate: the request's, or `default` (when set) clamped to
-/// what the context leaves; a prompt that fills the context is refused here, naming
-/// `prompt_field` (`prompt` or `messages`).
+/// The number of tokens to generate ([`crate::limits::max_tokens`]); a prompt that fills
+/// the context is refused here, naming `prompt_field` (`prompt` or `messages`).
 pub fn max_tokens(
     requested: Option<u32>,
-    default: Option<u32>,
     prompt_len: usize,
     context: u32,
     prompt_field: &str,
 ) -> Result<u32, ApiError> {
-    let prompt = u32::try_from(prompt_len).unwrap_or(u32::MAX);
-    let left = context.saturating_sub(prompt);
-    if left == 0 {
-        return Err(ApiError::context_length(
-            prompt_field,
-            format!(
-                "the prompt has {prompt_len} tokens; the model's context is {context} tokens, \
-                 which leaves no room to generate"
-            ),
-        ));
-    }
-    Ok(requested.unwrap_or_else(|| default.map_or(left, |d| d.min(left))))
+    crate::limits::max_tokens(requested, prompt_len, context)
+        .map_err(|err| ApiError::context_length(prompt_field, err.to_string()))
 }
 
 /// Refuses completion fields this server does not implement.

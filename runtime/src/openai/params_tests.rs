@@ -133,14 +133,11 @@ fn stream_options_need_stream() {
 
 #[test]
 fn the_default_is_clamped_to_the_context_and_a_full_prompt_refused() {
-    let fits = |requested, default, prompt| {
-        max_tokens(requested, default, prompt, 100, "prompt").expect("fits")
-    };
-    assert_eq!(fits(Some(50), Some(16), 10), 50);
-    assert_eq!(fits(None, Some(16), 10), 16);
-    assert_eq!(fits(None, Some(16), 90), 10);
-    assert_eq!(fits(None, None, 90), 10);
-    let err = max_tokens(None, None, 100, 100, "messages").expect_err("no room");
+    let fits = |requested, prompt| max_tokens(requested, prompt, 1000, "prompt").expect("fits");
+    assert_eq!(fits(Some(50), 10), 50);
+    assert_eq!(fits(None, 10), crate::limits::DEFAULT_MAX_TOKENS);
+    assert_eq!(fits(None, 990), 10);
+    let err = max_tokens(None, 100, 100, "messages").expect_err("no room");
     assert_eq!(err.status, StatusCode::BAD_REQUEST);
     assert_eq!(err.code, Some("context_length_exceeded"));
     assert_eq!(err.param.as_deref(), Some("messages"));

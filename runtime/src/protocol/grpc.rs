@@ -79,7 +79,7 @@ impl GrpcService {
         let started = Instant::now();
         let (config, version) = self.resolve(&request)?;
         if version.engine().is_ok() {
-            let deadline = generate::deadline(started, timeout, &config.limits);
+            let deadline = crate::limits::deadline(started, timeout, &config.limits);
             return generate::submit(version, &request, deadline)
                 .await?
                 .collect()
@@ -87,10 +87,7 @@ impl GrpcService {
         }
         let result = async {
             let limits = &config.limits;
-            let deadline = started
-                + timeout.map_or(limits.request_timeout.get(), |t| {
-                    t.min(limits.request_timeout.get())
-                });
+            let deadline = crate::limits::deadline(started, timeout, limits);
             let (inputs, rows) =
                 decode_inputs(&request, &version.signature, limits, version.batching)?;
             let requested: Vec<&str> = request.outputs.iter().map(|o| o.name.as_str()).collect();
@@ -168,62 +165,41 @@ fn decode_inputs(
     order_inputs(signature, decoded, batching)
 }
 
-/// Converts typed `InferTensorContents` to little-endian bytes.
+/// Converts typed `InferTensorContents` to little-endian bytes, in one pass into one
+/// buffer of the exact size (no allocation per element); values out of range of a
+/// narrower datatype (`INT8` from the `int32` field, say) are refused by name.
 fn typed_contents(contents: &InferTensorContents, datatype: DataType) -> Result<Vec<u8>, String> {
-    fn narrow<T: TryFrom<S>, S: Copy + std::fmt::Display>(
+    /// Every value of `values` as `T`, written as its `N` little-endian bytes.
+    fn le_bytes<S, T, const N: usize>(
         values: &[S],
-        to_bytes: impl Fn(T) -> Vec<u8>,
+        to_bytes: fn(T) -> [u8; N],
         datatype: DataType,
-    ) -> Result<Vec<u8>, String> {
-        let mut out = Vec::with_capacity(values.len() * datatype.size().unwrap_or(1));
+    ) -> Result<Vec<u8>, String>
+    where
+        S: Copy + std::fmt::Display,
+        T: TryFrom<S>,
+    {
+        let mut out = Vec::with_capacity(values.len() * N);
         for &value in values {
-            let narrowed =
+            let value =
                 T::try_from(value).map_err(|_| format!("{value} is not a valid {datatype}"))?;
-            out.extend(to_bytes(narrowed));
+            out.extend_from_slice(&to_bytes(value));
         }
         Ok(out)
     }
     let c = contents;
     match datatype {
-        DataType::Bool => Ok(c.bool_contents.iter().map(|&b| u8::from(b)).collect()),
-        DataType::Int8 => narrow(&c.int_contents, |v: i8| v.to_le_bytes().to_vec(), datatype),
-        DataType::Int16 => narrow(&c.int_contents, |v: i16| v.to_le_bytes().to_vec(), datatype),
-        DataType::Int32 => Ok(c
-            .int_contents
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect()),
-        DataType::Int64 => Ok(c
-            .int64_contents
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect()),
-        DataType::Uint8 => narrow(&c.uint_contents, |v: u8| vec![v], datatype),
-        DataType::Uint16 => narrow(
-            &c.uint_contents,
-            |v: u16| v.to_le_bytes().to_vec(),
-            datatype,
-        ),
-        DataType::Uint32 => Ok(c
-            .uint_contents
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect()),
-        DataType::Uint64 => Ok(c
-            .uint64_contents
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect()),
-        DataType::Fp32 => Ok(c
-            .fp32_contents
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect()),
-        DataType::Fp64 => Ok(c
-            .fp64_contents
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect()),
+        DataType::Bool => le_bytes(&c.bool_contents, |b: bool| [u8::from(b)], datatype),
+        DataType::Int8 => le_bytes(&c.int_contents, i8::to_le_bytes, datatype),
+        DataType::Int16 => le_bytes(&c.int_contents, i16::to_le_bytes, datatype),
+        DataType::Int32 => le_bytes(&c.int_contents, i32::to_le_bytes, datatype),
+        DataType::Int64 => le_bytes(&c.int64_contents, i64::to_le_bytes, datatype),
+        DataType::Uint8 => le_bytes(&c.uint_contents, u8::to_le_bytes, datatype),
+        DataType::Uint16 => le_bytes(&c.uint_contents, u16::to_le_bytes, datatype),
+        DataType::Uint32 => le_bytes(&c.uint_contents, u32::to_le_bytes, datatype),
+        DataType::Uint64 => le_bytes(&c.uint64_contents, u64::to_le_bytes, datatype),
+        DataType::Fp32 => le_bytes(&c.fp32_contents, f32::to_le_bytes, datatype),
+        DataType::Fp64 => le_bytes(&c.fp64_contents, f64::to_le_bytes, datatype),
         DataType::Fp16 | DataType::Bf16 | DataType::Bytes => Err(format!(
             "{datatype} has no typed contents field; send it in raw_input_contents"
         )),
@@ -283,7 +259,7 @@ impl GrpcService {
         let id = request.id.clone();
         let generation = match self.resolve(&request) {
             Ok((config, version)) if version.engine().is_ok() => {
-                let deadline = generate::deadline(started, timeout, &config.limits);
+                let deadline = crate::limits::deadline(started, timeout, &config.limits);
                 generate::submit(version, &request, deadline).await
             }
             _ => {
@@ -461,5 +437,49 @@ mod tests {
             1.5f32.to_le_bytes()
         );
         assert!(typed_contents(&InferTensorContents::default(), DataType::Fp16).is_err());
+    }
+
+    #[test]
+    fn narrow_typed_contents_take_every_value_in_range_and_name_the_first_outside() {
+        let all_i8: Vec<i32> = (i32::from(i8::MIN)..=i32::from(i8::MAX)).collect();
+        let bytes = typed_contents(
+            &InferTensorContents {
+                int_contents: all_i8.clone(),
+                ..Default::default()
+            },
+            DataType::Int8,
+        )
+        .expect("every i8 fits");
+        let back: Vec<i32> = bytes.iter().map(|&b| i32::from(b as i8)).collect();
+        assert_eq!(back, all_i8);
+
+        let uints = InferTensorContents {
+            uint_contents: vec![0, 255, 65_535],
+            ..Default::default()
+        };
+        assert_eq!(
+            typed_contents(&uints, DataType::Uint16).expect("fits u16"),
+            [0, 0, 255, 0, 255, 255]
+        );
+        assert_eq!(
+            typed_contents(&uints, DataType::Uint8).expect_err("65535 is no u8"),
+            "65535 is not a valid UINT8"
+        );
+        let negative = InferTensorContents {
+            int_contents: vec![-32_769],
+            ..Default::default()
+        };
+        assert_eq!(
+            typed_contents(&negative, DataType::Int16).expect_err("below i16"),
+            "-32769 is not a valid INT16"
+        );
+        let bools = InferTensorContents {
+            bool_contents: vec![true, false],
+            ..Default::default()
+        };
+        assert_eq!(
+            typed_contents(&bools, DataType::Bool).expect("bool"),
+            [1, 0]
+        );
     }
 }

@@ -164,7 +164,7 @@ async fn run_infer(
             limits,
             version.batching,
         )?;
-        let deadline = started + limits.request_timeout.get();
+        let deadline = crate::limits::deadline(started, None, limits);
         let outputs = version
             .infer(request.inputs, request.rows, deadline, limits)
             .await?;

@@ -5,10 +5,9 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures::stream::{self, BoxStream, StreamExt};
-use modelplane_api::runtime_config::Limits;
 use modelplane_generate::engine::{
     EngineError, FinishReason, GenerateRequest, GenerationStream, StreamEvent, Usage,
 };
@@ -23,9 +22,6 @@ use super::pb::{
 use crate::catalog::Version;
 use crate::error::InferError;
 use crate::model::{TEXT_INPUT, TEXT_OUTPUT};
-
-/// `max_tokens` when a request sets none (capped at what the context leaves).
-pub const DEFAULT_MAX_TOKENS: u32 = 128;
 
 /// The request parameters a generate model understands.
 pub const PARAMETERS: [&str; 7] = [
@@ -47,12 +43,6 @@ pub struct Generation {
     id: String,
     started: Instant,
     events: GenerationStream,
-}
-
-/// The deadline of a request: the `grpc-timeout`, at most the model's request timeout.
-pub fn deadline(started: Instant, timeout: Option<Duration>, limits: &Limits) -> Instant {
-    let limit = limits.request_timeout.get();
-    started + timeout.map_or(limit, |t| t.min(limit))
 }
 
 /// Parses the request, tokenizes its prompt (on the blocking pool: a prompt may be
@@ -91,11 +81,11 @@ async fn admit(
         .await
         .map_err(|err| InferError::Internal(format!("the tokenizer task failed: {err}")))?
         .map_err(|err| InferError::BadRequest(err.to_string()))?;
-    let room = engine.shape().context.saturating_sub(ids.len() as u32);
+    let max_tokens =
+        crate::limits::max_tokens(settings.max_tokens, ids.len(), engine.shape().context)
+            .map_err(|err| InferError::BadRequest(err.to_string()))?;
     let request_out = GenerateRequest {
-        max_tokens: settings
-            .max_tokens
-            .unwrap_or_else(|| DEFAULT_MAX_TOKENS.min(room).max(1)),
+        max_tokens,
         prompt: ids,
         sampling: settings.sampling,
         stop: settings.stop,
@@ -301,7 +291,7 @@ fn raw_bytes_element(raw: &[u8]) -> Result<Vec<u8>, String> {
 /// Generation settings read from a request's parameters.
 #[derive(Debug, PartialEq)]
 pub struct Settings {
-    /// Tokens to generate at most; `None`: [`DEFAULT_MAX_TOKENS`].
+    /// Tokens to generate at most; `None`: [`crate::limits::DEFAULT_MAX_TOKENS`].
     pub max_tokens: Option<u32>,
     /// How to pick tokens.
     pub sampling: SamplingParams,
