@@ -18,10 +18,11 @@ use k8s_openapi::{
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use kube::{
-    Api, Client,
+    Api, Client, ResourceExt as _,
     api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams},
     runtime::wait::{await_condition, conditions},
 };
+use modelplane_api::model_deployment::ModelDeployment;
 use tokio::process::{Child, Command};
 
 pub mod registry;
@@ -232,9 +233,7 @@ impl Operator {
 }
 
 /// The ModelDeployment in `examples/<file>` (the file also creates its Namespace).
-pub fn example_model_deployment(
-    file: &str,
-) -> anyhow::Result<modelplane_api::model_deployment::ModelDeployment> {
+pub fn example_model_deployment(file: &str) -> anyhow::Result<ModelDeployment> {
     use serde::Deserialize as _;
     let path = workspace_root().join("examples").join(file);
     let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
@@ -253,12 +252,10 @@ pub async fn apply_example(
     client: &Client,
     namespace: &str,
     file: &str,
-) -> anyhow::Result<modelplane_api::model_deployment::ModelDeployment> {
-    use kube::ResourceExt as _;
+) -> anyhow::Result<ModelDeployment> {
     let mut md = example_model_deployment(file)?;
     md.metadata.namespace = Some(namespace.to_owned());
-    let api: Api<modelplane_api::model_deployment::ModelDeployment> =
-        Api::namespaced(client.clone(), namespace);
+    let api: Api<ModelDeployment> = Api::namespaced(client.clone(), namespace);
     Ok(api
         .patch(
             &md.name_any(),

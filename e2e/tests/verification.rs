@@ -151,7 +151,6 @@ async fn signed_example_deploys_pinned_and_unsigned_model_is_held() -> anyhow::R
         "held revision rolled out {:.1?} after its signature appeared",
         signed_later.elapsed()
     );
-    let mds: Api<ModelDeployment> = Api::namespaced(client.clone(), &ns.name);
     eventually(
         "Verified=True on the formerly held revision",
         TIMEOUT,

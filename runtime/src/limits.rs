@@ -1,5 +1,6 @@
-//! Generation defaults and limits: one set for every protocol (OIP gRPC and the
-//! OpenAI API), documented once in docs/runtime.md ("Generation defaults").
+//! What every protocol shares about a request's limits: the generation defaults (OIP
+//! gRPC and the OpenAI API alike, documented once in docs/runtime.md, "Generation
+//! defaults") and the deadline of any request.
 
 use std::time::{Duration, Instant};
 

@@ -21,15 +21,7 @@ pub fn enabled() -> bool {
 /// with strict field validation admits it, `Err` with the server's message otherwise.
 pub fn dry_run(object: &Value) -> Result<(), String> {
     let mut child = Command::new("kubectl")
-        .args([
-            "create",
-            "--dry-run=server",
-            "--validate=strict",
-            "-o",
-            "name",
-            "-f",
-            "-",
-        ])
+        .args(["create", "--dry-run=server", "--validate=strict", "-f", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
