@@ -8,7 +8,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use modelplane_api::units::parse_duration;
 use modelplane_bench::client::{Protocol, Target};
 use modelplane_bench::load::Limits;
 use modelplane_bench::schedule::Arrivals;
@@ -16,6 +15,7 @@ use modelplane_bench::stream::prompts::Prompts;
 use modelplane_bench::stream::{Generation, StreamPlan, StreamProtocol, StreamReport};
 use modelplane_bench::tensor::{self, DataType, parse_shape};
 use modelplane_bench::{Input, Load, Plan, Report};
+use modelplane_config::units::parse_duration;
 use serde::Serialize;
 
 /// The wire format of a run: a tensor protocol or a streaming one.

@@ -1,20 +1,21 @@
 //! The modelplane API: the custom resources `ModelDeployment`, `TenantQuota` and
-//! `Canary` in `serving.modelplane.io/v1alpha1`, shared by the operator, the runtime
-//! and the end-to-end tests.
+//! `Canary` in `serving.modelplane.io/v1alpha1`, shared by the operator and the
+//! end-to-end tests.
 //!
 //! The generated CustomResourceDefinitions (see [`crd`]) need Kubernetes 1.30 or newer.
 //!
-//! Besides the types, the crate holds the parsers for the string formats specs use
-//! ([`units`]) and the pure helpers that maintain status conditions ([`condition`]).
+//! Besides the types, the crate holds the pure helpers that maintain status conditions
+//! ([`condition`]) and re-exports [`units`], the string formats specs use, from
+//! `modelplane-config` (which the runtime shares without linking kube).
 
 pub mod canary;
 pub mod condition;
 pub mod crd;
 pub mod model_deployment;
-pub mod runtime_config;
 pub mod schema;
 pub mod tenant_quota;
-pub mod units;
+
+pub use modelplane_config::units;
 
 pub use canary::{Canary, CanarySpec, CanaryStatus};
 pub use condition::{Condition, ConditionStatus};

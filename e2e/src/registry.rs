@@ -1,7 +1,7 @@
 //! A real OCI registry for the verification e2e tests: Debian's `docker-registry` on
 //! 127.0.0.1 (started by `scripts/registry.sh`), artifacts pushed with the PyPI `oras`
 //! client and cosign-format signatures made with openssl (both by
-//! `operator/verify/tests/support/oci_tool.py`). The operator runs on the host, so it
+//! `verify/tests/support/oci_tool.py`). The operator runs on the host, so it
 //! reaches the registry on loopback; the runtime pods never pull from it.
 
 use std::{
@@ -62,7 +62,7 @@ impl TestRegistry {
         for (name, content) in files {
             std::fs::write(staging.path().join(name), content)?;
         }
-        let script = workspace_root().join("operator/verify/tests/support/oci_tool.py");
+        let script = workspace_root().join("verify/tests/support/oci_tool.py");
         let mut all = vec![script.to_str().context("utf-8 path")?];
         all.extend_from_slice(args);
         run(staging.path(), python(), &all)

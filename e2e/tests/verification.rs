@@ -20,11 +20,8 @@ use kube::{
     Api, Client, ResourceExt,
     api::{Patch, PatchParams, PostParams},
 };
-use modelplane_api::{
-    ModelDeployment,
-    model_deployment::HttpSource,
-    runtime_config::{BundleSource, RuntimeConfig, SignatureMode},
-};
+use modelplane_api::{ModelDeployment, model_deployment::HttpSource};
+use modelplane_config::{BundleSource, RuntimeConfig, SignatureMode};
 use modelplane_e2e::{
     FIELD_MANAGER, Operator, TestNamespace, cluster, eventually, example_model_deployment,
     install_crds, registry::TestRegistry,

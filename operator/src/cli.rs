@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Parser, ValueEnum};
-use modelplane_api::units::parse_duration;
+use modelplane_config::units::parse_duration;
 
 /// Default runtime image used when a ModelDeployment does not name one.
 pub const DEFAULT_RUNTIME_IMAGE: &str =

@@ -128,7 +128,7 @@ fn array_difference(want: &[Value], have: &[Value], path: &str) -> Option<String
 }
 
 fn same_quantity(a: &str, b: &str) -> bool {
-    use modelplane_api::units::parse_quantity;
+    use modelplane_config::units::parse_quantity;
     matches!((parse_quantity(a), parse_quantity(b)), (Ok(x), Ok(y)) if x == y)
 }
 

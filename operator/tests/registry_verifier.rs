@@ -1,6 +1,6 @@
 //! The operator's real `ArtifactVerifier` against a real registry: Debian's `docker-registry`
 //! on 127.0.0.1, artifacts pushed with the PyPI `oras` client and cosign-format signatures
-//! made with openssl (both by `operator/verify/tests/support/oci_tool.py`).
+//! made with openssl (both by `verify/tests/support/oci_tool.py`).
 //!
 //! Without the registry binary or the venv's `oras` the tests print SKIPPED, unless
 //! `CI=true`, where they fail.
@@ -120,7 +120,7 @@ impl Registry {
         for (name, content) in files {
             std::fs::write(staging.path().join(name), content).expect("file");
         }
-        let script = manifest_dir().join("verify/tests/support/oci_tool.py");
+        let script = manifest_dir().join("../verify/tests/support/oci_tool.py");
         let output = Command::new(python())
             .arg(script)
             .args(args)

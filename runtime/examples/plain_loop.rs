@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use modelplane_api::runtime_config::{Device, ModelFormat};
+use modelplane_config::{Device, ModelFormat};
 use modelplane_runtime::tensor::{DataType, TorchKind};
 use modelplane_runtime::{cgroup, model};
 

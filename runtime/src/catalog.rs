@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use modelplane_api::runtime_config::{Limits, ModelConfig};
+use modelplane_config::{Limits, ModelConfig};
 use modelplane_generate::engine::Engine;
 use modelplane_generate::text::TextCodec;
 use tokio::sync::oneshot;
@@ -331,7 +331,7 @@ impl Catalog {
 
 #[cfg(test)]
 mod tests {
-    use modelplane_api::runtime_config::RuntimeConfig;
+    use modelplane_config::RuntimeConfig;
 
     use super::*;
     use crate::batch::{BatchSettings, Loader};

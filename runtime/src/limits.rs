@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use modelplane_api::runtime_config::Limits;
+use modelplane_config::Limits;
 use thiserror::Error;
 
 /// Tokens generated when a request names no maximum, on every protocol; capped at what

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use modelplane_api::runtime_config::{self as config, RuntimeConfig};
+use modelplane_config::{self as config, RuntimeConfig};
 use modelplane_runtime::ConfigSource;
 
 /// Serves PyTorch models over the Open Inference Protocol v2 (REST and gRPC).

@@ -19,7 +19,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use futures::FutureExt;
-use modelplane_api::runtime_config::{ModelConfig, RuntimeConfig, VersionConfig};
+use modelplane_config::{ModelConfig, RuntimeConfig, VersionConfig};
 use tokio::sync::{oneshot, watch};
 use tokio::task::{AbortHandle, JoinSet};
 

@@ -11,9 +11,7 @@ mod metrics;
 
 use std::path::{Path, PathBuf};
 
-use modelplane_api::runtime_config::{
-    BundleSource, SignatureConfig, SignatureMode, Source, VersionConfig,
-};
+use modelplane_config::{BundleSource, SignatureConfig, SignatureMode, Source, VersionConfig};
 use modelplane_verify::model_signing::{self, SignedModel};
 use modelplane_verify::{Failure, FailureReason, KeySet, load_keys};
 
@@ -197,7 +195,7 @@ mod tests {
     #[tokio::test]
     async fn no_block_or_disabled_checks_nothing() {
         let metrics = SigningMetrics::default();
-        let config = modelplane_api::runtime_config::RuntimeConfig::from_yaml(
+        let config = modelplane_config::RuntimeConfig::from_yaml(
             "models: [{name: m, versions: [{version: '1', source: {path: /nonexistent/model.pt}}]}]",
         )
         .expect("config");

@@ -1,7 +1,7 @@
 //! Every check of an inference request against the model's signature and limits, in
 //! one place for REST and gRPC alike.
 
-use modelplane_api::runtime_config::Limits;
+use modelplane_config::Limits;
 
 use crate::error::InferError;
 use crate::model::Signature;

@@ -114,8 +114,7 @@ async fn a_new_engine_takes_over_while_the_old_one_finishes_its_streams() {
 async fn a_generate_config_with_zero_slots_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let yaml = tiny_config(dir.path(), &tiny_llama(), "generation: {slots: 0}");
-    let err =
-        modelplane_api::runtime_config::RuntimeConfig::from_yaml(&yaml).expect_err("zero slots");
+    let err = modelplane_config::RuntimeConfig::from_yaml(&yaml).expect_err("zero slots");
     assert!(err.to_string().contains("generation.slots"), "{err}");
 }
 
@@ -128,7 +127,7 @@ async fn device_cuda_loads_only_where_libtorch_sees_a_gpu() {
         "generation: {slots: 1, context: 64}",
     )
     .replace("    source:", "    device: cuda\n    source:");
-    let config = modelplane_api::runtime_config::RuntimeConfig::from_yaml(&yaml).expect("config");
+    let config = modelplane_config::RuntimeConfig::from_yaml(&yaml).expect("config");
     let source = modelplane_runtime::ConfigSource::Inline(Box::new(config));
     let mut running = modelplane_runtime::start(source).await.expect("starts");
     let failures = running.initial_load().await;

@@ -179,7 +179,7 @@ async fn a_version_that_never_loaded_reports_why_and_is_not_ready() {
     make_affine_models(&[(&path, 1.0)]);
     std::fs::write(&path, b"garbage").expect("corrupt");
     let yaml = affine_config(&path, "");
-    let config = modelplane_api::runtime_config::RuntimeConfig::from_yaml(&yaml).expect("config");
+    let config = modelplane_config::RuntimeConfig::from_yaml(&yaml).expect("config");
     let source = modelplane_runtime::ConfigSource::Inline(Box::new(config));
     let mut running = modelplane_runtime::start(source).await.expect("starts");
     let failures = running.initial_load().await;

@@ -7,7 +7,7 @@ mod signing_support;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use modelplane_api::runtime_config::{
+use modelplane_config::{
     BundleHttp, BundleSource, Device, HttpSource, SignatureConfig, SignatureMode, Source,
     VersionConfig,
 };

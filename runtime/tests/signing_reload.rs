@@ -192,7 +192,7 @@ models:
         cache = dir.path().join("cache").display(),
         model = folder.join("model.pt").display(),
     );
-    let config = modelplane_api::runtime_config::RuntimeConfig::from_yaml(&yaml).expect("config");
+    let config = modelplane_config::RuntimeConfig::from_yaml(&yaml).expect("config");
     let source = modelplane_runtime::ConfigSource::Inline(Box::new(config));
     let mut running = modelplane_runtime::start(source).await.expect("starts");
     let failures = running.initial_load().await;

@@ -329,7 +329,7 @@ async fn an_http_tokenizer_that_fails_its_pin_fails_the_load_naming_it() {
         ),
         &format!("tokenizer: {{sha256: {wrong}}}"),
     );
-    let config = modelplane_api::runtime_config::RuntimeConfig::from_yaml(&yaml).expect("valid");
+    let config = modelplane_config::RuntimeConfig::from_yaml(&yaml).expect("valid");
     let running =
         modelplane_runtime::start(modelplane_runtime::ConfigSource::Inline(Box::new(config)))
             .await

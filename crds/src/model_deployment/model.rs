@@ -134,7 +134,7 @@ pub struct SignatureBundleRef {
 }
 
 fn default_bundle_path() -> String {
-    crate::runtime_config::DEFAULT_BUNDLE_FILE.to_owned()
+    modelplane_config::DEFAULT_BUNDLE_FILE.to_owned()
 }
 
 fn default_tokenizer_path() -> String {

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use jsonschema::Validator;
-use modelplane_api::runtime_config;
 use modelplane_api::units::{
     CPU_MAX_PATTERN, DURATION_PATTERN, DurationError, MAX_UNIT_STRING, PERCENT_PATTERN,
     QUANTITY_PATTERN, TIME_OF_DAY_PATTERN, format_duration, parse_cpu_max, parse_duration,
@@ -164,7 +163,7 @@ fn assert_renders_back(text: &str, duration: Duration, pattern: &Validator) {
         Ok(duration),
         "{text} -> {rendered}"
     );
-    let config: runtime_config::Duration = text.parse().expect("the runtime config reads it");
+    let config: modelplane_config::Duration = text.parse().expect("the runtime config reads it");
     assert_eq!(config.get(), duration, "{text}");
     assert_eq!(config.to_string(), rendered, "{text}");
 }

@@ -1,17 +1,17 @@
 //! The runtime config file the operator renders into the ConfigMap.
 //!
 //! This is the single seam between the ModelDeployment API and the runtime's
-//! file format (`modelplane_api::runtime_config`).
+//! file format (`modelplane_config`).
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use modelplane_api::{
-    model_deployment::{self as md, ModelDeploymentSpec, ModelSource, ModelSpec, RuntimeSpec},
-    runtime_config::{
-        self as rc, Batching, Duration, HttpSource, Limits, ModelConfig, OciSource, RuntimeConfig,
-        ServerConfig, SignatureConfig, Source, VersionConfig, bundle_beside,
-    },
+use modelplane_api::model_deployment::{
+    self as md, ModelDeploymentSpec, ModelSource, ModelSpec, RuntimeSpec,
+};
+use modelplane_config::{
+    self as rc, Batching, Duration, HttpSource, Limits, ModelConfig, OciSource, RuntimeConfig,
+    ServerConfig, SignatureConfig, Source, VersionConfig, bundle_beside,
 };
 
 use super::Owner;
@@ -229,7 +229,7 @@ pub fn config_map(owner: &Owner<'_>, yaml: String) -> ConfigMap {
 
 #[cfg(test)]
 mod tests {
-    use modelplane_api::runtime_config::{BundleHttp, BundleSource, SignatureMode, TrustedKey};
+    use modelplane_config::{BundleHttp, BundleSource, SignatureMode, TrustedKey};
     use serde_json::{Value, json};
 
     use super::*;

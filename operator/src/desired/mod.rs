@@ -13,10 +13,8 @@ use k8s_openapi::api::{
     policy::v1::PodDisruptionBudget,
 };
 use kube::{Resource, ResourceExt, api::ObjectMeta};
-use modelplane_api::{
-    model_deployment::{ModelDeployment, ModelDeploymentSpec},
-    runtime_config::SignatureConfig,
-};
+use modelplane_api::model_deployment::{ModelDeployment, ModelDeploymentSpec};
+use modelplane_config::SignatureConfig;
 
 use crate::health::Blocker;
 

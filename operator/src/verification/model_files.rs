@@ -3,10 +3,8 @@
 //! pinned revision carries a `signature` block — the mode and the trusted keys as PEM — and
 //! the runtime checks the files against their OpenSSF model-signing bundle before loading.
 
-use modelplane_api::{
-    model_deployment::{ModelDeploymentSpec, ModelSource},
-    runtime_config::{SignatureConfig, SignatureMode, TrustedKey},
-};
+use modelplane_api::model_deployment::{ModelDeploymentSpec, ModelSource};
+use modelplane_config::{SignatureConfig, SignatureMode, TrustedKey};
 use modelplane_verify::Mode;
 
 /// What the runtime verifies for `source`, in words (`pvc models:resnet18/v3/model.pt`,

@@ -6,8 +6,8 @@ use k8s_openapi::{api::apps::v1::Deployment, apimachinery::pkg::apis::meta::v1::
 use modelplane_api::{
     condition::ConditionStatus,
     model_deployment::{ModelDeploymentSpec, ModelSource},
-    runtime_config::SignatureConfig,
 };
+use modelplane_config::SignatureConfig;
 use modelplane_verify::Mode;
 use serde::{Deserialize, Serialize};
 use serde_json::json;

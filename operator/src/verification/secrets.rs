@@ -4,7 +4,8 @@
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
-use modelplane_api::{model_deployment::ModelDeploymentSpec, runtime_config::TrustedKey};
+use modelplane_api::model_deployment::ModelDeploymentSpec;
+use modelplane_config::TrustedKey;
 use modelplane_verify::{DockerConfig, Failure, KeySet, Mode, load_keys};
 
 use super::{ArtifactVerifier, Check, Checked, pull_credentials};

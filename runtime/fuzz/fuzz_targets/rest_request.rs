@@ -8,7 +8,7 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use modelplane_api::runtime_config::Limits;
+use modelplane_config::Limits;
 use modelplane_runtime::InferError;
 use modelplane_runtime::model::{Signature, TensorSpec};
 use modelplane_runtime::protocol::rest::parse_request;

@@ -7,7 +7,7 @@ mod torchscript;
 
 use std::path::Path;
 
-use modelplane_api::runtime_config::{Device, ModelFormat};
+use modelplane_config::{Device, ModelFormat};
 use modelplane_generate::config::GenerateModelConfig;
 use modelplane_generate::engine::StepModel;
 

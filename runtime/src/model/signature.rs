@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use modelplane_api::runtime_config as config;
+use modelplane_config as config;
 use serde::{Deserialize, Serialize};
 
 use crate::tensor::DataType;

@@ -8,7 +8,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use modelplane_api::runtime_config::Task;
+use modelplane_config::Task;
 use modelplane_generate::text::{PaddedBatch, TextCodec};
 use serde::Serialize;
 

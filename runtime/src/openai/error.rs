@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use modelplane_api::runtime_config::Task;
+use modelplane_config::Task;
 
 use crate::error::InferError;
 

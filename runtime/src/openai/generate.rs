@@ -16,7 +16,7 @@ use axum::http::header;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use modelplane_api::runtime_config::Task;
+use modelplane_config::Task;
 use modelplane_generate::engine::{
     AdmissionError, EngineError, GenerateRequest, GenerationStream, StreamEvent,
 };

@@ -21,7 +21,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, StatusCode};
 use axum::routing::{get, post};
-use modelplane_api::runtime_config::{ModelConfig, Task};
+use modelplane_config::{ModelConfig, Task};
 
 pub use error::ApiError;
 

@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Json;
 use axum::extract::{Path, State};
-use modelplane_api::runtime_config::Task;
+use modelplane_config::Task;
 use serde::Serialize;
 
 use super::{ApiError, Target, model_id};

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::stream::{self, BoxStream};
 use futures::{Stream, StreamExt};
-use modelplane_api::runtime_config::ModelConfig;
+use modelplane_config::ModelConfig;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::catalog::Version;
@@ -110,7 +110,7 @@ impl GrpcService {
 fn decode_inputs(
     request: &ModelInferRequest,
     signature: &crate::model::Signature,
-    limits: &modelplane_api::runtime_config::Limits,
+    limits: &modelplane_config::Limits,
     batching: bool,
 ) -> Result<(Vec<TensorData>, u64), InferError> {
     let raw = &request.raw_input_contents;

@@ -3,7 +3,7 @@
 //! `binary_data_output`).
 
 use bytes::{BufMut, Bytes, BytesMut};
-use modelplane_api::runtime_config::Limits;
+use modelplane_config::Limits;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use modelplane_api::runtime_config::{Device, Generation, ModelConfig, VersionConfig};
+use modelplane_config::{Device, Generation, ModelConfig, VersionConfig};
 use modelplane_generate::config::GenerateModelConfig;
 use modelplane_generate::engine::{Engine, EngineSettings, ModelLoader};
 use modelplane_generate::metrics::GenerationMetrics;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use modelplane_api::runtime_config::{ModelConfig, Source, Task, VersionConfig};
+use modelplane_config::{ModelConfig, Source, Task, VersionConfig};
 use tokio::sync::{OwnedMutexGuard, Semaphore};
 
 use super::{generate, tokenizer};
@@ -249,7 +249,7 @@ fn signature_for(model: &ModelConfig, model_path: &Path) -> Result<Signature, St
 
 #[cfg(test)]
 mod tests {
-    use modelplane_api::runtime_config::{HttpSource, OciSource};
+    use modelplane_config::{HttpSource, OciSource};
 
     use super::*;
 

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use modelplane_api::runtime_config::{
+use modelplane_config::{
     Batching, Generation, ModelConfig, ModelFormat, Source, Task, TensorSpec, TokenizerConfig,
     VersionConfig,
 };
@@ -168,7 +168,7 @@ pub(super) fn step(wanted: &Wanted, known: Known<'_>) -> Step {
 
 #[cfg(test)]
 mod tests {
-    use modelplane_api::runtime_config::RuntimeConfig;
+    use modelplane_config::RuntimeConfig;
 
     use super::*;
 

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use modelplane_api::runtime_config::RuntimeConfig;
+use modelplane_config::RuntimeConfig;
 
 use super::plan::Key;
 use crate::catalog::{Catalog, LoadState, ModelEntry, VersionSlot};

@@ -6,9 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use modelplane_api::runtime_config::{
-    DEFAULT_TOKENIZER_FILE, ModelConfig, Source, Task, TokenizerConfig,
-};
+use modelplane_config::{DEFAULT_TOKENIZER_FILE, ModelConfig, Source, Task, TokenizerConfig};
 use modelplane_generate::config::GenerateModelConfig;
 use modelplane_generate::text::TextCodec;
 use sha2::{Digest, Sha256};
@@ -132,7 +130,7 @@ mod tests {
     const TOKENIZER: &str = "../examples/models/tiny-lm/1/tokenizer.json";
 
     fn embed(tokenizer: Option<TokenizerConfig>) -> ModelConfig {
-        let mut model = modelplane_api::runtime_config::RuntimeConfig::from_yaml(
+        let mut model = modelplane_config::RuntimeConfig::from_yaml(
             "models: [{name: m, task: embed, versions: [{version: '1', source: {path: /m/model.pt}}]}]",
         )
         .expect("config")

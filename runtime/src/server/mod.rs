@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use axum::serve::ListenerExt;
-use modelplane_api::runtime_config::{ConfigError, RuntimeConfig};
+use modelplane_config::{ConfigError, RuntimeConfig};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use modelplane_api::runtime_config::{BundleHttp, BundleSource};
+use modelplane_config::{BundleHttp, BundleSource};
 use modelplane_verify::{Failure, FailureReason};
 use sha2::{Digest, Sha256};
 

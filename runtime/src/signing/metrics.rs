@@ -1,6 +1,6 @@
 //! Signature series: every verification by result, and failures by mode and reason.
 
-use modelplane_api::runtime_config::SignatureMode;
+use modelplane_config::SignatureMode;
 use modelplane_verify::Failure;
 use modelplane_verify::model_signing::SignedModel;
 use prometheus_client::encoding::EncodeLabelSet;

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use modelplane_api::runtime_config::Source;
+use modelplane_config::Source;
 use sha2::{Digest, Sha256};
 
 use super::{Artifact, Fetcher, SourceError, download, io_error};
@@ -63,7 +63,7 @@ mod tests {
     use std::collections::HashMap;
     use std::sync::{Arc, Mutex};
 
-    use modelplane_api::runtime_config::HttpSource;
+    use modelplane_config::HttpSource;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 

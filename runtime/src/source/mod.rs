@@ -7,7 +7,7 @@ mod oci;
 
 use std::path::{Path, PathBuf};
 
-use modelplane_api::runtime_config::Source;
+use modelplane_config::Source;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
@@ -173,7 +173,7 @@ async fn download(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use modelplane_api::runtime_config::HttpSource;
+    use modelplane_config::HttpSource;
     use tokio::io::AsyncReadExt;
     use tokio::net::TcpListener;
 

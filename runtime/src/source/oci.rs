@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use modelplane_api::runtime_config::OciSource;
+use modelplane_config::OciSource;
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, AUTHORIZATION, WWW_AUTHENTICATE};
 use serde::Deserialize;

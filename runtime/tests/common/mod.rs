@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use modelplane_api::runtime_config::RuntimeConfig;
+use modelplane_config::RuntimeConfig;
 use modelplane_runtime::protocol::grpc::pb::grpc_inference_service_client::GrpcInferenceServiceClient;
 use modelplane_runtime::{ConfigSource, Running};
 

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use modelplane_api::runtime_config::{SignatureConfig, SignatureMode, TrustedKey};
+use modelplane_config::{SignatureConfig, SignatureMode, TrustedKey};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 

@@ -13,8 +13,8 @@ use kube::runtime::events::{Event, EventType};
 use modelplane_api::{
     condition::ConditionStatus,
     model_deployment::{ModelDeploymentSpec, VerificationMode},
-    runtime_config::TrustedKey,
 };
+use modelplane_config::TrustedKey;
 use modelplane_verify::{DockerConfig, Failure, FailureReason, Mode, decide};
 
 use super::status::event;

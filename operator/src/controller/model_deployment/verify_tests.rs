@@ -4,10 +4,8 @@
 use std::{sync::Arc, time::Duration};
 
 use kube::runtime::controller::Action;
-use modelplane_api::{
-    model_deployment::{ModelDeployment, ModelDeploymentStatus},
-    runtime_config::{BundleHttp, BundleSource, RuntimeConfig, SignatureConfig, SignatureMode},
-};
+use modelplane_api::model_deployment::{ModelDeployment, ModelDeploymentStatus};
+use modelplane_config::{BundleHttp, BundleSource, RuntimeConfig, SignatureConfig, SignatureMode};
 use modelplane_verify::FailureReason;
 use serde_json::{Value, json};
 

@@ -1,6 +1,6 @@
-//! String formats used in specs (durations, quantities, percentages, clock times):
-//! the regular expressions the schema enforces and the parsers the operator and the
-//! runtime use to read them.
+//! String formats used in specs and in the runtime config file (durations, quantities,
+//! percentages, clock times): the regular expressions the CRD schema enforces and the
+//! parsers the operator and the runtime use to read them.
 //!
 //! Every pattern is written in the subset shared by Go's RE2 (the API server) and
 //! ECMA-262 (offline schema tests), and every parser accepts exactly what its pattern
@@ -21,12 +21,14 @@ pub const DURATION_PATTERN: &str = concat!("^", duration_body!(), "$");
 
 /// [`DURATION_PATTERN`] without its anchors, for patterns that embed a duration
 /// (`concat!("^(...|", duration_body!(), ")$")`), so they stay in step with the parser.
+/// Exported for the CRD patterns (`modelplane-api`); reach it as `units::duration_body!`.
+#[macro_export]
 macro_rules! duration_body {
     () => {
         r"([0-9]{1,15}(ns|(\.[0-9]{1,3})?us|(\.[0-9]{1,6})?ms|(\.[0-9]{1,9})?[smh]))+"
     };
 }
-pub(crate) use duration_body;
+pub use crate::duration_body;
 
 /// Pattern of a non-negative resource quantity: a decimal number with an optional
 /// SI (`m`, `k`, `M`, `G`, `T`, `P`, `E`) or binary (`Ki` … `Ei`) suffix (e.g. `500m`, `4`, `8Gi`).

@@ -3,6 +3,10 @@
 //! The operator renders a [`RuntimeConfig`] into a ConfigMap; a user can write the same
 //! YAML by hand and run the runtime without Kubernetes. The runtime watches the file and
 //! applies changes without a restart. Field names are camelCase on the wire.
+//!
+//! The crate is shared by the operator and the runtime and links no Kubernetes client:
+//! besides the file's types it holds [`units`], the string formats (durations,
+//! quantities, clock times) that the CRDs and the file both use.
 
 use std::collections::HashSet;
 
@@ -10,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 mod duration;
 mod signature;
+pub mod units;
 
 pub use duration::Duration;
 pub use signature::{

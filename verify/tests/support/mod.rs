@@ -23,7 +23,7 @@ fn registry_bin() -> PathBuf {
 /// The workspace's Python venv (override with `MODELPLANE_PYTHON`).
 pub fn python() -> PathBuf {
     std::env::var_os("MODELPLANE_PYTHON").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python"),
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python"),
         PathBuf::from,
     )
 }

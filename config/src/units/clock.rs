@@ -1,6 +1,6 @@
 //! Percentages (`20%`) and wall-clock times of day (`02:00`).
 
-use k8s_openapi::jiff::civil::Time;
+use jiff::civil::Time;
 
 /// Why a percentage could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
