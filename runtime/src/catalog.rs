@@ -101,7 +101,7 @@ impl Version {
     pub fn engine(&self) -> Result<&Engine, InferError> {
         match &self.runner {
             Runner::Generate(engine) => Ok(engine),
-            Runner::Tensor(_) => Err(InferError::BadRequest(format!(
+            Runner::Tensor(_) => Err(InferError::WrongTask(format!(
                 "model {:?} does not generate text (its task is not generate)",
                 self.model
             ))),
@@ -115,8 +115,9 @@ impl Version {
         self.text_codec.as_ref()
     }
 
-    /// Runs one request, honouring the in-flight and queue limits and the deadline.
-    pub async fn infer(
+    /// Runs one admitted tensor request on the executor, within the queue limit and
+    /// the deadline; a request whose future is dropped leaves the queue unrun.
+    pub async fn run(
         &self,
         inputs: Vec<TensorData>,
         rows: u64,
@@ -124,13 +125,8 @@ impl Version {
         limits: &Limits,
     ) -> Result<Vec<TensorData>, InferError> {
         let Runner::Tensor(executor) = &self.runner else {
-            return Err(InferError::BadRequest(format!(
-                "model {:?} generates text: use /v1/completions, /v1/chat/completions or \
-                 gRPC ModelInfer/ModelStreamInfer with a text_input",
-                self.model
-            )));
+            return Err(self.generates_text());
         };
-        let _admitted = self.admit(limits.max_in_flight as usize)?;
         let (reply, answer) = oneshot::channel();
         let job = Job {
             inputs,
@@ -149,37 +145,35 @@ impl Version {
         }
     }
 
-    fn admit(&self, max_in_flight: usize) -> Result<InFlight<'_>, InferError> {
-        if self.in_flight.fetch_add(1, Ordering::AcqRel) >= max_in_flight {
+    /// Takes a place among the requests in flight, if fewer than `max` hold one; the
+    /// admission decision is `serve::admit`'s.
+    pub(crate) fn enter(&self, max: usize) -> bool {
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) >= max {
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
-            return Err(InferError::Overloaded(format!(
-                "{max_in_flight} requests already in flight"
-            )));
+            return false;
         }
         self.metrics.in_flight.inc();
-        Ok(InFlight(self))
+        true
     }
 
-    /// Records a finished request's outcome and duration.
-    pub fn record<T>(&self, started: Instant, result: &Result<T, InferError>) {
-        self.metrics
-            .request_duration
-            .observe(started.elapsed().as_secs_f64());
-        self.metrics.count(
-            result
-                .as_ref()
-                .map_or_else(InferError::metric_label, |_| "success"),
-        );
+    /// Gives back a place taken by [`Version::enter`].
+    pub(crate) fn leave(&self) {
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.metrics.in_flight.dec();
     }
-}
 
-/// Counts a request as in flight until dropped.
-struct InFlight<'a>(&'a Version);
+    /// The error of a tensor request sent to a generate model.
+    pub fn generates_text(&self) -> InferError {
+        InferError::WrongTask(format!(
+            "model {:?} generates text: use /v1/completions, /v1/chat/completions, \
+             or gRPC ModelInfer/ModelStreamInfer with a text_input",
+            self.model
+        ))
+    }
 
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.0.metrics.in_flight.dec();
+    /// Whether this version generates text (its runner is a generation engine).
+    pub fn generates(&self) -> bool {
+        matches!(self.runner, Runner::Generate(_))
     }
 }
 
@@ -442,7 +436,7 @@ mod tests {
     #[tokio::test]
     async fn a_tensor_version_has_no_engine_and_no_tokenizer() {
         let one = version("1").await;
-        let Err(InferError::BadRequest(message)) = one.engine() else {
+        let Err(InferError::WrongTask(message)) = one.engine() else {
             panic!("a tensor model must not offer an engine");
         };
         assert!(message.contains("not generate"), "{message}");

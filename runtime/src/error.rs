@@ -1,7 +1,7 @@
-//! The one error type of a request, and how it maps to HTTP and gRPC statuses.
+//! The one error type of a request below the edges. Each edge maps it to its own
+//! shape: HTTP statuses in `server::status`, gRPC codes in `protocol::grpc::status`,
+//! OpenAI error objects in `openai::error`.
 
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use modelplane_generate::engine::AdmissionError;
 use modelplane_generate::sampling::InvalidParam;
 
@@ -19,6 +19,25 @@ pub enum InferError {
         /// What is wrong with its value.
         message: String,
     },
+    /// A request field (`prompt`, `messages`, `model`, ...) is unusable as sent.
+    #[error("{message}")]
+    BadField {
+        /// The field's wire name.
+        param: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The prompt, or the prompt plus `max_tokens`, does not fit the model's context.
+    #[error("{message}")]
+    ContextLength {
+        /// The field at fault (`prompt`, `messages`, `max_tokens`).
+        param: &'static str,
+        /// The sizes involved.
+        message: String,
+    },
+    /// The model exists but its task does not serve this endpoint.
+    #[error("{0}")]
+    WrongTask(String),
     /// No such model, or no such version of it.
     #[error("{0}")]
     NotFound(String),
@@ -40,39 +59,13 @@ pub enum InferError {
 }
 
 impl InferError {
-    /// The HTTP status this error is reported with.
-    pub fn http_status(&self) -> StatusCode {
-        match self {
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::InvalidParameter { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::NotReady(_) | Self::Overloaded(_) | Self::DeadlineExceeded(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    /// The gRPC status code this error is reported with.
-    pub fn grpc_code(&self) -> tonic::Code {
-        match self {
-            Self::BadRequest(_) | Self::InvalidParameter { .. } => tonic::Code::InvalidArgument,
-            Self::NotFound(_) => tonic::Code::NotFound,
-            Self::TooLarge(_) | Self::Overloaded(_) => tonic::Code::ResourceExhausted,
-            Self::NotReady(_) => tonic::Code::Unavailable,
-            Self::DeadlineExceeded(_) => tonic::Code::DeadlineExceeded,
-            Self::Internal(_) => tonic::Code::Internal,
-        }
-    }
-
     /// The `outcome` label of the request counter.
     pub fn metric_label(&self) -> &'static str {
         match self {
-            Self::BadRequest(_) => "bad_request",
+            Self::BadRequest(_) | Self::BadField { .. } | Self::WrongTask(_) => "bad_request",
             Self::InvalidParameter { .. } => "invalid_parameter",
             Self::NotFound(_) => "not_found",
-            Self::TooLarge(_) => "too_large",
+            Self::TooLarge(_) | Self::ContextLength { .. } => "too_large",
             Self::NotReady(_) => "not_ready",
             Self::Overloaded(_) => "overloaded",
             Self::DeadlineExceeded(_) => "deadline_exceeded",
@@ -94,25 +87,15 @@ impl From<AdmissionError> for InferError {
     fn from(err: AdmissionError) -> Self {
         match err {
             AdmissionError::Invalid(invalid) => invalid.into(),
-            AdmissionError::EmptyPrompt | AdmissionError::TooLong { .. } => {
-                Self::BadRequest(err.to_string())
-            }
+            AdmissionError::EmptyPrompt => Self::BadRequest(err.to_string()),
+            // A prompt plus `max_tokens` past the context: `max_tokens` is what to lower.
+            AdmissionError::TooLong { .. } => Self::ContextLength {
+                param: "max_tokens",
+                message: err.to_string(),
+            },
             AdmissionError::QueueFull(_) => Self::Overloaded(err.to_string()),
             AdmissionError::Stopped => Self::NotReady(err.to_string()),
         }
-    }
-}
-
-impl From<InferError> for tonic::Status {
-    fn from(err: InferError) -> Self {
-        tonic::Status::new(err.grpc_code(), err.to_string())
-    }
-}
-
-impl IntoResponse for InferError {
-    fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": self.to_string() });
-        (self.http_status(), axum::Json(body)).into_response()
     }
 }
 
@@ -121,60 +104,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn saturation_and_deadlines_are_503_on_rest() {
-        for err in [
-            InferError::Overloaded("queue full".into()),
-            InferError::DeadlineExceeded("late".into()),
-            InferError::NotReady("loading".into()),
-        ] {
-            assert_eq!(
-                err.http_status(),
-                StatusCode::SERVICE_UNAVAILABLE,
-                "{err:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn grpc_codes_distinguish_what_rest_folds_into_503() {
-        assert_eq!(
-            InferError::Overloaded(String::new()).grpc_code(),
-            tonic::Code::ResourceExhausted
-        );
-        assert_eq!(
-            InferError::DeadlineExceeded(String::new()).grpc_code(),
-            tonic::Code::DeadlineExceeded
-        );
-        assert_eq!(
-            InferError::NotReady(String::new()).grpc_code(),
-            tonic::Code::Unavailable
-        );
-    }
-
-    #[test]
-    fn admission_refusals_keep_their_status() {
+    fn admission_refusals_keep_their_class() {
         let too_long = AdmissionError::TooLong {
             prompt: 10,
             max_tokens: 20,
             context: 16,
         };
-        let invalid = AdmissionError::Invalid(InvalidParam {
-            param: "top_p",
-            message: "must be greater than 0".into(),
-        });
         let cases = [
-            (AdmissionError::EmptyPrompt, StatusCode::BAD_REQUEST),
-            (too_long, StatusCode::BAD_REQUEST),
-            (invalid, StatusCode::UNPROCESSABLE_ENTITY),
-            (
-                AdmissionError::QueueFull("64 waiting".into()),
-                StatusCode::SERVICE_UNAVAILABLE,
-            ),
-            (AdmissionError::Stopped, StatusCode::SERVICE_UNAVAILABLE),
+            (AdmissionError::EmptyPrompt, "bad_request"),
+            (too_long, "too_large"),
+            (AdmissionError::QueueFull("64 waiting".into()), "overloaded"),
+            (AdmissionError::Stopped, "not_ready"),
         ];
-        for (admission, status) in cases {
-            let err = InferError::from(admission.clone());
-            assert_eq!(err.http_status(), status, "{admission:?}");
+        for (admission, label) in cases {
+            assert_eq!(
+                InferError::from(admission.clone()).metric_label(),
+                label,
+                "{admission:?}"
+            );
         }
         let err = InferError::from(AdmissionError::Invalid(InvalidParam {
             param: "top_p",
@@ -187,21 +134,5 @@ mod tests {
                 message: "must be greater than 0".into()
             }
         );
-        assert_eq!(err.grpc_code(), tonic::Code::InvalidArgument);
-        assert_eq!(
-            InferError::from(AdmissionError::QueueFull(String::new())).grpc_code(),
-            tonic::Code::ResourceExhausted
-        );
-    }
-
-    #[tokio::test]
-    async fn rest_body_is_an_error_object() {
-        let response = InferError::NotFound("unknown model \"x\"".into()).into_response();
-        assert_eq!(response.status(), StatusCode::NOT_FOUND);
-        let body = axum::body::to_bytes(response.into_body(), 1024)
-            .await
-            .expect("body");
-        let value: serde_json::Value = serde_json::from_slice(&body).expect("json");
-        assert_eq!(value, serde_json::json!({"error": "unknown model \"x\""}));
     }
 }

@@ -1,10 +1,12 @@
 //! modelplane-runtime: serves PyTorch models over the Open Inference Protocol v2 (REST
 //! and gRPC) on libtorch, with dynamic batching and hot reload.
 //!
-//! A request flows `server` (REST/gRPC) → `protocol` (decode) → `validate` (check
-//! against the model's signature and limits) → `catalog` (pick the serving version) →
-//! `batch` (queue on the version's executor thread, run `model::Backend::forward`) and
-//! back. `reload` keeps the `catalog` in line with the config file and model `source`s.
+//! Every edge (`server` for OIP REST, `protocol::grpc`, `openai`) parses its request,
+//! builds a `serve::RequestContext` and hands it to the one request path, `serve`:
+//! route (pick the version from the `catalog`) → admit → run (`batch`: the version's
+//! executor thread runs `model::Backend::forward`; or the generation engine) → record.
+//! Inputs are decoded by `protocol` and checked by `validate` once the version is known.
+//! `reload` keeps the `catalog` in line with the config file and model `source`s.
 
 pub mod batch;
 pub mod catalog;
@@ -16,6 +18,7 @@ pub mod model;
 pub mod openai;
 pub mod protocol;
 pub mod reload;
+pub mod serve;
 pub mod server;
 pub mod signing;
 pub mod source;

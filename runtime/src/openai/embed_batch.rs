@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::ApiError;
 use super::wire::EmbeddingInput;
+use crate::error::InferError;
 use crate::model::Signature;
 use crate::tensor::{DataType, TensorData};
 
@@ -78,7 +79,7 @@ pub fn real_tokens(batch: &PaddedBatch) -> usize {
 
 /// The model's inputs in signature order: `input_ids`, `attention_mask` and, when the
 /// model takes it, `token_type_ids` (zeros). Any other input is an error.
-pub fn tensors(batch: &PaddedBatch, signature: &Signature) -> Result<Vec<TensorData>, ApiError> {
+pub fn tensors(batch: &PaddedBatch, signature: &Signature) -> Result<Vec<TensorData>, InferError> {
     let shape = vec![batch.rows as i64, batch.width as i64];
     signature
         .inputs
@@ -89,7 +90,7 @@ pub fn tensors(batch: &PaddedBatch, signature: &Signature) -> Result<Vec<TensorD
                 "attention_mask" => &batch.attention_mask,
                 "token_type_ids" => &[],
                 other => {
-                    return Err(ApiError::bad_request(format!(
+                    return Err(InferError::BadRequest(format!(
                         "the model takes input {other:?}; an embedding model must take \
                          input_ids and attention_mask"
                     )));
@@ -125,14 +126,14 @@ pub fn declared_width(signature: &Signature) -> Option<usize> {
 }
 
 /// Splits the model's first output, FP32 `[rows, width]`, into one vector per text.
-pub fn vectors(outputs: &[TensorData], rows: usize) -> Result<Vec<Vec<f32>>, ApiError> {
+pub fn vectors(outputs: &[TensorData], rows: usize) -> Result<Vec<Vec<f32>>, InferError> {
     let output = outputs
         .first()
-        .ok_or_else(|| ApiError::internal("the embedding model returned no output"))?;
+        .ok_or_else(|| InferError::Internal("the embedding model returned no output".into()))?;
     let width = match output.shape.as_slice() {
         [r, w] if output.datatype == DataType::Fp32 && *r == rows as i64 => *w as usize,
         _ => {
-            return Err(ApiError::internal(format!(
+            return Err(InferError::Internal(format!(
                 "the embedding model returned {} {:?}; expected FP32 [{rows}, width]",
                 output.datatype, output.shape
             )));
@@ -144,8 +145,8 @@ pub fn vectors(outputs: &[TensorData], rows: usize) -> Result<Vec<Vec<f32>>, Api
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect();
     if width == 0 || floats.len() != rows * width {
-        return Err(ApiError::internal(
-            "the embedding model's output size does not match its shape",
+        return Err(InferError::Internal(
+            "the embedding model's output size does not match its shape".into(),
         ));
     }
     Ok(floats.chunks_exact(width).map(<[f32]>::to_vec).collect())

@@ -53,18 +53,6 @@ impl ApiError {
         )
     }
 
-    /// 400: the prompt, or the prompt plus `max_tokens`, does not fit the model's
-    /// context; OpenAI's code `context_length_exceeded`, which clients (LangChain,
-    /// agent frameworks) look for to shorten the conversation and retry.
-    pub fn context_length(param: &str, message: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            message,
-            Some(param.to_owned()),
-            Some("context_length_exceeded"),
-        )
-    }
-
     /// 422: a generation parameter has a value this server does not accept.
     pub fn invalid_param(param: &str, message: impl Into<String>) -> Self {
         Self::new(
@@ -72,22 +60,6 @@ impl ApiError {
             message,
             Some(param.to_owned()),
             Some("invalid_value"),
-        )
-    }
-
-    /// 400: the model exists but its task does not serve this endpoint. OpenAI's own
-    /// answer for a model an endpoint does not support ("This is not a chat model ..."):
-    /// `invalid_request_error` on `param: model` with `code: null`; the same on every route.
-    pub fn wrong_task(model: &str, task: Task, endpoint: &str, needs: Task) -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "model {model:?} has task {}; {endpoint} needs a model with task {}",
-                task_name(task),
-                task_name(needs)
-            ),
-            Some("model".to_owned()),
-            None,
         )
     }
 
@@ -144,6 +116,17 @@ impl ApiError {
 }
 
 /// A task as the config file spells it.
+/// 400: the model exists but its task does not serve this endpoint. OpenAI's own
+/// answer for a model an endpoint does not support ("This is not a chat model ..."):
+/// `invalid_request_error` on `param: model` with `code: null`; the same on every route.
+pub fn wrong_task(model: &str, task: Task, endpoint: &str, needs: Task) -> InferError {
+    InferError::WrongTask(format!(
+        "model {model:?} has task {}; {endpoint} needs a model with task {}",
+        task_name(task),
+        task_name(needs)
+    ))
+}
+
 fn task_name(task: Task) -> &'static str {
     match task {
         Task::Tensor => "tensor",
@@ -155,22 +138,23 @@ fn task_name(task: Task) -> &'static str {
 
 impl From<InferError> for ApiError {
     fn from(err: InferError) -> Self {
-        let status = err.http_status();
-        let code = match &err {
-            InferError::NotFound(_) => Some("model_not_found"),
-            InferError::TooLarge(_) => Some("request_too_large"),
-            InferError::NotReady(_) => Some("model_not_ready"),
-            InferError::Overloaded(_) => Some("overloaded"),
-            InferError::DeadlineExceeded(_) => Some("timeout"),
-            InferError::InvalidParameter { .. } => Some("invalid_value"),
-            _ => None,
+        let status = crate::server::http_status(&err);
+        let message = err.to_string();
+        let (param, code): (Option<String>, Option<&'static str>) = match err {
+            InferError::NotFound(_) => (Some("model".to_owned()), Some("model_not_found")),
+            InferError::WrongTask(_) => (Some("model".to_owned()), None),
+            InferError::BadField { param, .. } => (Some(param.to_owned()), Some("invalid_value")),
+            InferError::ContextLength { param, .. } => {
+                (Some(param.to_owned()), Some("context_length_exceeded"))
+            }
+            InferError::InvalidParameter { param, .. } => (Some(param), Some("invalid_value")),
+            InferError::TooLarge(_) => (None, Some("request_too_large")),
+            InferError::NotReady(_) => (None, Some("model_not_ready")),
+            InferError::Overloaded(_) => (None, Some("overloaded")),
+            InferError::DeadlineExceeded(_) => (None, Some("timeout")),
+            InferError::BadRequest(_) | InferError::Internal(_) => (None, None),
         };
-        let param = match &err {
-            InferError::NotFound(_) => Some("model".to_owned()),
-            InferError::InvalidParameter { param, .. } => Some(param.clone()),
-            _ => None,
-        };
-        Self::new(status, err.to_string(), param, code)
+        Self::new(status, message, param, code)
     }
 }
 
@@ -211,7 +195,12 @@ mod tests {
 
     #[test]
     fn a_model_of_another_task_names_its_task_and_the_one_the_endpoint_needs() {
-        let err = ApiError::wrong_task("smollm2", Task::Generate, "/v1/embeddings", Task::Embed);
+        let err = ApiError::from(wrong_task(
+            "smollm2",
+            Task::Generate,
+            "/v1/embeddings",
+            Task::Embed,
+        ));
         assert_eq!(err.status, StatusCode::BAD_REQUEST);
         assert_eq!(
             err.message,
@@ -220,6 +209,17 @@ mod tests {
         assert_eq!(err.param.as_deref(), Some("model"));
         assert_eq!(err.code, None);
         assert_eq!(err.kind(), "invalid_request_error");
+    }
+
+    #[test]
+    fn a_prompt_past_the_context_is_context_length_exceeded_on_its_field() {
+        let err = ApiError::from(InferError::ContextLength {
+            param: "messages",
+            message: "the prompt has 100 tokens".into(),
+        });
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+        assert_eq!(err.code, Some("context_length_exceeded"));
+        assert_eq!(err.param.as_deref(), Some("messages"));
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! The OpenAI-compatible API: `/v1/models`, `/v1/completions`, `/v1/chat/completions`
 //! (server-sent events with `stream: true`) and `/v1/embeddings`.
 //!
-//! A request is parsed ([`wire`]), checked into a typed plan ([`params`]), resolved to
-//! a serving version, then handed to the version's generation engine ([`generate`]) or
-//! its tensor executor ([`embeddings`]); bodies and chunks are built by [`response`].
+//! A request is parsed ([`wire`]), checked into a typed plan ([`params`]) and handed to
+//! the one request path (`crate::serve`), which routes it to a version and runs it on
+//! the version's generation engine ([`generate`]) or its tensor executor
+//! ([`embeddings`]); bodies and chunks are built by [`response`].
 //! Errors use OpenAI's shape ([`ApiError`]). docs/openai.md is the user-facing contract.
 
 mod embed_batch;
@@ -16,16 +17,18 @@ mod response;
 mod wire;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::routing::{get, post};
-use modelplane_config::{ModelConfig, Task};
+use modelplane_config::Task;
 
 pub use error::ApiError;
 
-use crate::catalog::{Catalog, Version};
+use crate::error::InferError;
+use crate::serve::{self, Call, Protocol, RequestContext, Target};
 use crate::server::AppState;
 
 /// The largest request body of the `/v1` routes (413 above): the model is only known
@@ -71,50 +74,49 @@ pub fn unrouted(status: StatusCode, method: &Method, path: &str, message: String
 /// input costs up to hundreds of milliseconds of CPU, which on an async worker would
 /// stall every connection that worker serves (health probes, other streams).
 async fn off_runtime<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
+    work: impl FnOnce() -> Result<T, InferError> + Send + 'static,
+) -> Result<T, InferError> {
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(|err| ApiError::internal(format!("preparing the input failed: {err}")))?
+        .map_err(|err| InferError::Internal(format!("preparing the input failed: {err}")))?
 }
 
-/// The version a request's `model` names, with its model's current config.
-struct Target {
-    config: Arc<ModelConfig>,
-    version: Arc<Version>,
+/// Starts a request on the one path: `model` is a model name (its default serving
+/// version, as `/v2` does) or `name:version`.
+fn start(
+    state: &AppState,
+    model: &str,
+    headers: HeaderMap,
+    started: Instant,
+) -> Result<Call, InferError> {
+    let (name, version) = split_model(model);
+    let ctx = RequestContext::new(
+        Protocol::OpenAi,
+        name,
+        version.map(str::to_owned),
+        headers,
+        started,
+    )?;
+    serve::start(&state.catalog.load(), ctx)
 }
 
-impl Target {
-    /// Resolves `model`: a model name (its default serving version, as `/v2` does) or
-    /// `name:version`.
-    fn resolve(state: &AppState, model: &str) -> Result<Self, ApiError> {
-        let catalog = state.catalog.load();
-        let (name, version) = split_model(model, |name| catalog.models.contains_key(name));
-        let (entry, version) = Catalog::resolve(&catalog, name, version)?;
-        Ok(Self {
-            config: Arc::clone(&entry.config),
-            version,
-        })
+/// `Ok` when the routed model's task is `needs`, else the one wrong-task error of
+/// every endpoint; `model` is the request's `model` and `endpoint` the route.
+fn require(target: &Target, needs: Task, model: &str, endpoint: &str) -> Result<(), InferError> {
+    if target.config.task == needs {
+        return Ok(());
     }
+    Err(error::wrong_task(
+        model,
+        target.config.task,
+        endpoint,
+        needs,
+    ))
+}
 
-    /// `Ok` when the model's task is `needs`, else the one wrong-task error of every
-    /// endpoint; `model` is the request's `model` and `endpoint` the route.
-    fn require(&self, needs: Task, model: &str, endpoint: &str) -> Result<(), ApiError> {
-        if self.config.task == needs {
-            return Ok(());
-        }
-        Err(ApiError::wrong_task(
-            model,
-            self.config.task,
-            endpoint,
-            needs,
-        ))
-    }
-
-    /// The id responses report: `name:version`.
-    fn served_id(&self) -> String {
-        model_id(&self.version.model, &self.version.label)
-    }
+/// The id responses report: `name:version`.
+fn served_id(target: &Target) -> String {
+    model_id(&target.version.model, &target.version.label)
 }
 
 /// The wire id of a version.
@@ -122,11 +124,9 @@ fn model_id(model: &str, version: &str) -> String {
     format!("{model}:{version}")
 }
 
-/// Splits `name:version`; a string that is itself a model name is never split.
-fn split_model(model: &str, is_model: impl Fn(&str) -> bool) -> (&str, Option<&str>) {
-    if is_model(model) {
-        return (model, None);
-    }
+/// Splits `name:version`; model names cannot hold a `:` (they are URL path segments of
+/// `[A-Za-z0-9._-]`), so a `:` always separates a version.
+fn split_model(model: &str) -> (&str, Option<&str>) {
     match model.rsplit_once(':') {
         Some((name, version)) if !name.is_empty() && !version.is_empty() => (name, Some(version)),
         _ => (model, None),
@@ -139,11 +139,10 @@ mod tests {
 
     #[test]
     fn model_is_a_name_or_name_colon_version() {
-        let known = |name: &str| ["smollm2", "odd:name"].contains(&name);
-        assert_eq!(split_model("smollm2", known), ("smollm2", None));
-        assert_eq!(split_model("smollm2:2", known), ("smollm2", Some("2")));
-        assert_eq!(split_model("odd:name", known), ("odd:name", None));
-        assert_eq!(split_model("unknown", known), ("unknown", None));
-        assert_eq!(split_model("trailing:", known), ("trailing:", None));
+        assert_eq!(split_model("smollm2"), ("smollm2", None));
+        assert_eq!(split_model("smollm2:2"), ("smollm2", Some("2")));
+        assert_eq!(split_model("a:b:2"), ("a:b", Some("2")));
+        assert_eq!(split_model("trailing:"), ("trailing:", None));
+        assert_eq!(split_model(":1"), (":1", None));
     }
 }

@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use modelplane_config::Task;
 use serde::Serialize;
 
-use super::{ApiError, Target, model_id};
+use super::{ApiError, model_id, split_model};
 use crate::catalog::{Catalog, ModelEntry};
 use crate::server::AppState;
 
@@ -60,8 +60,10 @@ pub async fn retrieve(
     State(state): State<Arc<AppState>>,
     Path(model): Path<String>,
 ) -> Result<Json<ModelCard>, ApiError> {
-    let target = Target::resolve(&state, &model)?;
-    if !serves_openai(&target.config.task) {
+    let catalog = state.catalog.load();
+    let (name, version) = split_model(&model);
+    let (entry, _) = catalog.resolve(name, version)?;
+    if !serves_openai(&entry.config.task) {
         return Err(ApiError::from(crate::error::InferError::NotFound(format!(
             "model {model:?} is not served on the OpenAI API (only generate and embed models are)"
         ))));

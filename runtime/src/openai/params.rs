@@ -15,6 +15,7 @@ use super::wire::{
     Stop, WireMessage,
 };
 use crate::error::InferError;
+use crate::serve::GenerateInput;
 
 /// Most stop sequences in one request (OpenAI's limit).
 pub const MAX_STOP_SEQUENCES: usize = 4;
@@ -32,6 +33,19 @@ pub struct Generation {
     pub stream: bool,
     /// With `stream`: end with a usage chunk.
     pub include_usage: bool,
+}
+
+impl Generation {
+    /// The engine's input for `prompt`, carried in the request field `prompt_field`.
+    pub fn input(&self, prompt: Vec<u32>, prompt_field: &'static str) -> GenerateInput {
+        GenerateInput {
+            prompt,
+            max_tokens: self.max_tokens,
+            sampling: self.sampling.clone(),
+            stop: self.stop.clone(),
+            prompt_field,
+        }
+    }
 }
 
 /// A completion prompt: text to encode, or token ids as given.
@@ -157,18 +171,6 @@ fn stop_sequences(stop: Option<&Stop>) -> Result<Vec<String>, ApiError> {
     Ok(stops)
 }
 
-/// The number of tokens to generate ([`crate::limits::max_tokens`]); a prompt that fills
-/// the context is refused here, naming `prompt_field` (`prompt` or `messages`).
-pub fn max_tokens(
-    requested: Option<u32>,
-    prompt_len: usize,
-    context: u32,
-    prompt_field: &str,
-) -> Result<u32, ApiError> {
-    crate::limits::max_tokens(requested, prompt_len, context)
-        .map_err(|err| ApiError::context_length(prompt_field, err.to_string()))
-}
-
 /// Refuses completion fields this server does not implement.
 pub fn completion_supported(fields: &CompletionUnsupported) -> Result<(), ApiError> {
     if is_set(fields.logprobs.as_ref()) {
@@ -233,7 +235,7 @@ fn is_set(value: Option<&Value>) -> bool {
 }
 
 /// The one prompt of a completion request, token ids checked against the vocabulary.
-pub fn completion_prompt(prompt: Prompt, vocab_size: u32) -> Result<PromptInput, ApiError> {
+pub fn completion_prompt(prompt: Prompt, vocab_size: u32) -> Result<PromptInput, InferError> {
     let input = match prompt {
         Prompt::Text(text) => PromptInput::Text(text),
         Prompt::Tokens(ids) => PromptInput::Tokens(token_ids(&ids, vocab_size)?),
@@ -249,29 +251,34 @@ pub fn completion_prompt(prompt: Prompt, vocab_size: u32) -> Result<PromptInput,
         PromptInput::Tokens(ids) => ids.is_empty(),
     };
     if empty {
-        return Err(ApiError::bad_field("prompt", "the prompt is empty"));
+        return Err(bad_prompt("the prompt is empty".to_owned()));
     }
     Ok(input)
 }
 
-fn one_prompt(got: usize) -> ApiError {
-    ApiError::bad_field(
-        "prompt",
-        format!("exactly one prompt per request is supported, got {got}"),
-    )
+fn one_prompt(got: usize) -> InferError {
+    bad_prompt(format!(
+        "exactly one prompt per request is supported, got {got}"
+    ))
 }
 
-fn token_ids(ids: &[i64], vocab_size: u32) -> Result<Vec<u32>, ApiError> {
+fn bad_prompt(message: String) -> InferError {
+    InferError::BadField {
+        param: "prompt",
+        message,
+    }
+}
+
+fn token_ids(ids: &[i64], vocab_size: u32) -> Result<Vec<u32>, InferError> {
     ids.iter()
         .map(|&id| {
             u32::try_from(id)
                 .ok()
                 .filter(|id| *id < vocab_size)
                 .ok_or_else(|| {
-                    ApiError::bad_field(
-                        "prompt",
-                        format!("token id {id} is outside the vocabulary (0..{vocab_size})"),
-                    )
+                    bad_prompt(format!(
+                        "token id {id} is outside the vocabulary (0..{vocab_size})"
+                    ))
                 })
         })
         .collect()

@@ -132,19 +132,6 @@ fn stream_options_need_stream() {
 }
 
 #[test]
-fn the_default_is_clamped_to_the_context_and_a_full_prompt_refused() {
-    let fits = |requested, prompt| max_tokens(requested, prompt, 1000, "prompt").expect("fits");
-    assert_eq!(fits(Some(50), 10), 50);
-    assert_eq!(fits(None, 10), crate::limits::DEFAULT_MAX_TOKENS);
-    assert_eq!(fits(None, 990), 10);
-    let err = max_tokens(None, 100, 100, "messages").expect_err("no room");
-    assert_eq!(err.status, StatusCode::BAD_REQUEST);
-    assert_eq!(err.code, Some("context_length_exceeded"));
-    assert_eq!(err.param.as_deref(), Some("messages"));
-    assert!(err.message.contains("100 tokens"), "{}", err.message);
-}
-
-#[test]
 fn unsupported_completion_features_are_named() {
     let request = completion(r#"{"model": "m", "prompt": "x", "logprobs": 2}"#);
     let err = completion_supported(&request.unsupported).expect_err("logprobs");
@@ -187,7 +174,7 @@ fn one_prompt_in_any_form_and_token_ids_in_the_vocabulary() {
         PromptInput::Tokens(vec![1, 9])
     );
     for bad in [r#""""#, "[]", r#"["a", "b"]"#, "[1, 10]", "[-1]"] {
-        let err = completion_prompt(prompt(bad), 10).expect_err(bad);
+        let err = ApiError::from(completion_prompt(prompt(bad), 10).expect_err(bad));
         assert_eq!(err.status, StatusCode::BAD_REQUEST, "{bad}");
         assert_eq!(err.param.as_deref(), Some("prompt"), "{bad}");
     }

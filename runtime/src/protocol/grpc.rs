@@ -2,22 +2,25 @@
 //! models answer each request once; `generate` models stream text ([`generate`]).
 
 pub mod generate;
+mod status;
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use axum::http::HeaderMap;
 use bytes::Bytes;
 use futures::stream::{self, BoxStream};
 use futures::{Stream, StreamExt};
-use modelplane_config::ModelConfig;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::catalog::Version;
 use crate::error::InferError;
+use crate::serve::{self, Call, Protocol, RequestContext, TensorRequest};
 use crate::server::AppState;
 use crate::tensor::{DataType, TensorData};
 use crate::validate::{check_input, check_outputs, order_inputs};
+
+pub use status::grpc_code;
 
 /// Code generated from `proto/grpc_service.proto`.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
@@ -28,24 +31,6 @@ pub mod pb {
 use pb::grpc_inference_service_server::GrpcInferenceService;
 use pb::model_infer_response::InferOutputTensor;
 use pb::{InferTensorContents, ModelInferRequest, ModelInferResponse};
-
-/// Parses a `grpc-timeout` header value (`<up to 8 digits><H|M|S|m|u|n>`).
-pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
-    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
-    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let amount: u64 = digits.parse().ok()?;
-    match unit {
-        "H" => Some(Duration::from_secs(amount * 3600)),
-        "M" => Some(Duration::from_secs(amount * 60)),
-        "S" => Some(Duration::from_secs(amount)),
-        "m" => Some(Duration::from_millis(amount)),
-        "u" => Some(Duration::from_micros(amount)),
-        "n" => Some(Duration::from_nanos(amount)),
-        _ => None,
-    }
-}
 
 /// The gRPC service over the shared server state.
 #[derive(Clone)]
@@ -59,52 +44,61 @@ impl GrpcService {
         Self { state }
     }
 
-    /// The model config and serving version a request addresses.
-    fn resolve(
+    /// Starts a request on the one path: its context (the call's metadata, the model
+    /// and version it names), routed and admitted.
+    fn start(
         &self,
+        headers: HeaderMap,
         request: &ModelInferRequest,
-    ) -> Result<(Arc<ModelConfig>, Arc<Version>), InferError> {
-        let catalog = self.state.catalog.load();
-        let wanted = Some(request.model_version.as_str()).filter(|v| !v.is_empty());
-        let (entry, version) = catalog.resolve(&request.model_name, wanted)?;
-        Ok((Arc::clone(&entry.config), version))
+        started: Instant,
+    ) -> Result<Call, InferError> {
+        let ctx = RequestContext::new(
+            Protocol::Grpc,
+            request.model_name.clone(),
+            Some(request.model_version.clone()),
+            headers,
+            started,
+        )?;
+        serve::start(&self.state.catalog.load(), ctx)
     }
 
     /// Answers one `ModelInfer`: a tensor inference, or a whole generated text.
     async fn infer(
         &self,
+        headers: HeaderMap,
         request: ModelInferRequest,
-        timeout: Option<Duration>,
     ) -> Result<ModelInferResponse, InferError> {
-        let started = Instant::now();
-        let (config, version) = self.resolve(&request)?;
-        if version.engine().is_ok() {
-            let deadline = crate::limits::deadline(started, timeout, &config.limits);
-            return generate::submit(version, &request, deadline)
-                .await?
-                .collect()
-                .await;
+        let call = self.start(headers, &request, Instant::now())?;
+        if call.target().version.generates() {
+            return generate::submit(call, &request).await?.collect().await;
         }
-        let result = async {
-            let limits = &config.limits;
-            let deadline = crate::limits::deadline(started, timeout, limits);
+        tensor(call, &request).await
+    }
+}
+
+/// Runs a tensor `ModelInfer` on the path: decode against the version, run, encode.
+async fn tensor(call: Call, request: &ModelInferRequest) -> Result<ModelInferResponse, InferError> {
+    call.tensor(
+        async |target| {
+            let (version, limits) = (&target.version, &target.config.limits);
             let (inputs, rows) =
-                decode_inputs(&request, &version.signature, limits, version.batching)?;
+                decode_inputs(request, &version.signature, limits, version.batching)?;
             let requested: Vec<&str> = request.outputs.iter().map(|o| o.name.as_str()).collect();
             check_outputs(&version.signature, requested.iter().copied())?;
-            let outputs = version.infer(inputs, rows, deadline, limits).await?;
+            Ok((TensorRequest { inputs, rows }, requested))
+        },
+        |target, requested, outputs| {
+            let version = &target.version;
             Ok(encode_outputs(
-                &request,
+                request,
                 &version.model,
                 &version.label,
                 outputs,
                 &requested,
             ))
-        }
-        .await;
-        version.record(started, &result);
-        result
-    }
+        },
+    )
+    .await
 }
 
 fn decode_inputs(
@@ -240,49 +234,47 @@ fn encode_outputs(
     response
 }
 
-fn timeout_of<T>(request: &Request<T>) -> Option<Duration> {
-    request
-        .metadata()
-        .get("grpc-timeout")
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_grpc_timeout)
-}
-
 /// The responses of one request of a `ModelStreamInfer` call.
 type Responses = BoxStream<'static, Result<pb::ModelStreamInferResponse, Status>>;
 
 impl GrpcService {
     /// One request of a stream: a generation streams its chunks; a tensor inference
-    /// answers once.
-    async fn stream_one(&self, request: ModelInferRequest, timeout: Option<Duration>) -> Responses {
-        let started = Instant::now();
+    /// answers once. A failure is one response with `error_message` set (and, for a
+    /// generate model, Triton's final-response marker).
+    async fn stream_one(&self, headers: HeaderMap, request: ModelInferRequest) -> Responses {
         let id = request.id.clone();
-        let generation = match self.resolve(&request) {
-            Ok((config, version)) if version.engine().is_ok() => {
-                let deadline = crate::limits::deadline(started, timeout, &config.limits);
-                generate::submit(version, &request, deadline).await
-            }
-            _ => {
-                let response = match self.infer(request, timeout).await {
-                    Ok(response) => pb::ModelStreamInferResponse {
-                        error_message: String::new(),
-                        infer_response: Some(response),
-                    },
-                    Err(err) => pb::ModelStreamInferResponse {
-                        error_message: err.to_string(),
-                        infer_response: Some(ModelInferResponse {
-                            id,
-                            ..Default::default()
-                        }),
-                    },
-                };
-                return stream::once(async { Ok(response) }).boxed();
-            }
+        let call = match self.start(headers, &request, Instant::now()) {
+            Ok(call) => call,
+            Err(err) => return once(failed(&id, &err)),
         };
-        match generation {
-            Ok(generation) => generation.into_responses().map(Ok).boxed(),
-            Err(err) => stream::once(async move { Ok(generate::final_error(&id, &err)) }).boxed(),
+        if call.target().version.generates() {
+            return match generate::submit(call, &request).await {
+                Ok(generation) => generation.into_responses().map(Ok).boxed(),
+                Err(err) => once(generate::final_error(&id, &err)),
+            };
         }
+        once(match tensor(call, &request).await {
+            Ok(response) => pb::ModelStreamInferResponse {
+                error_message: String::new(),
+                infer_response: Some(response),
+            },
+            Err(err) => failed(&id, &err),
+        })
+    }
+}
+
+fn once(response: pb::ModelStreamInferResponse) -> Responses {
+    stream::once(async { Ok(response) }).boxed()
+}
+
+/// The stream response of a tensor request that failed.
+fn failed(id: &str, err: &InferError) -> pb::ModelStreamInferResponse {
+    pb::ModelStreamInferResponse {
+        error_message: err.to_string(),
+        infer_response: Some(ModelInferResponse {
+            id: id.to_owned(),
+            ..Default::default()
+        }),
     }
 }
 
@@ -365,9 +357,9 @@ impl GrpcInferenceService for GrpcService {
         &self,
         request: Request<ModelInferRequest>,
     ) -> Result<Response<ModelInferResponse>, Status> {
-        let timeout = timeout_of(&request);
+        let (metadata, _, request) = request.into_parts();
         Ok(Response::new(
-            self.infer(request.into_inner(), timeout).await?,
+            self.infer(metadata.into_headers(), request).await?,
         ))
     }
 
@@ -377,17 +369,18 @@ impl GrpcInferenceService for GrpcService {
         &self,
         request: Request<Streaming<ModelInferRequest>>,
     ) -> Result<Response<Self::ModelStreamInferStream>, Status> {
-        let timeout = timeout_of(&request);
+        let (metadata, _, messages) = request.into_parts();
+        let headers = metadata.into_headers();
         let service = self.clone();
         // Requests are admitted concurrently; their responses keep request order (a
         // generation's chunks all come before the next request's responses).
-        let responses = request
-            .into_inner()
+        let responses = messages
             .map(move |message| {
                 let service = service.clone();
+                let headers = headers.clone();
                 async move {
                     match message {
-                        Ok(request) => service.stream_one(request, timeout).await,
+                        Ok(request) => service.stream_one(headers, request).await,
                         Err(status) => stream::once(async { Err(status) }).boxed(),
                     }
                 }
@@ -401,17 +394,6 @@ impl GrpcInferenceService for GrpcService {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn grpc_timeout_units_are_understood() {
-        assert_eq!(parse_grpc_timeout("5S"), Some(Duration::from_secs(5)));
-        assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_grpc_timeout("100u"), Some(Duration::from_micros(100)));
-        assert_eq!(parse_grpc_timeout("2H"), Some(Duration::from_secs(7200)));
-        for bad in ["", "S", "5", "5s", "123456789S", "-1S", "1.5S"] {
-            assert_eq!(parse_grpc_timeout(bad), None, "{bad:?}");
-        }
-    }
 
     #[test]
     fn typed_contents_are_packed_little_endian() {

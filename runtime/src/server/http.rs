@@ -1,5 +1,6 @@
-//! REST routes: Open Inference Protocol v2 and `/metrics`. Handlers are thin: resolve
-//! the model, hand the body to `protocol::rest`, run, encode. Requests no route takes
+//! REST routes: Open Inference Protocol v2 and `/metrics`. Inference handlers build a
+//! `RequestContext` and hand the body to the one request path (`serve`), decoding and
+//! encoding with `protocol::rest`. Requests no route takes
 //! are answered by [`super::rejection`].
 
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use axum::routing::{get, post};
 use super::{AppState, model_metadata, server_metadata};
 use crate::error::InferError;
 use crate::protocol::rest::{self, HEADER_LENGTH};
+use crate::serve::{self, Protocol, RequestContext, TensorRequest};
 
 /// The REST router; `/metrics` is included when it shares the port.
 pub fn router(state: Arc<AppState>, with_metrics: bool) -> Router {
@@ -120,7 +122,7 @@ async fn infer(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, InferError> {
-    run_infer(&state, &model, None, &headers, body).await
+    run_infer(&state, model, None, headers, body).await
 }
 
 async fn version_infer(
@@ -129,65 +131,71 @@ async fn version_infer(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, InferError> {
-    run_infer(&state, &model, Some(&version), &headers, body).await
+    run_infer(&state, model, Some(version), headers, body).await
 }
 
+/// Parse → context → serve → encode: the body is read and decoded once the path has
+/// picked the version (its limits and signature apply).
 async fn run_infer(
     state: &AppState,
-    model: &str,
-    version: Option<&str>,
-    headers: &HeaderMap,
+    model: String,
+    version: Option<String>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Response, InferError> {
-    let started = Instant::now();
-    let (config, version) = {
-        let catalog = state.catalog.load();
-        let (entry, version) = catalog.resolve(model, version)?;
-        (Arc::clone(&entry.config), version)
-    };
-    if version.engine().is_ok() {
-        return Err(InferError::BadRequest(format!(
-            "model {model:?} generates text: use /v1/completions, /v1/chat/completions, \
-             or gRPC ModelInfer/ModelStreamInfer with a text_input"
-        )));
-    }
-    let result = async {
-        let limits = &config.limits;
-        let body = read_body(body, headers, limits.max_body_bytes).await?;
-        let header_length = headers
-            .get(HEADER_LENGTH)
-            .map(|v| v.to_str().unwrap_or("invalid"));
-        let request = rest::parse_request(
-            &body,
-            header_length,
-            &version.signature,
-            limits,
-            version.batching,
-        )?;
-        let deadline = crate::limits::deadline(started, None, limits);
-        let outputs = version
-            .infer(request.inputs, request.rows, deadline, limits)
-            .await?;
-        rest::encode_response(
-            &version.model,
-            &version.label,
-            request.id.as_deref(),
-            &outputs,
-            &request.outputs,
+    let header_length = headers
+        .get(HEADER_LENGTH)
+        .map(|v| v.to_str().unwrap_or("invalid").to_owned());
+    let declared = declared_length(&headers);
+    let ctx = RequestContext::new(Protocol::Rest, model, version, headers, Instant::now())?;
+    let call = serve::start(&state.catalog.load(), ctx)?;
+    let response = call
+        .tensor(
+            async move |target| {
+                let (version, limits) = (&target.version, &target.config.limits);
+                let body = read_body(body, declared, limits.max_body_bytes).await?;
+                let request = rest::parse_request(
+                    &body,
+                    header_length.as_deref(),
+                    &version.signature,
+                    limits,
+                    version.batching,
+                )?;
+                let tensors = TensorRequest {
+                    inputs: request.inputs,
+                    rows: request.rows,
+                };
+                Ok((tensors, (request.id, request.outputs)))
+            },
+            |target, (id, outputs), tensors| {
+                let version = &target.version;
+                rest::encode_response(
+                    &version.model,
+                    &version.label,
+                    id.as_deref(),
+                    &tensors,
+                    &outputs,
+                )
+            },
         )
-    }
-    .await;
-    version.record(started, &result);
-    Ok(into_http(result?))
+        .await?;
+    Ok(into_http(response))
 }
 
-async fn read_body(body: Body, headers: &HeaderMap, max: u64) -> Result<bytes::Bytes, InferError> {
-    let too_large =
-        || InferError::TooLarge(format!("request body is larger than the {max}-byte limit"));
-    let declared = headers
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+async fn read_body(
+    body: Body,
+    declared: Option<u64>,
+    max: u64,
+) -> Result<bytes::Bytes, InferError> {
+    let too_large =
+        || InferError::TooLarge(format!("request body is larger than the {max}-byte limit"));
     if declared.is_some_and(|len| len > max) {
         return Err(too_large());
     }

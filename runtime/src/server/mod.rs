@@ -4,6 +4,7 @@
 mod http;
 mod metadata;
 mod rejection;
+mod status;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -20,6 +21,7 @@ use tonic::transport::server::TcpIncoming;
 pub use metadata::{
     ModelMeta, ServerMeta, TensorMeta, VersionStatus, model_metadata, server_metadata,
 };
+pub use status::http_status;
 
 use crate::catalog::Catalog;
 use crate::metrics::Metrics;

@@ -5,12 +5,9 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use futures::stream::{self, BoxStream, StreamExt};
-use modelplane_generate::engine::{
-    EngineError, FinishReason, GenerateRequest, GenerationStream, StreamEvent, Usage,
-};
+use modelplane_generate::engine::{FinishReason, Usage};
 use modelplane_generate::sampling::SamplingParams;
 
 use super::pb::infer_parameter::ParameterChoice;
@@ -19,9 +16,9 @@ use super::pb::{
     InferParameter, InferTensorContents, ModelInferRequest, ModelInferResponse,
     ModelStreamInferResponse,
 };
-use crate::catalog::Version;
 use crate::error::InferError;
 use crate::model::{TEXT_INPUT, TEXT_OUTPUT};
+use crate::serve::{self, Call, Event, GenerateInput};
 
 /// The request parameters a generate model understands.
 pub const PARAMETERS: [&str; 7] = [
@@ -37,61 +34,41 @@ pub const PARAMETERS: [&str; 7] = [
 /// Parameters under this prefix belong to Triton's client and are ignored.
 const TRITON_PREFIX: &str = "triton_";
 
-/// A generation admitted by the engine, with what its responses need.
+/// A generation admitted by the engine, with the request id its responses carry.
 pub struct Generation {
-    version: Arc<Version>,
+    generation: serve::Generation,
     id: String,
-    started: Instant,
-    events: GenerationStream,
 }
 
-/// Parses the request, tokenizes its prompt (on the blocking pool: a prompt may be
-/// megabytes) and submits it to the version's engine; a refusal is counted in the
-/// version's request metrics.
-pub async fn submit(
-    version: Arc<Version>,
-    request: &ModelInferRequest,
-    deadline: Instant,
-) -> Result<Generation, InferError> {
-    let started = Instant::now();
-    match admit(&version, request, deadline).await {
-        Ok(events) => Ok(Generation {
-            version,
-            id: request.id.clone(),
-            started,
-            events,
-        }),
-        Err(err) => {
-            version.record(started, &Err::<(), _>(err.clone()));
-            Err(err)
-        }
-    }
-}
-
-async fn admit(
-    version: &Version,
-    request: &ModelInferRequest,
-    deadline: Instant,
-) -> Result<GenerationStream, InferError> {
-    let engine = version.engine()?;
-    let prompt = text_input(request)?;
-    let settings = Settings::from_parameters(&request.parameters)?;
-    let codec = Arc::clone(engine.codec());
-    let ids = tokio::task::spawn_blocking(move || codec.encode(&prompt, true))
-        .await
-        .map_err(|err| InferError::Internal(format!("the tokenizer task failed: {err}")))?
-        .map_err(|err| InferError::BadRequest(err.to_string()))?;
-    let max_tokens =
-        crate::limits::max_tokens(settings.max_tokens, ids.len(), engine.shape().context)
-            .map_err(|err| InferError::BadRequest(err.to_string()))?;
-    let request_out = GenerateRequest {
-        max_tokens,
-        prompt: ids,
-        sampling: settings.sampling,
-        stop: settings.stop,
-        deadline: Some(deadline),
-    };
-    Ok(engine.submit(request_out)?)
+/// Reads the prompt and settings, tokenizes the prompt (on the blocking pool: a
+/// prompt may be megabytes) and submits it on the request path.
+pub async fn submit(call: Call, request: &ModelInferRequest) -> Result<Generation, InferError> {
+    let generation = call
+        .generate(async |target| {
+            let engine = target.version.engine()?;
+            let prompt = text_input(request)?;
+            let settings = Settings::from_parameters(&request.parameters)?;
+            let codec = Arc::clone(engine.codec());
+            let ids = tokio::task::spawn_blocking(move || codec.encode(&prompt, true))
+                .await
+                .map_err(|err| InferError::Internal(format!("the tokenizer task failed: {err}")))?
+                .map_err(|err| InferError::BadField {
+                    param: TEXT_INPUT,
+                    message: err.to_string(),
+                })?;
+            Ok(GenerateInput {
+                prompt: ids,
+                max_tokens: settings.max_tokens,
+                sampling: settings.sampling,
+                stop: settings.stop,
+                prompt_field: TEXT_INPUT,
+            })
+        })
+        .await?;
+    Ok(Generation {
+        generation,
+        id: request.id.clone(),
+    })
 }
 
 impl Generation {
@@ -100,77 +77,37 @@ impl Generation {
     pub fn into_responses(self) -> BoxStream<'static, ModelStreamInferResponse> {
         stream::unfold(Some(self), |state| async move {
             let mut generation = state?;
-            loop {
-                let event = generation.events.next().await;
-                let (response, last) = match event {
-                    Some(StreamEvent::Delta { text, .. }) if text.is_empty() => continue,
-                    Some(StreamEvent::Delta { text, .. }) => (generation.chunk(text), false),
-                    Some(StreamEvent::Finished { reason, usage }) => {
-                        generation.record(Ok(()));
-                        (generation.finished(String::new(), reason, usage), true)
-                    }
-                    Some(StreamEvent::Failed(err)) => (generation.failed(engine_error(err)), true),
-                    None => (generation.failed(stopped()), true),
-                };
-                return Some((response, (!last).then_some(generation)));
-            }
+            let response = match generation.generation.next().await? {
+                Event::Text(text) => return Some((generation.chunk(text), Some(generation))),
+                Event::Finished { reason, usage } => generation.finished(reason, usage),
+                Event::Failed(err) => final_error(&generation.id, &err),
+            };
+            Some((response, None))
         })
         .boxed()
     }
 
     /// Waits for the whole text: the unary `ModelInfer` answer.
-    pub async fn collect(mut self) -> Result<ModelInferResponse, InferError> {
-        let mut text = String::new();
-        let outcome = loop {
-            match self.events.next().await {
-                Some(StreamEvent::Delta { text: chunk, .. }) => text.push_str(&chunk),
-                Some(StreamEvent::Finished { reason, usage }) => break Ok((reason, usage)),
-                Some(StreamEvent::Failed(err)) => break Err(engine_error(err)),
-                None => break Err(stopped()),
-            }
-        };
-        let result = outcome.map(|(reason, usage)| {
-            let mut response = self.response(text);
-            add_finish(&mut response, reason, usage);
-            response
-        });
-        self.record(result.as_ref().map(|_| ()).map_err(Clone::clone));
-        result
-    }
-
-    fn response(&self, text: String) -> ModelInferResponse {
-        ModelInferResponse {
-            model_name: self.version.model.clone(),
-            model_version: self.version.label.clone(),
-            id: self.id.clone(),
-            outputs: vec![InferOutputTensor {
-                name: TEXT_OUTPUT.to_owned(),
-                datatype: "BYTES".to_owned(),
-                shape: vec![1],
-                contents: Some(InferTensorContents {
-                    bytes_contents: vec![text.into_bytes().into()],
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }],
-            ..Default::default()
-        }
+    pub async fn collect(self) -> Result<ModelInferResponse, InferError> {
+        let id = self.id;
+        let target = self.generation.target().clone();
+        let done = self.generation.collect().await?;
+        let mut response = response(&target.version.model, &target.version.label, &id, done.text);
+        add_finish(&mut response, done.reason, done.usage);
+        Ok(response)
     }
 
     fn chunk(&self, text: String) -> ModelStreamInferResponse {
+        let version = &self.generation.target().version;
         ModelStreamInferResponse {
             error_message: String::new(),
-            infer_response: Some(self.response(text)),
+            infer_response: Some(response(&version.model, &version.label, &self.id, text)),
         }
     }
 
-    fn finished(
-        &self,
-        text: String,
-        reason: FinishReason,
-        usage: Usage,
-    ) -> ModelStreamInferResponse {
-        let mut response = self.response(text);
+    fn finished(&self, reason: FinishReason, usage: Usage) -> ModelStreamInferResponse {
+        let version = &self.generation.target().version;
+        let mut response = response(&version.model, &version.label, &self.id, String::new());
         add_finish(&mut response, reason, usage);
         response.parameters.insert(FINAL.to_owned(), boolean(true));
         ModelStreamInferResponse {
@@ -178,14 +115,24 @@ impl Generation {
             infer_response: Some(response),
         }
     }
+}
 
-    fn failed(&self, err: InferError) -> ModelStreamInferResponse {
-        self.record(Err(err.clone()));
-        final_error(&self.id, &err)
-    }
-
-    fn record(&self, result: Result<(), InferError>) {
-        self.version.record(self.started, &result);
+fn response(model: &str, version: &str, id: &str, text: String) -> ModelInferResponse {
+    ModelInferResponse {
+        model_name: model.to_owned(),
+        model_version: version.to_owned(),
+        id: id.to_owned(),
+        outputs: vec![InferOutputTensor {
+            name: TEXT_OUTPUT.to_owned(),
+            datatype: "BYTES".to_owned(),
+            shape: vec![1],
+            contents: Some(InferTensorContents {
+                bytes_contents: vec![text.into_bytes().into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }],
+        ..Default::default()
     }
 }
 
@@ -231,23 +178,13 @@ fn boolean(value: bool) -> InferParameter {
     param(ParameterChoice::BoolParam(value))
 }
 
-fn engine_error(err: EngineError) -> InferError {
-    match err {
-        EngineError::DeadlineExceeded => {
-            InferError::DeadlineExceeded("deadline exceeded while generating".to_owned())
-        }
-        EngineError::Step(err) => InferError::Internal(format!("model step failed: {}", err.0)),
-    }
-}
-
-fn stopped() -> InferError {
-    InferError::Internal("the generation engine stopped".to_owned())
-}
-
 /// The prompt: the one element of the `text_input` BYTES input, typed or raw
 /// (Triton's layout: a 4-byte little-endian length, then the bytes).
 fn text_input(request: &ModelInferRequest) -> Result<String, InferError> {
-    let bad = |message: String| InferError::BadRequest(message);
+    let bad = |message: String| InferError::BadField {
+        param: TEXT_INPUT,
+        message,
+    };
     let [input] = request.inputs.as_slice() else {
         return Err(bad(format!(
             "a generate model takes exactly one input, {TEXT_INPUT:?} (BYTES, shape [1]); got {}",
@@ -434,7 +371,7 @@ mod tests {
                 panic!("{name}: {err:?}");
             };
             assert_eq!(param, name);
-            assert_eq!(err.grpc_code(), tonic::Code::InvalidArgument);
+            assert_eq!(super::super::grpc_code(&err), tonic::Code::InvalidArgument);
         }
     }
 
@@ -469,8 +406,11 @@ mod tests {
             "Hi"
         );
         let two = text_request(Some(vec!["a", "b"]), Vec::new());
-        assert!(matches!(text_input(&two), Err(InferError::BadRequest(_))));
+        assert!(matches!(text_input(&two), Err(InferError::BadField { .. })));
         let short = text_request(None, vec![vec![9, 0, 0, 0, b'x']]);
-        assert!(matches!(text_input(&short), Err(InferError::BadRequest(_))));
+        assert!(matches!(
+            text_input(&short),
+            Err(InferError::BadField { .. })
+        ));
     }
 }

@@ -1,0 +1,237 @@
+//! What arrives with a request, built once at its edge: the [`RequestContext`].
+
+use std::time::{Duration, Instant};
+
+use axum::http::HeaderMap;
+use modelplane_config::units::parse_duration;
+
+use crate::error::InferError;
+
+/// The header a REST or OpenAI client sets to shorten its request's deadline
+/// (`250ms`, `2s`, `1m`); gRPC clients send `grpc-timeout`. Either is capped by the
+/// model's `limits.requestTimeout`.
+pub const REQUEST_TIMEOUT_HEADER: &str = "x-request-timeout";
+
+/// The edge a request came in on: a label on its span, never a branch on the path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// Open Inference Protocol v2 over REST (JSON or binary tensor data).
+    Rest,
+    /// Open Inference Protocol v2 over gRPC.
+    Grpc,
+    /// The OpenAI-compatible API.
+    OpenAi,
+}
+
+impl Protocol {
+    /// The protocol's name in logs and traces.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rest => "rest",
+            Self::Grpc => "grpc",
+            Self::OpenAi => "openai",
+        }
+    }
+}
+
+/// Who sent a request. Every request is anonymous until identity (API keys, JWT)
+/// maps requests to tenants; admission and routing already take it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Identity {
+    /// No credentials presented.
+    #[default]
+    Anonymous,
+}
+
+impl Identity {
+    /// The tenant the request is charged to; `None` for anonymous requests.
+    pub fn tenant(&self) -> Option<&str> {
+        match self {
+            Self::Anonymous => None,
+        }
+    }
+}
+
+/// The request's headers (gRPC metadata included), which routing rules may match on
+/// (a canary's header match, say).
+#[derive(Clone, Debug, Default)]
+pub struct Attributes(HeaderMap);
+
+impl Attributes {
+    /// The headers of a request.
+    pub fn new(headers: HeaderMap) -> Self {
+        Self(headers)
+    }
+
+    /// The value of a header, when present and visible ASCII.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).and_then(|value| value.to_str().ok())
+    }
+}
+
+/// Everything the one request path needs to know about a request, built once at the
+/// edge that parsed it and handed to [`super::start`].
+///
+/// Cancellation is the request's own future: when the client goes away the edge's
+/// server drops it, and with it the path's guards, which release its admission,
+/// record it as `cancelled` and take its work out of the queue or the batch.
+#[derive(Debug)]
+pub struct RequestContext {
+    /// Where it came in.
+    pub protocol: Protocol,
+    /// The model it names.
+    pub model: String,
+    /// The version it names; `None`: whichever the route picks.
+    pub version: Option<String>,
+    /// Who sent it.
+    pub identity: Identity,
+    /// What routing may match on.
+    pub attributes: Attributes,
+    /// When it arrived; its deadline and duration count from here.
+    pub started: Instant,
+    /// The client's own timeout, when it sent one.
+    pub timeout: Option<Duration>,
+    /// The request's span: the path records its version and outcome on it.
+    pub span: tracing::Span,
+}
+
+impl RequestContext {
+    /// The context of a request that arrived at `started` on `protocol`, naming
+    /// `model` (and `version`), with its headers; a malformed timeout header is a 400.
+    pub fn new(
+        protocol: Protocol,
+        model: impl Into<String>,
+        version: Option<String>,
+        headers: HeaderMap,
+        started: Instant,
+    ) -> Result<Self, InferError> {
+        let model = model.into();
+        let timeout = client_timeout(protocol, &headers)?;
+        let span = tracing::info_span!(
+            "request",
+            protocol = protocol.as_str(),
+            model = %model,
+            version = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        );
+        Ok(Self {
+            protocol,
+            model,
+            version: version.filter(|v| !v.is_empty()),
+            identity: Identity::Anonymous,
+            attributes: Attributes::new(headers),
+            started,
+            timeout,
+            span,
+        })
+    }
+}
+
+/// The client's timeout: `grpc-timeout` on gRPC, [`REQUEST_TIMEOUT_HEADER`] elsewhere.
+fn client_timeout(protocol: Protocol, headers: &HeaderMap) -> Result<Option<Duration>, InferError> {
+    let (name, parse): (&str, fn(&str) -> Option<Duration>) = match protocol {
+        Protocol::Grpc => ("grpc-timeout", parse_grpc_timeout),
+        Protocol::Rest | Protocol::OpenAi => {
+            (REQUEST_TIMEOUT_HEADER, |text| parse_duration(text).ok())
+        }
+    };
+    let Some(value) = headers.get(name) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(parse)
+        .map(Some)
+        .ok_or_else(|| {
+            InferError::BadRequest(format!(
+                "header {name}: {value:?} is not a timeout (e.g. {})",
+                match protocol {
+                    Protocol::Grpc => "250m or 5S",
+                    Protocol::Rest | Protocol::OpenAi => "250ms or 5s",
+                }
+            ))
+        })
+}
+
+/// Parses a `grpc-timeout` header value (`<up to 8 digits><H|M|S|m|u|n>`).
+pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let amount: u64 = digits.parse().ok()?;
+    match unit {
+        "H" => Some(Duration::from_secs(amount * 3600)),
+        "M" => Some(Duration::from_secs(amount * 60)),
+        "S" => Some(Duration::from_secs(amount)),
+        "m" => Some(Duration::from_millis(amount)),
+        "u" => Some(Duration::from_micros(amount)),
+        "n" => Some(Duration::from_nanos(amount)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn grpc_timeout_units_are_understood() {
+        assert_eq!(parse_grpc_timeout("5S"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_grpc_timeout("100u"), Some(Duration::from_micros(100)));
+        assert_eq!(parse_grpc_timeout("2H"), Some(Duration::from_secs(7200)));
+        for bad in ["", "S", "5", "5s", "123456789S", "-1S", "1.5S"] {
+            assert_eq!(parse_grpc_timeout(bad), None, "{bad:?}");
+        }
+    }
+
+    fn headers(name: &'static str, value: &'static str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(name, HeaderValue::from_static(value));
+        headers
+    }
+
+    fn context(protocol: Protocol, headers: HeaderMap) -> Result<RequestContext, InferError> {
+        RequestContext::new(protocol, "m", None, headers, Instant::now())
+    }
+
+    #[test]
+    fn each_protocol_reads_its_own_timeout_header() {
+        let rest = context(Protocol::Rest, headers(REQUEST_TIMEOUT_HEADER, "250ms"));
+        assert_eq!(
+            rest.expect("valid").timeout,
+            Some(Duration::from_millis(250))
+        );
+        let grpc = context(Protocol::Grpc, headers("grpc-timeout", "3S"));
+        assert_eq!(grpc.expect("valid").timeout, Some(Duration::from_secs(3)));
+        let other = context(Protocol::OpenAi, headers("grpc-timeout", "3S"));
+        assert_eq!(other.expect("ignored").timeout, None);
+    }
+
+    #[test]
+    fn a_malformed_timeout_is_a_bad_request_naming_the_header() {
+        let err = context(Protocol::Rest, headers(REQUEST_TIMEOUT_HEADER, "soon"))
+            .expect_err("not a duration");
+        assert!(matches!(&err, InferError::BadRequest(m) if m.contains(REQUEST_TIMEOUT_HEADER)));
+        let err = context(Protocol::Grpc, headers("grpc-timeout", "5s")).expect_err("unit");
+        assert!(matches!(&err, InferError::BadRequest(m) if m.contains("grpc-timeout")));
+    }
+
+    #[test]
+    fn an_empty_version_names_none_and_the_tenant_is_anonymous() {
+        let ctx = RequestContext::new(
+            Protocol::Grpc,
+            "m",
+            Some(String::new()),
+            HeaderMap::new(),
+            Instant::now(),
+        )
+        .expect("valid");
+        assert_eq!(ctx.version, None);
+        assert_eq!(ctx.identity.tenant(), None);
+    }
+}

@@ -1,0 +1,173 @@
+//! The run of a generate model: submit to the version's continuous-batching engine,
+//! then hand the edge typed events. The generation records itself when it ends, or as
+//! cancelled when the edge drops it (which also takes it out of the batch).
+
+use modelplane_generate::engine::{
+    EngineError, FinishReason, GenerateRequest, GenerationStream, StreamEvent, Usage,
+};
+use modelplane_generate::sampling::SamplingParams;
+use tracing::Instrument;
+
+use super::{Admitted, Call, Record, Target};
+use crate::error::InferError;
+
+/// A prompt ready for the engine, with the request's generation settings.
+#[derive(Debug)]
+pub struct GenerateInput {
+    /// Prompt token ids.
+    pub prompt: Vec<u32>,
+    /// The request's maximum; `None`: [`crate::limits::DEFAULT_MAX_TOKENS`], capped at
+    /// what the context leaves.
+    pub max_tokens: Option<u32>,
+    /// How to pick tokens.
+    pub sampling: SamplingParams,
+    /// Stop sequences.
+    pub stop: Vec<String>,
+    /// The request field that carried the prompt (`prompt`, `messages`, `text_input`),
+    /// named when the prompt leaves no room to generate.
+    pub prompt_field: &'static str,
+}
+
+/// What a generation tells its edge, in order: text, then one end.
+#[derive(Debug, PartialEq)]
+pub enum Event {
+    /// Newly decoded text; never empty.
+    Text(String),
+    /// The generation finished.
+    Finished {
+        /// Why it stopped.
+        reason: FinishReason,
+        /// Tokens in and out.
+        usage: Usage,
+    },
+    /// The generation failed after it was admitted (deadline, a model step).
+    Failed(InferError),
+}
+
+/// A whole generation, collected.
+#[derive(Debug, PartialEq)]
+pub struct Completed {
+    /// The generated text.
+    pub text: String,
+    /// Why it stopped.
+    pub reason: FinishReason,
+    /// Tokens in and out.
+    pub usage: Usage,
+}
+
+/// A generation admitted by its version's engine.
+pub struct Generation {
+    target: Target,
+    events: GenerationStream,
+    record: Option<Record>,
+    _admitted: Admitted,
+}
+
+impl Call {
+    /// Runs a generate request: `prepare` turns the edge's prompt into token ids with
+    /// the version's tokenizer (`target.version.engine()?.codec()`), the path caps `max_tokens` and submits it to the engine
+    /// with the request's deadline. A refusal is recorded; an admitted generation
+    /// records itself.
+    pub async fn generate(
+        self,
+        prepare: impl AsyncFnOnce(&Target) -> Result<GenerateInput, InferError>,
+    ) -> Result<Generation, InferError> {
+        let Self {
+            target,
+            deadline,
+            admitted,
+            record,
+        } = self;
+        let submitted = async {
+            let input = prepare(&target).await?;
+            let engine = target.version.engine()?;
+            let context = engine.shape().context;
+            let max_tokens =
+                crate::limits::max_tokens(input.max_tokens, input.prompt.len(), context).map_err(
+                    |err| InferError::ContextLength {
+                        param: input.prompt_field,
+                        message: err.to_string(),
+                    },
+                )?;
+            engine
+                .submit(GenerateRequest {
+                    prompt: input.prompt,
+                    max_tokens,
+                    sampling: input.sampling,
+                    stop: input.stop,
+                    deadline: Some(deadline),
+                })
+                .map_err(InferError::from)
+        }
+        .instrument(record.span().clone())
+        .await;
+        match submitted {
+            Ok(events) => Ok(Generation {
+                target,
+                events,
+                record: Some(record),
+                _admitted: admitted,
+            }),
+            Err(err) => Err(record.fail(err)),
+        }
+    }
+}
+
+impl Generation {
+    /// The version generating, and its model's config.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// The next event; `None` after the end. The end is recorded when it is read.
+    pub async fn next(&mut self) -> Option<Event> {
+        self.record.as_ref()?;
+        loop {
+            let event = match self.events.next().await {
+                Some(StreamEvent::Delta { text, .. }) if text.is_empty() => continue,
+                Some(StreamEvent::Delta { text, .. }) => return Some(Event::Text(text)),
+                Some(StreamEvent::Finished { reason, usage }) => Event::Finished { reason, usage },
+                Some(StreamEvent::Failed(err)) => Event::Failed(engine_error(err)),
+                None => Event::Failed(InferError::Internal(
+                    "the generation engine ended the request without finishing it".into(),
+                )),
+            };
+            if let Some(record) = self.record.take() {
+                match &event {
+                    Event::Failed(err) => record.finish(&Err::<(), _>(err.clone())),
+                    _ => record.finish(&Ok::<_, InferError>(())),
+                }
+            }
+            return Some(event);
+        }
+    }
+
+    /// Waits for the whole text (a unary answer).
+    pub async fn collect(mut self) -> Result<Completed, InferError> {
+        let mut text = String::new();
+        while let Some(event) = self.next().await {
+            match event {
+                Event::Text(chunk) => text.push_str(&chunk),
+                Event::Finished { reason, usage } => {
+                    return Ok(Completed {
+                        text,
+                        reason,
+                        usage,
+                    });
+                }
+                Event::Failed(err) => return Err(err),
+            }
+        }
+        Err(InferError::Internal("the generation already ended".into()))
+    }
+}
+
+/// An engine failure after admission, the same on every protocol.
+fn engine_error(err: EngineError) -> InferError {
+    match err {
+        EngineError::DeadlineExceeded => {
+            InferError::DeadlineExceeded("the deadline passed before generation finished".into())
+        }
+        EngineError::Step(step) => InferError::Internal(format!("model step failed: {step}")),
+    }
+}

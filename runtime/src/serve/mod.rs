@@ -1,0 +1,144 @@
+//! The one request path. Every edge (OIP REST, OIP gRPC, the OpenAI API) parses its
+//! request, builds a [`RequestContext`] and hands it here; the path takes it through
+//! [`route`] (which version) → [`admit`] (may it run) → run (the version's executor or
+//! engine) → [`record`] (one metrics record, the same labels on every protocol). The
+//! edge only decodes its wire format (inside `prepare`, once the version is known) and
+//! encodes the answer.
+//!
+//! ```text
+//! edge: parse → RequestContext ─┐
+//!                               ▼
+//!       start: route → record → admit ─► Call::tensor:   prepare → run → encode
+//!                                    └─► Call::generate: prepare → submit → Generation
+//! ```
+
+mod admit;
+mod context;
+mod generate;
+mod record;
+mod route;
+
+use std::time::Instant;
+
+use modelplane_config::Limits;
+use tracing::Instrument;
+
+pub use admit::{Admitted, admit};
+pub use context::{
+    Attributes, Identity, Protocol, REQUEST_TIMEOUT_HEADER, RequestContext, parse_grpc_timeout,
+};
+pub use generate::{Completed, Event, GenerateInput, Generation};
+pub use record::{CANCELLED, Record, SUCCESS};
+pub use route::{Target, route};
+
+use crate::catalog::Catalog;
+use crate::error::InferError;
+use crate::tensor::TensorData;
+
+/// A routed, admitted request on its way to its version; its outcome is recorded
+/// exactly once, by [`Call::tensor`], by the [`Generation`] of [`Call::generate`], or
+/// as cancelled when it is dropped.
+pub struct Call {
+    target: Target,
+    deadline: Instant,
+    admitted: Admitted,
+    record: Record,
+}
+
+/// Tensors ready for a tensor model's executor.
+#[derive(Debug)]
+pub struct TensorRequest {
+    /// Inputs in signature order.
+    pub inputs: Vec<TensorData>,
+    /// Rows on dimension 0 (1 when the model is not batched).
+    pub rows: u64,
+}
+
+/// Routes and admits `ctx` against the catalog served right now. A request that
+/// names no model or version this server has is refused here, before any record
+/// (there is no version to charge it to); an admission refusal is recorded.
+pub fn start(catalog: &Catalog, ctx: RequestContext) -> Result<Call, InferError> {
+    let target = route(catalog, &ctx)?;
+    let deadline = crate::limits::deadline(ctx.started, ctx.timeout, &target.config.limits);
+    let record = Record::new(
+        std::sync::Arc::clone(&target.version),
+        ctx.started,
+        ctx.span.clone(),
+    );
+    match admit(&target, &ctx, deadline) {
+        Ok(admitted) => Ok(Call {
+            target,
+            deadline,
+            admitted,
+            record,
+        }),
+        Err(err) => Err(record.fail(err)),
+    }
+}
+
+impl Call {
+    /// The version serving the request and its model's config.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// The model's limits.
+    pub fn limits(&self) -> &Limits {
+        &self.target.config.limits
+    }
+
+    /// When the request must have been answered.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Refuses the request, recorded, when `check` fails on the routed target (an
+    /// endpoint that serves only some tasks, say).
+    pub fn check(
+        self,
+        check: impl FnOnce(&Target) -> Result<(), InferError>,
+    ) -> Result<Self, InferError> {
+        match check(&self.target) {
+            Ok(()) => Ok(self),
+            Err(err) => Err(self.record.fail(err)),
+        }
+    }
+
+    /// Runs a tensor request: `prepare` decodes and checks the edge's inputs against
+    /// the version (its signature and limits), the version's executor runs them, and
+    /// `encode` builds the edge's answer from the outputs. Every outcome, including a
+    /// failure to decode or encode, is recorded once.
+    pub async fn tensor<P, T>(
+        self,
+        prepare: impl AsyncFnOnce(&Target) -> Result<(TensorRequest, P), InferError>,
+        encode: impl FnOnce(&Target, P, Vec<TensorData>) -> Result<T, InferError>,
+    ) -> Result<T, InferError> {
+        let Self {
+            target,
+            deadline,
+            admitted,
+            record,
+        } = self;
+        let result = async {
+            if target.version.generates() {
+                return Err(target.version.generates_text());
+            }
+            let (request, parsed) = prepare(&target).await?;
+            let outputs = target
+                .version
+                .run(
+                    request.inputs,
+                    request.rows,
+                    deadline,
+                    &target.config.limits,
+                )
+                .await?;
+            encode(&target, parsed, outputs)
+        }
+        .instrument(record.span().clone())
+        .await;
+        drop(admitted);
+        record.finish(&result);
+        result
+    }
+}
