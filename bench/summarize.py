@@ -143,6 +143,12 @@ def targets(points: list[Point], plain: dict[str, list[dict]]) -> list[str]:
                 lines.append(f"{model} c=1 {protocol}: p50 {point.p50:,.0f} µs vs plain forward "
                              f"{batch1['p50_us']:,.0f} µs = +{added:,.0f} µs; target ≤ "
                              f"+{ADDED_P50_US:.0f} µs: {verdict(added <= ADDED_P50_US)}")
+                floor = find(points, "modelplane", "noop", protocol, 1)
+                if floor and model == "mlp":
+                    lines.append(f"{model} c=1 {protocol}, apart from the floor: the noop model "
+                                 f"(same shapes, no compute, same server and client) p50 "
+                                 f"{floor.p50:,.0f} µs; the rest, {added - floor.p50:+,.0f} µs, "
+                                 f"is the forward running slower in the server than in the loop")
     return lines
 
 

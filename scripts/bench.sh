@@ -5,7 +5,13 @@
 #   1. plain libtorch loop (runtime/examples/plain_loop.rs), batch 1 .. max batch, no server;
 #   2. modelplane-runtime over REST JSON, REST binary and gRPC at concurrency 1, 8, 64;
 #   3. KServe's ModelServer (bench/kserve_server.py, torch.jit.load) over REST JSON, same points.
-# on the example classifier (compute-bound) and MLP (overhead-bound).
+# on the example classifier (compute-bound) and MLP (overhead-bound). The runtime also serves
+# `noop`, the MLP's input and output shapes with no compute (`x[:, :10]`), at c=1: the floor
+# of client, loopback and the whole server path, so the c=1 report shows the server's
+# overhead apart from it.
+#
+# `scripts/bench.sh c1 [OUT_DIR]` runs only the c=1 comparison: the plain loop at batch 1,
+# and the runtime's MLP and noop at c=1 over REST binary and gRPC (about a minute).
 #
 # Generative serving (`generate` mode), SmolLM2-135M-Instruct (examples/models/smollm2):
 #   1. bench/llm_baseline.py: a plain Python loop over the same TorchScript file, one request
@@ -38,6 +44,7 @@ source scripts/env.sh
 
 MODE=tensor
 if [ "${1:-}" = generate ]; then MODE=generate; shift; fi
+if [ "${1:-}" = c1 ]; then MODE=c1; shift; fi
 if [ "$MODE" = generate ]; then
   OUT="${1:-target/bench/generate-$(date -u +%Y%m%dT%H%M%SZ)}"
   SECONDS_PER_POINT="${BENCH_SECONDS:-60}"
@@ -52,6 +59,10 @@ MODELS=(classifier mlp)
 declare -A MAX_BATCH=([classifier]=16 [mlp]=64)
 declare -A SHAPE=([classifier]=1,3,64,64 [mlp]=1,784)
 declare -A BATCHES=([classifier]=1,2,4,8,16 [mlp]=1,2,4,8,16,32,64)
+if [ "$MODE" = c1 ]; then
+  CONCURRENCY=(1) PROTOCOLS=(rest-binary grpc) MODELS=(mlp)
+  BATCHES=([mlp]=1)
+fi
 BENCH_VENV=.cache/bench-venv
 KSERVE_VERSION="0.21.*"
 mkdir -p "$OUT"
@@ -151,6 +162,24 @@ EOF
   versions: [{version: "1", source: {path: "$ROOT/examples/models/$model/1/model.pt"}}]
 EOF
   done
+  # The floor: the MLP's shapes, no compute.
+  mkdir -p "$OUT/noop/1"
+  # TorchScript compiles from a source file, not from `python -c`.
+  cat >"$OUT/noop/make.py" <<'EOF'
+import sys, torch
+class Noop(torch.nn.Module):
+    def forward(self, x):
+        return x[:, :10]
+torch.jit.script(Noop()).save(sys.argv[1])
+EOF
+  .venv/bin/python "$OUT/noop/make.py" "$OUT/noop/1/model.pt"
+  cp examples/models/mlp/1/signature.json "$OUT/noop/1/"
+  cat >>"$OUT/runtime.yaml" <<EOF
+- name: noop
+  batching: {maxBatchSize: ${MAX_BATCH[mlp]}, maxQueueDelay: 0s}
+  limits: {maxInFlight: 1024, maxQueue: 1024}
+  versions: [{version: "1", source: {path: "$OUT/noop/1/model.pt"}}]
+EOF
   echo "== modelplane-runtime (config $OUT/runtime.yaml)"
   taskset -c "$SERVER_CPU" target/release/modelplane-runtime serve --config "$OUT/runtime.yaml" \
     >"$OUT/runtime.log" 2>&1 &
@@ -165,6 +194,11 @@ EOF
         load "modelplane-$model-$protocol-c$c.json" "$url" "$protocol" "$model" "$c"
       done
     done
+  done
+  for protocol in rest-binary grpc; do
+    local url="http://127.0.0.1:$http"
+    [ "$protocol" = grpc ] && url="http://127.0.0.1:$grpc"
+    load "modelplane-noop-$protocol-c1.json" "$url" "$protocol" noop 1
   done
   METRICS_URL=""
   stop_server
@@ -295,11 +329,11 @@ if [ "$MODE" = generate ]; then
   .venv/bin/python bench/summarize_generate.py "$OUT" | tee "$OUT/summary.md"
 else
   .venv/bin/python examples/make_models.py --only "${MODELS[@]}"
-  bench_venv
+  [ "$MODE" = c1 ] || bench_venv
   machine | tee "$OUT/machine.txt"
   plain
   modelplane
-  kserve
+  [ "$MODE" = c1 ] || kserve
   .venv/bin/python bench/summarize.py "$OUT" | tee "$OUT/summary.md"
 fi
 echo "bench: reports in $OUT"

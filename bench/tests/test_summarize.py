@@ -96,3 +96,14 @@ def test_server_side_means_come_from_the_difference_of_two_scrapes(tmp_path):
 
 def test_server_side_is_empty_without_scrapes(tmp_path):
     assert server_side(tmp_path, "p", "mlp") == {}
+
+
+def test_the_c1_report_shows_the_noop_floor_apart_from_the_forward(tmp_path):
+    write(tmp_path, "modelplane-mlp-grpc-c1.json", report(5000, 180, 250))
+    write(tmp_path, "modelplane-noop-grpc-c1.json", report(9000, 90, 120))
+    lines = targets(load_points(tmp_path), {"mlp": plain([(1, 13000, 75)])})
+    text = "\n".join(lines)
+    assert "mlp c=1 grpc: p50 180 µs vs plain forward 75 µs = +105 µs" in text
+    assert ("mlp c=1 grpc, apart from the floor: the noop model (same shapes, no compute, same "
+            "server and client) p50 90 µs; the rest, +15 µs, is the forward running slower") in text
+    assert "rest-binary, apart from the floor" not in text

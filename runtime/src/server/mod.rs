@@ -250,7 +250,12 @@ async fn serve_grpc(
     // Accepted sockets need TCP_NODELAY themselves (the builder's setting only reaches
     // listeners tonic binds): small responses otherwise wait out delayed ACKs.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    // HTTP/2's default 64 KiB windows make a larger tensor wait a WINDOW_UPDATE round
+    // trip per window; 1 MiB per stream (2 MiB per connection) sends a classifier input
+    // in one go.
     let served = tonic::transport::Server::builder()
+        .initial_stream_window_size(1 << 20)
+        .initial_connection_window_size(2 << 20)
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, stopped(stop))
         .await;
