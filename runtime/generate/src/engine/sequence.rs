@@ -6,7 +6,9 @@ use std::time::Instant;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::scheduler::SequenceView;
-use super::{EngineError, FinishReason, StepRow, StreamEvent, Submission, Usage};
+use super::{
+    EngineError, FinishReason, RowLogits, Selection, StepRow, StreamEvent, Submission, Usage,
+};
 use crate::metrics::{GenerationMetrics, Outcome, Timings};
 use crate::sampling::Sampler;
 use crate::text::{IncrementalDecoder, StopMatcher, TextCodec};
@@ -109,6 +111,16 @@ impl Sequence {
         self.deadline.is_some_and(|deadline| now >= deadline)
     }
 
+    /// What a call feeding `len` tokens from `start` needs back of the row's logits:
+    /// nothing unless the row reaches the sequence's end, else what the sampler needs.
+    pub fn selection(&self, start: u32, len: u32, vocab_size: u32) -> Selection {
+        if u64::from(start) + u64::from(len) == self.tokens.len() as u64 {
+            self.sampler.selection(vocab_size)
+        } else {
+            Selection::Nothing
+        }
+    }
+
     /// Records that a call wrote `len` more tokens to the slot; true when the
     /// call's logits are those of the next token (the row reached the sequence's end).
     pub fn advance(&mut self, len: u32) -> bool {
@@ -116,10 +128,11 @@ impl Sequence {
         self.fed as usize == self.tokens.len()
     }
 
-    /// Samples the next token from `logits`, streams its text, and ends the request
-    /// on eos, a stop sequence or `max_tokens`.
-    pub fn accept(&mut self, logits: &[f32], vocab: &Vocabulary<'_>, now: Instant) {
-        let token = self.sampler.sample(logits, &self.tokens);
+    /// Samples the next token from what the model answered for the row (checked
+    /// against [`Self::selection`]), streams its text, and ends the request on eos,
+    /// a stop sequence or `max_tokens`.
+    pub fn accept(&mut self, logits: &RowLogits, vocab: &Vocabulary<'_>, now: Instant) {
+        let token = self.sampler.pick(logits, &self.tokens);
         self.tokens.push(token);
         vocab.metrics.token();
         if self.first_token.is_none() {

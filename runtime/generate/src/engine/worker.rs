@@ -11,23 +11,50 @@ use std::time::Instant;
 
 use super::scheduler::{self, Call, SequenceView};
 use super::sequence::{Sequence, Vocabulary};
-use super::{EngineError, EngineSettings, ModelShape, Shared, StepError, StepModel, StepRow};
+use super::{EngineError, EngineSettings, ModelShape, RowLogits, Selection, Shared, StepError};
+use super::{StepModel, StepRow};
 use super::{StreamEvent, Submission};
 use crate::metrics::{GenerationMetrics, Outcome};
 use crate::text::TextCodec;
 
-/// Calls `step`, turning a panic into an error of this call: the contract has the
-/// model fail before it writes anything, so the other slots stay valid and the
-/// thread (which every request of the version depends on) keeps serving.
-fn guarded_step(model: &mut dyn StepModel, rows: &[StepRow<'_>]) -> Result<Vec<f32>, StepError> {
-    panic::catch_unwind(AssertUnwindSafe(|| model.step(rows))).unwrap_or_else(|payload| {
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "non-string panic payload".to_owned());
-        Err(StepError(format!("the model panicked: {message}")))
-    })
+/// Calls `step_selected`, turning a panic into an error of this call: the contract
+/// has the model fail before it writes anything, so the other slots stay valid and
+/// the thread (which every request of the version depends on) keeps serving.
+fn guarded_step(
+    model: &mut dyn StepModel,
+    rows: &[StepRow<'_>],
+    selections: &[Selection],
+) -> Result<Vec<RowLogits>, StepError> {
+    panic::catch_unwind(AssertUnwindSafe(|| model.step_selected(rows, selections))).unwrap_or_else(
+        |payload| {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic payload".to_owned());
+            Err(StepError(format!("the model panicked: {message}")))
+        },
+    )
+}
+
+/// Refuses an answer that does not give every row what it asked for.
+fn checked_answer(
+    answer: Vec<RowLogits>,
+    selections: &[Selection],
+    vocab_size: u32,
+) -> Result<Vec<RowLogits>, StepError> {
+    if answer.len() != selections.len() {
+        return Err(StepError(format!(
+            "the model answered {} rows of {}",
+            answer.len(),
+            selections.len()
+        )));
+    }
+    for (index, (row, &selection)) in answer.iter().zip(selections).enumerate() {
+        row.check(selection, vocab_size)
+            .map_err(|mismatch| StepError(format!("row {index}: {mismatch}")))?;
+    }
+    Ok(answer)
 }
 
 /// The state of the engine thread.
@@ -184,18 +211,13 @@ impl Worker {
             .iter()
             .map(|row| self.running[row.sequence].row(row.start, row.len))
             .collect();
-        let vocab_size = self.shape.vocab_size as usize;
-        let result = guarded_step(model, &rows).and_then(|logits| {
-            if logits.len() == rows.len() * vocab_size {
-                Ok(logits)
-            } else {
-                Err(StepError(format!(
-                    "the model returned {} logits for {} rows of {vocab_size}",
-                    logits.len(),
-                    rows.len()
-                )))
-            }
-        });
+        let vocab_size = self.shape.vocab_size;
+        let selections: Vec<Selection> = call
+            .iter()
+            .map(|row| self.running[row.sequence].selection(row.start, row.len, vocab_size))
+            .collect();
+        let result = guarded_step(model, &rows, &selections)
+            .and_then(|answer| checked_answer(answer, &selections, vocab_size));
         drop(rows);
         let now = Instant::now();
         let vocab = Vocabulary {
@@ -204,8 +226,8 @@ impl Worker {
             metrics: &self.metrics,
         };
         match result {
-            Ok(logits) => {
-                for (row, row_logits) in call.iter().zip(logits.chunks_exact(vocab_size)) {
+            Ok(answer) => {
+                for (row, row_logits) in call.iter().zip(&answer) {
                     let sequence = &mut self.running[row.sequence];
                     if sequence.advance(row.len) {
                         sequence.accept(row_logits, &vocab, now);

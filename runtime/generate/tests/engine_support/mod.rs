@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use modelplane_generate::engine::{
-    Engine, EngineSettings, GenerateRequest, GenerationStream, ModelShape, StepError, StepModel,
-    StepRow, StreamEvent,
+    Engine, EngineSettings, GenerateRequest, GenerationStream, ModelShape, RowLogits, Selection,
+    StepError, StepModel, StepRow, StreamEvent,
 };
 use modelplane_generate::metrics::{GenerationFamilies, GenerationMetrics};
 use modelplane_generate::sampling::SamplingParams;
@@ -71,6 +71,8 @@ pub struct Log {
     pub calls: Vec<Vec<Row>>,
     /// Contract violations (should stay empty).
     pub violations: Vec<String>,
+    /// What the engine asked of each row, per call.
+    pub selections: Vec<Vec<Selection>>,
 }
 
 /// The toy model.
@@ -78,6 +80,8 @@ pub struct ToyModel {
     shape: ModelShape,
     cache: Vec<Vec<u32>>,
     delay: Duration,
+    /// Answer each row with what the engine selected (as a device would), not in full.
+    select: bool,
     log: Arc<Mutex<Log>>,
     dropped: Arc<AtomicBool>,
 }
@@ -149,6 +153,31 @@ impl StepModel for ToyModel {
         }
         Ok(logits)
     }
+
+    fn step_selected(
+        &mut self,
+        rows: &[StepRow<'_>],
+        selections: &[Selection],
+    ) -> Result<Vec<RowLogits>, StepError> {
+        self.log
+            .lock()
+            .expect("log")
+            .selections
+            .push(selections.to_vec());
+        let logits = self.step(rows)?;
+        let vocab = VOCAB as usize;
+        Ok(logits
+            .chunks_exact(vocab)
+            .zip(selections)
+            .map(|(row, &selection)| {
+                if self.select {
+                    selection.apply(row)
+                } else {
+                    RowLogits::Full(row.to_vec())
+                }
+            })
+            .collect())
+    }
 }
 
 impl Drop for ToyModel {
@@ -202,6 +231,8 @@ pub struct Setup {
     pub context: u32,
     pub delay: Duration,
     pub settings: EngineSettings,
+    /// The model answers only what each row needs (argmax, top-k) instead of full rows.
+    pub select: bool,
 }
 
 impl Default for Setup {
@@ -211,6 +242,7 @@ impl Default for Setup {
             context: 256,
             delay: Duration::ZERO,
             settings: EngineSettings::default(),
+            select: false,
         }
     }
 }
@@ -228,6 +260,7 @@ impl Harness {
             },
             cache: vec![Vec::new(); setup.slots as usize],
             delay: setup.delay,
+            select: setup.select,
             log: Arc::clone(&log),
             dropped: Arc::clone(&dropped),
         };
@@ -255,6 +288,11 @@ impl Harness {
     /// The rows of every call so far.
     pub fn calls(&self) -> Vec<Vec<Row>> {
         self.log.lock().expect("log").calls.clone()
+    }
+
+    /// What the engine asked of the rows of every call so far.
+    pub fn selections(&self) -> Vec<Vec<Selection>> {
+        self.log.lock().expect("log").selections.clone()
     }
 
     /// Fails the test on any contract violation the model saw.
