@@ -20,7 +20,6 @@ mod route;
 
 use std::time::Instant;
 
-use modelplane_config::Limits;
 use tracing::Instrument;
 
 pub use admit::{Admitted, admit};
@@ -80,16 +79,6 @@ impl Call {
     /// The version serving the request and its model's config.
     pub fn target(&self) -> &Target {
         &self.target
-    }
-
-    /// The model's limits.
-    pub fn limits(&self) -> &Limits {
-        &self.target.config.limits
-    }
-
-    /// When the request must have been answered.
-    pub fn deadline(&self) -> Instant {
-        self.deadline
     }
 
     /// Refuses the request, recorded, when `check` fails on the routed target (an
