@@ -14,12 +14,17 @@ use serde::{Deserialize, Serialize};
 
 mod duration;
 mod signature;
+mod tenancy;
 pub mod units;
 
 pub use duration::Duration;
 pub use signature::{
     BundleHttp, BundleSource, DEFAULT_BUNDLE_FILE, SignatureConfig, SignatureMode, TrustedKey,
     bundle_beside, default_bundle,
+};
+pub use tenancy::{
+    ANONYMOUS_TENANT, ApiKeysConfig, FairnessConfig, GatewayConfig, IdentityConfig, JwtAlgorithm,
+    JwtConfig, JwtKey, TenantCgroup, TenantConfig, TenantRequests, is_tenant_name,
 };
 
 /// Everything one runtime process serves.
@@ -32,6 +37,19 @@ pub struct RuntimeConfig {
     /// The models served, each with one or more versions.
     #[serde(default)]
     pub models: Vec<ModelConfig>,
+    /// How requests are mapped to tenants.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub identity: IdentityConfig,
+    /// Budgets, fair-queuing weights and cgroup slices of the tenants served.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tenants: Vec<TenantConfig>,
+    /// How request costs are counted for fair queuing across tenants.
+    #[serde(default, skip_serializing_if = "FairnessConfig::is_default")]
+    pub fairness: FairnessConfig,
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 /// Listen addresses and process-wide settings.
@@ -97,6 +115,10 @@ fn default_watch_interval() -> Duration {
 pub struct ModelConfig {
     /// Name served on the wire (`/v2/models/{name}`).
     pub name: String,
+    /// The tenant that owns the model: its worker threads run in that tenant's cgroup
+    /// slice. Unset: no slice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
     /// What the model does; selects endpoints.
     #[serde(default)]
     pub task: Task,
@@ -486,6 +508,9 @@ pub enum ConfigError {
         /// What is wrong.
         reason: String,
     },
+    /// Identity, tenants or fairness are malformed.
+    #[error("{0}")]
+    Tenancy(String),
     /// A limit or batch size is zero.
     #[error("model {model:?}: {field} must be greater than zero")]
     ZeroLimit {
@@ -519,7 +544,8 @@ impl RuntimeConfig {
             }
             model.validate()?;
         }
-        Ok(())
+        tenancy::validate(&self.identity, &self.tenants, &self.fairness)
+            .map_err(ConfigError::Tenancy)
     }
 }
 

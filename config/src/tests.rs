@@ -222,3 +222,90 @@ fn a_file_beside_an_http_model_is_resolved_against_the_url_folder() {
         assert_eq!(http(url).url_beside(relative), expected, "{url}");
     }
 }
+
+mod tenancy {
+    use super::super::*;
+
+    const TENANTS: &str = r#"
+identity:
+  apiKeys: {file: /etc/modelplane/api-keys}
+  jwt:
+    audiences: [modelplane]
+    keys: [{algorithm: RS256, file: /etc/jwt/rs.pem, id: k1}, {algorithm: HS256, file: /etc/jwt/secret}]
+  gateway: {trustHeaders: true, objectives: {critical: 10, sheddable: -1}}
+tenants:
+  - name: team-a
+    priority: 10
+    requests: {perSecond: 200, burst: 400, tokensPerMinute: 500000, maxConcurrent: 64}
+    cgroup: {cpuWeight: 200, cpuMax: "2 cores"}
+  - name: team-b
+fairness: {inputTokenWeight: 1, outputTokenWeight: 3}
+"#;
+
+    #[test]
+    fn tenants_identity_and_fairness_parse_and_round_trip() {
+        let config = RuntimeConfig::from_yaml(TENANTS).expect("valid");
+        assert_eq!(config.tenants.len(), 2);
+        assert_eq!(config.tenants[0].priority, 10);
+        assert_eq!(config.tenants[1].priority, 1, "priority defaults to 1");
+        assert_eq!(config.tenants[0].requests.max_concurrent, Some(64));
+        assert!(
+            !config.identity.anonymous_allowed(),
+            "keys configured: no anonymous by default"
+        );
+        assert_eq!(
+            config
+                .identity
+                .jwt
+                .as_ref()
+                .map(|j| j.tenant_claim.as_str()),
+            Some("tenant")
+        );
+        assert_eq!(config.fairness.output_token_weight, 3);
+        let again = RuntimeConfig::from_yaml(&config.to_yaml().expect("renders")).expect("parses");
+        assert_eq!(again, config);
+    }
+
+    #[test]
+    fn without_credentials_anonymous_requests_are_allowed() {
+        let config = RuntimeConfig::from_yaml("models: []").expect("valid");
+        assert!(config.identity.anonymous_allowed());
+        assert_eq!(config.identity.anonymous_tenant(), ANONYMOUS_TENANT);
+        assert!(!config.to_yaml().expect("renders").contains("identity"));
+    }
+
+    #[test]
+    fn malformed_tenancy_is_refused_naming_the_field() {
+        let cases = [
+            ("tenants: [{name: Team_A}]", "not a tenant name"),
+            ("tenants: [{name: a}, {name: a}]", "declared twice"),
+            ("tenants: [{name: a, priority: 0}]", "tenants[a].priority"),
+            (
+                "tenants: [{name: a, requests: {burst: 5}}]",
+                "needs requests.perSecond",
+            ),
+            (
+                "tenants: [{name: a, requests: {perSecond: 10, burst: 5}}]",
+                "at least requests.perSecond",
+            ),
+            (
+                "tenants: [{name: a, cgroup: {cpuWeight: 0}}]",
+                "cgroup.cpuWeight",
+            ),
+            (
+                "tenants: [{name: a, cgroup: {cpuMax: lots}}]",
+                "cgroup.cpuMax",
+            ),
+            ("identity: {jwt: {keys: []}}", "lists no key"),
+            ("identity: {anonymousTenant: 'A B'}", "anonymousTenant"),
+            ("fairness: {inputTokenWeight: 0}", "token weights"),
+        ];
+        for (yaml, expected) in cases {
+            let err = RuntimeConfig::from_yaml(yaml).expect_err(yaml).to_string();
+            assert!(err.contains(expected), "{yaml}: {err}");
+        }
+        let err = RuntimeConfig::from_yaml("identity: {jwt: {keys: [{algorithm: none, file: x}]}}")
+            .expect_err("alg none is no algorithm");
+        assert!(err.to_string().contains("none"), "{err}");
+    }
+}

@@ -59,6 +59,7 @@ pub fn render_runtime_config(
             model_signature,
             model.signature_bundle.as_ref(),
         )],
+        ..RuntimeConfig::default()
     };
     config
         .validate()
@@ -81,6 +82,7 @@ fn model_config(
     let (batching, limits) = (&runtime.batching, &runtime.limits);
     Ok(ModelConfig {
         name: model.name.clone(),
+        tenant: None,
         task: task(model.task),
         format: rc::ModelFormat::Torchscript,
         default_version: None,
