@@ -7,7 +7,7 @@
 //! ```
 //! Uses the runtime's own loader, `no_grad`, and intra-op thread sizing.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -104,7 +104,7 @@ fn main() -> anyhow::Result<()> {
     if args.shape.is_empty() {
         bail!("--shape needs at least one dimension");
     }
-    let threads = cgroup::intra_op_threads(args.threads, Path::new(cgroup::CGROUP_ROOT));
+    let threads = cgroup::PodCgroup::current().intra_op_threads(args.threads);
     tch::set_num_threads(i32::try_from(threads)?);
     let _no_grad = tch::no_grad_guard();
     let backend = model::load(ModelFormat::Torchscript, &args.model, Device::Cpu)?;

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use modelplane_config::{Limits, ModelConfig};
+use modelplane_fair::Fairness;
 use modelplane_generate::engine::Engine;
 use modelplane_generate::text::TextCodec;
 use tokio::sync::oneshot;
@@ -115,14 +116,16 @@ impl Version {
         self.text_codec.as_ref()
     }
 
-    /// Runs one admitted tensor request on the executor, within the queue limit and
-    /// the deadline; a request whose future is dropped leaves the queue unrun.
+    /// Runs one admitted tensor request on the executor, queued fairly in its tenant's
+    /// flow, within the queue limit and the deadline; a request whose future is dropped
+    /// leaves the queue unrun.
     pub async fn run(
         &self,
         inputs: Vec<TensorData>,
         rows: u64,
         deadline: Instant,
         limits: &Limits,
+        fair: Fairness,
     ) -> Result<Vec<TensorData>, InferError> {
         let Runner::Tensor(executor) = &self.runner else {
             return Err(self.generates_text());
@@ -134,6 +137,7 @@ impl Version {
             enqueued: Instant::now(),
             deadline,
             reply,
+            fair,
         };
         executor.submit(job, limits.max_queue as usize)?;
         match tokio::time::timeout_at(deadline.into(), answer).await {

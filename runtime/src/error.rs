@@ -56,6 +56,27 @@ pub enum InferError {
     /// The model failed while running the request.
     #[error("{0}")]
     Internal(String),
+    /// The request has no usable credentials (401 with a `WWW-Authenticate` challenge).
+    #[error("{message}")]
+    Unauthenticated {
+        /// Why, without the credential itself.
+        message: String,
+        /// Whether credentials were presented and refused: the challenge then carries
+        /// `error="invalid_token"` (RFC 6750 §3.1); not for missing credentials or an
+        /// unsupported scheme.
+        invalid_token: bool,
+    },
+    /// The credentials are valid but grant no usable tenant (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The tenant is over its request budget (429 with `Retry-After`).
+    #[error("{message}")]
+    RateLimited {
+        /// Which budget, and by how much.
+        message: String,
+        /// When the budget allows the request again.
+        retry_after: std::time::Duration,
+    },
 }
 
 impl InferError {
@@ -70,8 +91,48 @@ impl InferError {
             Self::Overloaded(_) => "overloaded",
             Self::DeadlineExceeded(_) => "deadline_exceeded",
             Self::Internal(_) => "internal",
+            Self::Unauthenticated { .. } => "unauthenticated",
+            Self::Forbidden(_) => "forbidden",
+            Self::RateLimited { .. } => "rate_limited",
         }
     }
+
+    /// The `Retry-After` of a refusal that names one ([`retry_after_secs`]).
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Self::RateLimited { retry_after, .. } => Some(retry_after_secs(*retry_after)),
+            _ => None,
+        }
+    }
+}
+
+/// The challenge of every 401: `Bearer realm="modelplane"`.
+pub const BEARER_CHALLENGE: &str = "Bearer realm=\"modelplane\"";
+
+/// The challenge of a 401 whose credentials were refused.
+pub const INVALID_TOKEN_CHALLENGE: &str = "Bearer realm=\"modelplane\", error=\"invalid_token\"";
+
+impl InferError {
+    /// The `WWW-Authenticate` value of a 401.
+    pub fn challenge(&self) -> Option<&'static str> {
+        match self {
+            Self::Unauthenticated { invalid_token, .. } => Some(if *invalid_token {
+                INVALID_TOKEN_CHALLENGE
+            } else {
+                BEARER_CHALLENGE
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// A `Retry-After` value: whole seconds, rounded up, at least 1 (`Retry-After: 0`
+/// invites an immediate retry).
+pub fn retry_after_secs(duration: std::time::Duration) -> u64 {
+    duration
+        .as_secs()
+        .saturating_add(u64::from(duration.subsec_nanos() > 0))
+        .max(1)
 }
 
 impl From<InvalidParam> for InferError {
@@ -134,5 +195,39 @@ mod tests {
                 message: "must be greater than 0".into()
             }
         );
+    }
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds_and_is_at_least_one() {
+        let limited = |retry_after| InferError::RateLimited {
+            message: "over".into(),
+            retry_after,
+        };
+        let cases = [(0, 1), (1, 1), (999, 1), (1_000, 1), (1_001, 2), (2_500, 3)];
+        for (millis, secs) in cases {
+            let err = limited(std::time::Duration::from_millis(millis));
+            assert_eq!(err.retry_after_secs(), Some(secs), "{millis} ms");
+            assert_eq!(err.metric_label(), "rate_limited");
+        }
+        assert_eq!(InferError::Forbidden("no".into()).retry_after_secs(), None);
+    }
+
+    #[test]
+    fn only_refused_credentials_carry_invalid_token() {
+        let missing = InferError::Unauthenticated {
+            message: "missing credentials".into(),
+            invalid_token: false,
+        };
+        let refused = InferError::Unauthenticated {
+            message: "unknown API key".into(),
+            invalid_token: true,
+        };
+        assert_eq!(missing.challenge(), Some("Bearer realm=\"modelplane\""));
+        assert_eq!(
+            refused.challenge(),
+            Some("Bearer realm=\"modelplane\", error=\"invalid_token\"")
+        );
+        assert_eq!(refused.metric_label(), "unauthenticated");
+        assert_eq!(InferError::Forbidden("x".into()).challenge(), None);
     }
 }

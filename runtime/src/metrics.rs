@@ -1,7 +1,6 @@
 //! Prometheus metrics: one registry per process, handles resolved once per model version
 //! so the request path only touches atomics and a histogram lock.
 
-use std::path::Path;
 use std::sync::atomic::AtomicU64;
 
 use modelplane_generate::metrics::{GenerationFamilies, GenerationMetrics};
@@ -11,8 +10,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-
-use crate::cgroup;
 
 /// Labels of every per-version series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -27,6 +24,7 @@ pub struct VersionLabels {
 struct OutcomeLabels {
     model: String,
     version: String,
+    tenant: String,
     outcome: String,
 }
 
@@ -35,6 +33,11 @@ struct StateLabels {
     model: String,
     version: String,
     state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
 }
 
 type HistogramFamily = Family<VersionLabels, Histogram, fn() -> Histogram>;
@@ -53,9 +56,10 @@ pub struct Metrics {
     load_failures: Family<VersionLabels, Counter>,
     state: Family<StateLabels, Gauge>,
     config_reload_failures: Counter,
-    cgroup_cpu_cores: Gauge<f64, AtomicU64>,
-    cgroup_memory_max: Gauge,
-    cgroup_memory_current: Gauge,
+    auth_failures: Family<ReasonLabels, Counter>,
+    identity_reload_failures: Counter,
+    /// The pod's cgroup v2 figures, read at every scrape, and the tenant slices' state.
+    pub cgroup: crate::cgroup::CgroupMetrics,
     generation: GenerationFamilies,
     /// Model signature verification outcomes.
     pub signing: crate::signing::SigningMetrics,
@@ -96,9 +100,9 @@ impl Metrics {
             load_failures: Family::default(),
             state: Family::default(),
             config_reload_failures: Counter::default(),
-            cgroup_cpu_cores: Gauge::default(),
-            cgroup_memory_max: Gauge::default(),
-            cgroup_memory_current: Gauge::default(),
+            auth_failures: Family::default(),
+            identity_reload_failures: Counter::default(),
+            cgroup: crate::cgroup::CgroupMetrics::default(),
             generation,
             signing: crate::signing::SigningMetrics::default(),
         };
@@ -170,20 +174,16 @@ impl Metrics {
             self.config_reload_failures.clone(),
         );
         r.register(
-            "modelplane_cgroup_cpu_quota_cores",
-            "CPU quota of the pod's cgroup (0: none)",
-            self.cgroup_cpu_cores.clone(),
+            "modelplane_auth_failures",
+            "Requests refused by identity (401, 403) by reason",
+            self.auth_failures.clone(),
         );
         r.register(
-            "modelplane_cgroup_memory_max_bytes",
-            "memory.max of the pod's cgroup (0: none)",
-            self.cgroup_memory_max.clone(),
+            "modelplane_identity_reload_failures",
+            "Identity rebuilds (config or key files changed) that failed; the previous one serves",
+            self.identity_reload_failures.clone(),
         );
-        r.register(
-            "modelplane_cgroup_memory_current_bytes",
-            "memory.current of the pod's cgroup",
-            self.cgroup_memory_current.clone(),
-        );
+        self.cgroup.register(r);
     }
 
     /// Handles for one model version.
@@ -193,9 +193,6 @@ impl Metrics {
             version: version.to_owned(),
         };
         VersionMetrics {
-            success: self
-                .requests
-                .get_or_create_owned(&outcome(&labels, "success")),
             requests: self.requests.clone(),
             request_duration: self.request_duration.get_or_create_owned(&labels),
             queue_duration: self.queue_duration.get_or_create_owned(&labels),
@@ -250,32 +247,33 @@ impl Metrics {
         self.config_reload_failures.inc();
     }
 
-    /// Renders the text exposition format, refreshing cgroup figures first.
+    /// Counts a request refused by identity, before routing (so under no version).
+    pub fn auth_failed(&self, reason: &str) {
+        let labels = ReasonLabels {
+            reason: reason.to_owned(),
+        };
+        self.auth_failures.get_or_create(&labels).inc();
+    }
+
+    /// Counts an identity rebuild that failed (the previous authenticator serves on).
+    pub fn identity_reload_failed(&self) {
+        self.identity_reload_failures.inc();
+    }
+
+    /// Renders the text exposition format (cgroup figures are read now).
     pub fn encode(&self) -> String {
-        self.refresh_cgroup(Path::new(cgroup::CGROUP_ROOT));
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
     }
-
-    fn refresh_cgroup(&self, root: &Path) {
-        let cores = cgroup::read_cpu_max(root)
-            .and_then(cgroup::CpuMax::cores)
-            .unwrap_or(0.0);
-        self.cgroup_cpu_cores.set(cores);
-        let read = |file| {
-            cgroup::read_bytes(root, file).map_or(0, |b| i64::try_from(b).unwrap_or(i64::MAX))
-        };
-        self.cgroup_memory_max.set(read("memory.max"));
-        self.cgroup_memory_current.set(read("memory.current"));
-    }
 }
 
-fn outcome(labels: &VersionLabels, outcome: &str) -> OutcomeLabels {
+fn outcome(labels: &VersionLabels, tenant: &str, outcome: &str) -> OutcomeLabels {
     OutcomeLabels {
         model: labels.model.clone(),
         version: labels.version.clone(),
+        tenant: tenant.to_owned(),
         outcome: outcome.to_owned(),
     }
 }
@@ -284,7 +282,6 @@ fn outcome(labels: &VersionLabels, outcome: &str) -> OutcomeLabels {
 #[derive(Clone)]
 pub struct VersionMetrics {
     labels: VersionLabels,
-    success: Counter,
     requests: Family<OutcomeLabels, Counter>,
     /// Admission to response.
     pub request_duration: Histogram,
@@ -301,15 +298,12 @@ pub struct VersionMetrics {
 }
 
 impl VersionMetrics {
-    /// Counts a finished request by outcome (`success` or an error's metric label).
-    pub fn count(&self, outcome_label: &str) {
-        if outcome_label == "success" {
-            self.success.inc();
-        } else {
-            self.requests
-                .get_or_create(&outcome(&self.labels, outcome_label))
-                .inc();
-        }
+    /// Counts a finished request of `tenant` (its bounded label, see
+    /// [`crate::tenancy::Tenancy::label`]) by outcome (`success` or an error's metric label).
+    pub fn count(&self, tenant: &str, outcome_label: &str) {
+        self.requests
+            .get_or_create(&outcome(&self.labels, tenant, outcome_label))
+            .inc();
     }
 }
 
@@ -321,18 +315,21 @@ mod tests {
     fn version_series_appear_in_the_exposition() {
         let metrics = Metrics::new();
         let version = metrics.version("mlp", "1");
-        version.count("success");
-        version.count("bad_request");
+        version.count("anonymous", "success");
+        version.count("team-a", "bad_request");
         version.batch_size.observe(4.0);
         metrics.set_state("mlp", "1", "ready");
         let text = metrics.encode();
         assert!(
             text.contains(
-                r#"modelplane_requests_total{model="mlp",version="1",outcome="success"} 1"#
+                r#"modelplane_requests_total{model="mlp",version="1",tenant="anonymous",outcome="success"} 1"#
             ),
             "{text}"
         );
-        assert!(text.contains(r#"outcome="bad_request"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"tenant="team-a",outcome="bad_request"} 1"#),
+            "{text}"
+        );
         assert!(
             text.contains(r#"modelplane_batch_size_count{model="mlp",version="1"} 1"#),
             "{text}"

@@ -46,6 +46,8 @@ pub struct Reloader {
     last_load: u64,
     /// Every load of the first pass has finished.
     initialized: bool,
+    /// What the serving authenticator was built from (identity config, key files).
+    identity: crate::identity::Watch,
 }
 
 /// The reloader's record of one version.
@@ -88,6 +90,7 @@ impl Reloader {
     /// A reloader starting from an already validated config.
     pub fn new(source: ConfigSource, config: RuntimeConfig, state: Arc<AppState>) -> Self {
         let loads = Arc::new(Loads::new(Arc::clone(&state), load::MAX_CONCURRENT_LOADS));
+        let identity = crate::identity::Watch::new(&config.identity, &state.authenticator.load());
         Self {
             source,
             config: Arc::new(config),
@@ -97,6 +100,7 @@ impl Reloader {
             versions: HashMap::new(),
             last_load: 0,
             initialized: false,
+            identity,
         }
     }
 
@@ -123,6 +127,7 @@ impl Reloader {
             match event {
                 Event::Pass => {
                     self.reread_config().await;
+                    self.identity.pass(&self.config.identity, &self.state).await;
                     self.reconcile(&mut running).await;
                     passed = true;
                     let interval = self.config.server.watch_interval.get();
@@ -161,6 +166,12 @@ impl Reloader {
             Ok(config) if config == *self.config => {}
             Ok(config) => {
                 tracing::info!(path = %path.display(), "config changed");
+                self.state.tenancy.update(
+                    &config.tenants,
+                    &config.fairness,
+                    config.identity.anonymous_tenant(),
+                    std::time::Instant::now(),
+                );
                 self.config = Arc::new(config);
             }
             Err(err) => {
@@ -175,6 +186,8 @@ impl Reloader {
     /// publishes what changed at once (removals, config, loads started).
     async fn reconcile(&mut self, running: &mut JoinSet<Finished>) {
         let config = Arc::clone(&self.config);
+        // Tenant cgroup slices follow the config (no I/O unless they changed).
+        self.loads.configure_tenants(&config.tenants);
         let models = Arc::clone(&config);
         let Ok(mut wanted) =
             tokio::task::spawn_blocking(move || plan::wanted_all(&models.models)).await
@@ -357,19 +370,12 @@ fn record_state(state: &AppState, (model, label): &Key, slot: &VersionSlot) {
 
 #[cfg(test)]
 mod tests {
-    use arc_swap::ArcSwap;
-
     use super::*;
-    use crate::catalog::Catalog;
-    use crate::metrics::Metrics;
 
     fn reloader() -> Reloader {
         let yaml = "models: [{name: m, versions: [{version: '1', source: {path: /nowhere/m.pt}}]}]";
         let config = RuntimeConfig::from_yaml(yaml).expect("config");
-        let state = Arc::new(AppState {
-            catalog: ArcSwap::from_pointee(Catalog::default()),
-            metrics: Metrics::new(),
-        });
+        let state = Arc::new(AppState::new());
         Reloader::new(
             ConfigSource::Inline(Box::new(config.clone())),
             config,

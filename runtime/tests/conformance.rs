@@ -288,7 +288,9 @@ async fn check(running: &Running, what: &str, case: &Case, before: f64, seen: Se
 }
 
 fn counter(model: &str, outcome: &str) -> String {
-    format!("modelplane_requests_total{{model=\"{model}\",version=\"1\",outcome=\"{outcome}\"}}")
+    format!(
+        "modelplane_requests_total{{model=\"{model}\",version=\"1\",tenant=\"anonymous\",outcome=\"{outcome}\"}}"
+    )
 }
 
 async fn count(running: &Running, case: &Case) -> f64 {

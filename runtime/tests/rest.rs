@@ -155,7 +155,7 @@ async fn bad_requests_get_clear_client_errors_and_the_server_keeps_serving() {
     assert_eq!(status, 200, "still serving after bad input: {response}");
     let bad_requests = metric(
         &running,
-        r#"modelplane_requests_total{model="affine",version="1",outcome="bad_request"}"#,
+        r#"modelplane_requests_total{model="affine",version="1",tenant="anonymous",outcome="bad_request"}"#,
     )
     .await;
     assert_eq!(bad_requests, Some(5.0));

@@ -2,25 +2,29 @@
 //! model and its KV cache slots, and runs iterations of the contract's `step`
 //! (docs/generate-contract.md) over every request holding a slot.
 //!
-//! Each iteration it takes new requests off its queue, drops those whose client went
-//! away or whose deadline passed, admits waiting requests FIFO into free slots, and
+//! Each iteration it drops requests whose client went away or whose deadline passed,
+//! admits waiting requests into free slots in fair order across tenants (virtual token
+//! counters, `modelplane-fair`: prompt tokens are charged on admission, each generated
+//! token as it is made; a higher band first; FIFO with one tenant), and
 //! feeds one decode token per running request plus prompt chunks (the policy is in
 //! `engine/scheduler.rs`). Each call asks the model, per row, only for what the
 //! request's sampler needs ([`Selection`]). The sampled tokens go back to each request's
-//! [`GenerationStream`] as text deltas. The async side ([`Engine`]) only validates,
-//! counts and enqueues.
+//! [`GenerationStream`] as text deltas. The async side ([`Engine`]) validates and
+//! places requests in the fair queue (refusing, or shedding another tenant's newest,
+//! when it is full), then wakes the thread.
 
 mod scheduler;
 mod sequence;
 mod worker;
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use modelplane_fair::{FairQueue, Fairness, Pushed};
 use tokio::sync::{mpsc as tokio_mpsc, oneshot};
 
 use crate::metrics::GenerationMetrics;
@@ -145,6 +149,8 @@ pub struct GenerateRequest {
     pub stop: Vec<String>,
     /// After this the request fails with [`EngineError::DeadlineExceeded`].
     pub deadline: Option<Instant>,
+    /// Its tenant's flow in the fair queue, and how its tokens are charged.
+    pub fair: Fairness,
 }
 
 /// Why [`Engine::submit`] refused a request.
@@ -185,6 +191,10 @@ pub enum EngineError {
     /// A model `step` call that fed it failed.
     #[error("model step failed: {0}")]
     Step(StepError),
+    /// It waited for a slot when the queue was full and gave its place to a request
+    /// of a higher band or of a tenant holding fewer places (503).
+    #[error("{0}")]
+    Shed(String),
 }
 
 /// Why generation ended.
@@ -284,11 +294,34 @@ struct Submission {
     arrived: Instant,
 }
 
-/// Counters both sides of the engine update.
-#[derive(Debug, Default)]
+/// What both sides of the engine share: the counters, and the fair queue of requests
+/// waiting for a slot.
 struct Shared {
     running: AtomicU32,
     waiting: AtomicU32,
+    queue: Mutex<FairQueue<Submission>>,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Self {
+            running: AtomicU32::new(0),
+            waiting: AtomicU32::new(0),
+            queue: Mutex::new(FairQueue::new(1)),
+        }
+    }
+}
+
+impl Shared {
+    fn queue(&self) -> MutexGuard<'_, FairQueue<Submission>> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Publishes the queue's length after a change made under its lock.
+    fn set_waiting(&self, queue: &FairQueue<Submission>) {
+        let waiting = u32::try_from(queue.len()).unwrap_or(u32::MAX);
+        self.waiting.store(waiting, Ordering::Release);
+    }
 }
 
 /// Handle to a running engine; clones share it. The thread finishes what is queued
@@ -299,7 +332,8 @@ pub struct Engine {
 }
 
 struct Inner {
-    submissions: mpsc::Sender<Submission>,
+    /// Wakes the engine thread after a request was queued.
+    wake: mpsc::Sender<()>,
     shared: Arc<Shared>,
     codec: Arc<TextCodec>,
     shape: ModelShape,
@@ -332,7 +366,7 @@ impl Engine {
         metrics: GenerationMetrics,
     ) -> Result<Engine, String> {
         settings.validate()?;
-        let (submissions, receiver) = mpsc::channel();
+        let (wake, receiver) = mpsc::channel();
         let (ready_tx, ready_rx) = oneshot::channel();
         let shared = Arc::new(Shared::default());
         let worker_shared = Arc::clone(&shared);
@@ -369,7 +403,7 @@ impl Engine {
             .map_err(|_| "the engine thread died while loading".to_owned())??;
         Ok(Engine {
             inner: Arc::new(Inner {
-                submissions,
+                wake,
                 shared,
                 codec,
                 shape,
@@ -380,31 +414,52 @@ impl Engine {
     }
 
     /// Validates and queues a request; its events arrive on the returned stream.
-    /// Refused when `max_waiting` requests would wait beyond the free slots (requests
-    /// submitted but not yet taken by the engine thread count as waiting, so a burst
-    /// may fill the free slots plus `max_waiting`).
+    /// The fair queue holds `max_waiting` requests beyond the free slots; when it is
+    /// full the request is refused, unless it ranks above what waits (a higher band,
+    /// or a tenant holding at least two fewer places than the longest), in which case
+    /// the other's newest is shed (its stream fails with [`EngineError::Shed`]).
     pub fn submit(&self, request: GenerateRequest) -> Result<GenerationStream, AdmissionError> {
         let inner = &*self.inner;
         check_request(&request, inner.shape.context)?;
         let max_waiting = inner.settings.max_waiting;
-        let running = inner.shared.running.load(Ordering::Acquire);
-        let free_slots = inner.shape.slots.saturating_sub(running);
-        let before = inner.shared.waiting.fetch_add(1, Ordering::AcqRel);
-        if before >= max_waiting.saturating_add(free_slots) {
-            inner.shared.waiting.fetch_sub(1, Ordering::AcqRel);
-            return Err(AdmissionError::QueueFull(format!(
-                "{max_waiting} requests already wait for a KV cache slot; retry later"
-            )));
-        }
-        inner.metrics.set_waiting(before + 1);
         let (events, receiver) = tokio_mpsc::unbounded_channel();
+        let flow = request.fair.flow.clone();
         let submission = Submission {
             request,
             events,
             arrived: Instant::now(),
         };
-        if inner.submissions.send(submission).is_err() {
-            inner.shared.waiting.fetch_sub(1, Ordering::AcqRel);
+        {
+            let mut queue = inner.shared.queue();
+            let running = inner.shared.running.load(Ordering::Acquire);
+            let free_slots = inner.shape.slots.saturating_sub(running);
+            let capacity = max_waiting.saturating_add(free_slots);
+            queue.set_capacity(usize::try_from(capacity).unwrap_or(usize::MAX));
+            let pushed = queue.push(&flow, submission);
+            inner.shared.set_waiting(&queue);
+            match pushed {
+                Pushed::Queued => {}
+                Pushed::Shed(shed) => {
+                    let _ = shed
+                        .events
+                        .send(StreamEvent::Failed(EngineError::Shed(format!(
+                            "shed while waiting for a KV cache slot: the queue was full \
+                         ({max_waiting} waiting) and a request of a higher band or of a \
+                         tenant holding fewer places took this one's place; retry later"
+                        ))));
+                    inner.metrics.shed();
+                }
+                Pushed::Refused(_) => {
+                    return Err(AdmissionError::QueueFull(format!(
+                        "{max_waiting} requests already wait for a KV cache slot; retry later"
+                    )));
+                }
+            }
+            inner
+                .metrics
+                .set_waiting(inner.shared.waiting.load(Ordering::Acquire));
+        }
+        if inner.wake.send(()).is_err() {
             return Err(AdmissionError::Stopped);
         }
         Ok(GenerationStream { events: receiver })

@@ -86,6 +86,8 @@ pub enum Outcome {
     DeadlineExceeded,
     /// A model step failed.
     Error,
+    /// It gave its place in a full queue to a request that ranked above it.
+    Shed,
 }
 
 impl Outcome {
@@ -96,6 +98,7 @@ impl Outcome {
             Self::Length => "length",
             Self::Cancelled => "cancelled",
             Self::DeadlineExceeded => "deadline_exceeded",
+            Self::Shed => "shed",
             Self::Error => "error",
         }
     }
@@ -325,6 +328,11 @@ impl GenerationMetrics {
     pub fn set_queue(&self, running: u32, waiting: u32) {
         self.running.set(i64::from(running));
         self.waiting.set(i64::from(waiting));
+    }
+
+    /// Counts a waiting request shed from a full queue.
+    pub fn shed(&self) {
+        self.finished(Outcome::Shed, None);
     }
 
     /// Sets the waiting gauge alone (from the submitting side).

@@ -114,6 +114,7 @@ fn request(seed: u32, params: SamplingParams) -> GenerateRequest {
         sampling: params,
         stop: Vec::new(),
         deadline: None,
+        fair: Default::default(),
     }
 }
 

@@ -1,12 +1,12 @@
 //! The executor: one thread per model version that owns the libtorch module and its
 //! request queue, forms batches and runs them. libtorch never runs on the async runtime.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::time::{Duration, Instant};
 
+use modelplane_fair::{FairQueue, Fairness, Flow, Pushed};
 use tokio::sync::oneshot;
 
 use super::policy::{Batchable, dispatch_wait, take_batch};
@@ -31,6 +31,8 @@ pub struct Job {
     pub deadline: Instant,
     /// Where the answer goes; a closed receiver means the client went away.
     pub reply: oneshot::Sender<JobResult>,
+    /// Its tenant's flow in the fair queue, and how its rows are charged.
+    pub fair: Fairness,
 }
 
 impl Batchable for Job {
@@ -45,6 +47,14 @@ impl Batchable for Job {
                 .iter()
                 .zip(&other.inputs)
                 .all(|(a, b)| a.datatype == b.datatype && a.shape.get(1..) == b.shape.get(1..))
+    }
+
+    fn flow(&self) -> &Flow {
+        &self.fair.flow
+    }
+
+    fn cost(&self) -> u64 {
+        self.fair.input_cost(self.rows)
     }
 }
 
@@ -71,6 +81,7 @@ pub type Loader = Box<dyn FnOnce() -> Result<(Box<dyn Backend>, Signature), Stri
 pub struct Executor {
     jobs: Sender<Job>,
     queued: Arc<AtomicUsize>,
+    capacity: Arc<AtomicUsize>,
     metrics: VersionMetrics,
 }
 
@@ -87,6 +98,8 @@ impl Executor {
         let (ready_tx, ready_rx) = oneshot::channel();
         let queued = Arc::new(AtomicUsize::new(0));
         let worker_queued = Arc::clone(&queued);
+        let capacity = Arc::new(AtomicUsize::new(1));
+        let worker_capacity = Arc::clone(&capacity);
         let worker_metrics = metrics.clone();
         std::thread::Builder::new()
             .name(thread_name)
@@ -110,7 +123,8 @@ impl Executor {
                 if ready_tx.send(Ok(signature.clone())).is_ok() {
                     let worker = Worker {
                         receiver,
-                        pending: VecDeque::new(),
+                        pending: FairQueue::new(1),
+                        capacity: worker_capacity,
                         backend,
                         signature,
                         settings,
@@ -128,16 +142,22 @@ impl Executor {
             Self {
                 jobs,
                 queued,
+                capacity,
                 metrics,
             },
             signature,
         ))
     }
 
-    /// Queues a job, refusing it when `max_queue` jobs already wait.
+    /// Queues a job in the fair queue of at most `max_queue` jobs. The executor thread
+    /// places it: when the queue is full it refuses the job, or sheds another tenant's
+    /// newest (the lowest band first, then the flow holding the most), answering the
+    /// one left out with [`InferError::Overloaded`]. Beyond twice `max_queue` jobs not
+    /// yet placed (a burst while a forward runs) it is refused here.
     pub fn submit(&self, job: Job, max_queue: usize) -> Result<(), InferError> {
+        self.capacity.store(max_queue.max(1), Ordering::Release);
         let before = self.queued.fetch_add(1, Ordering::AcqRel);
-        if before >= max_queue {
+        if before >= max_queue.saturating_mul(2) {
             self.queued.fetch_sub(1, Ordering::AcqRel);
             return Err(InferError::Overloaded(format!(
                 "queue is full ({max_queue} requests waiting)"
@@ -158,7 +178,8 @@ fn gauge_value(n: usize) -> i64 {
 /// The thread side: owns the model and the pending jobs.
 struct Worker {
     receiver: Receiver<Job>,
-    pending: VecDeque<Job>,
+    pending: FairQueue<Job>,
+    capacity: Arc<AtomicUsize>,
     backend: Box<dyn Backend>,
     signature: Signature,
     settings: BatchSettings,
@@ -177,7 +198,7 @@ impl Worker {
         loop {
             if self.pending.is_empty() {
                 match self.next_job() {
-                    Some(job) => self.pending.push_back(job),
+                    Some(job) => self.place(job),
                     None => return,
                 }
             }
@@ -211,16 +232,38 @@ impl Worker {
     fn drain_channel(&mut self) {
         loop {
             match self.receiver.try_recv() {
-                Ok(job) => self.pending.push_back(job),
+                Ok(job) => self.place(job),
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
             }
         }
     }
 
+    /// Puts a job in the fair queue; a job left out (it, or another tenant's newest
+    /// shed for it) is answered at once.
+    fn place(&mut self, job: Job) {
+        let capacity = self.capacity.load(Ordering::Acquire);
+        self.pending.set_capacity(capacity);
+        let flow = job.fair.flow.clone();
+        let (left_out, why) = match self.pending.push(&flow, job) {
+            Pushed::Queued => return,
+            Pushed::Shed(job) => (
+                job,
+                "shed: the queue is full and a request of a higher band or a tenant \
+                 holding fewer places took this one's place",
+            ),
+            Pushed::Refused(job) => (job, "the queue is full"),
+        };
+        let _ = left_out.reply.send(Err(InferError::Overloaded(format!(
+            "{why} ({capacity} requests waiting, limits.maxQueue)"
+        ))));
+        let left = self.queued.fetch_sub(1, Ordering::AcqRel) - 1;
+        self.metrics.queue_length.set(gauge_value(left));
+    }
+
     /// Waits (bounded by the queue delay) for more rows while a batch is partial.
     fn wait_for_batch(&mut self) {
         loop {
-            let Some(oldest) = self.pending.front().map(|job| job.enqueued) else {
+            let Some(oldest) = self.pending.iter().map(|job| job.enqueued).min() else {
                 return;
             };
             let rows = self.pending.iter().map(|job| job.rows).sum();
@@ -233,7 +276,7 @@ impl Worker {
             );
             let Some(wait) = wait else { return };
             match self.receiver.recv_timeout(wait) {
-                Ok(job) => self.pending.push_back(job),
+                Ok(job) => self.place(job),
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return,
             }
         }
@@ -242,28 +285,24 @@ impl Worker {
     /// Answers jobs whose deadline passed (they never reach the model) and drops
     /// jobs whose client went away.
     fn answer_expired(&mut self, now: Instant) {
-        let before = self.pending.len();
-        let mut kept = VecDeque::with_capacity(before);
-        for job in self.pending.drain(..) {
+        let removed = self
+            .pending
+            .drain_where(|job| job.reply.is_closed() || job.deadline <= now);
+        if removed.is_empty() {
+            return;
+        }
+        let count = removed.len();
+        for job in removed {
             if job.reply.is_closed() {
                 continue;
             }
-            if job.deadline <= now {
-                let waited = now.duration_since(job.enqueued);
-                let err = format!(
-                    "deadline exceeded after {waited:?} in the queue; the request did not run"
-                );
-                let _ = job.reply.send(Err(InferError::DeadlineExceeded(err)));
-                continue;
-            }
-            kept.push_back(job);
+            let waited = now.duration_since(job.enqueued);
+            let err =
+                format!("deadline exceeded after {waited:?} in the queue; the request did not run");
+            let _ = job.reply.send(Err(InferError::DeadlineExceeded(err)));
         }
-        let removed = before - kept.len();
-        self.pending = kept;
-        if removed > 0 {
-            let left = self.queued.fetch_sub(removed, Ordering::AcqRel) - removed;
-            self.metrics.queue_length.set(gauge_value(left));
-        }
+        let left = self.queued.fetch_sub(count, Ordering::AcqRel) - count;
+        self.metrics.queue_length.set(gauge_value(left));
     }
 
     fn execute(&mut self, batch: Vec<Job>) {
@@ -402,6 +441,7 @@ mod tests {
                 enqueued: Instant::now(),
                 deadline,
                 reply,
+                fair: Fairness::default(),
             },
             answer,
         )
@@ -455,17 +495,71 @@ mod tests {
         let (executor, _) = start(1, Duration::ZERO, Duration::from_millis(300)).await;
         let mut answers = Vec::new();
         let mut refused = 0;
-        for _ in 0..3 {
+        for _ in 0..4 {
+            let (job, answer) = job(1.0, later());
+            match executor.submit(job, 1) {
+                Ok(()) => answers.push(answer),
+                Err(InferError::Overloaded(_)) => refused += 1,
+                Err(other) => panic!("{other}"),
+            }
+        }
+        for answer in answers {
+            let result = answer.await.expect("answered");
+            refused += usize::from(matches!(result, Err(InferError::Overloaded(_))));
+        }
+        assert!(
+            refused >= 1,
+            "a slow model and a queue of one refuse some of four quick jobs"
+        );
+    }
+
+    #[tokio::test]
+    async fn beyond_twice_the_queue_unplaced_jobs_are_refused_at_once() {
+        let (executor, _) = start(1, Duration::ZERO, Duration::from_millis(300)).await;
+        let mut refused = 0;
+        let mut answers = Vec::new();
+        for _ in 0..8 {
             let (job, answer) = job(1.0, later());
             answers.push(answer);
             refused += usize::from(matches!(
-                executor.submit(job, 1),
+                executor.submit(job, 2),
                 Err(InferError::Overloaded(_))
             ));
         }
         assert!(
-            refused >= 1,
-            "a slow model and a queue of one refuse some of three quick jobs"
+            refused >= 3,
+            "at most 4 (twice maxQueue) wait unplaced: {refused}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_sheds_the_flooding_tenant_for_another() {
+        let (executor, _) = start(1, Duration::ZERO, Duration::from_millis(200)).await;
+        let tenant = |name: &str| Fairness {
+            flow: Flow::new(0, name, 1),
+            ..Fairness::default()
+        };
+        let mut flood = Vec::new();
+        for _ in 0..5 {
+            let (mut job, answer) = job(1.0, later());
+            job.fair = tenant("flood");
+            executor.submit(job, 4).expect("placed");
+            flood.push(answer);
+        }
+        let (mut calm, calm_answer) = job(2.0, later());
+        calm.fair = tenant("calm");
+        executor.submit(calm, 4).expect("placed");
+        assert!(
+            calm_answer.await.expect("answered").is_ok(),
+            "the other tenant's request takes a flooding one's place"
+        );
+        let mut shed = 0;
+        for answer in flood {
+            shed += usize::from(matches!(
+                answer.await.expect("answered"),
+                Err(InferError::Overloaded(_))
+            ));
+        }
+        assert!(shed >= 1, "the flood gave up a place");
     }
 }

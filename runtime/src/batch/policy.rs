@@ -1,8 +1,9 @@
 //! Batching decisions as pure functions: which queued requests run together, and how
 //! long an idle model waits for more.
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
+
+use modelplane_fair::{FairQueue, Flow};
 
 /// A queued request as the batching policy sees it.
 pub trait Batchable {
@@ -11,28 +12,35 @@ pub trait Batchable {
     /// Whether the two can be concatenated on dimension 0 (same datatypes and
     /// same non-batch dimensions, input by input).
     fn compatible(&self, other: &Self) -> bool;
+    /// The flow (tenant) it is queued in.
+    fn flow(&self) -> &Flow;
+    /// What running it is charged to its flow, in weighted tokens.
+    fn cost(&self) -> u64;
 }
 
-/// Takes the next batch from the front of `pending`.
+/// Takes the next batch from the fair queue, charging each request to its flow.
 ///
-/// The oldest request always goes (even alone above `max_rows`: it runs by itself);
-/// then, in arrival order, every compatible request that still fits in `max_rows`.
-/// Incompatible requests keep their place for a later batch.
-pub fn take_batch<T: Batchable>(pending: &mut VecDeque<T>, max_rows: u64) -> Vec<T> {
-    let Some(head) = pending.pop_front() else {
+/// The request first in fair order always goes (even alone above `max_rows`: it runs
+/// by itself); then, flow by flow in fair order and in arrival order within a flow,
+/// every compatible request that still fits in `max_rows`. Incompatible requests keep
+/// their place for a later batch. With one flow this is arrival order.
+pub fn take_batch<T: Batchable>(pending: &mut FairQueue<T>, max_rows: u64) -> Vec<T> {
+    let Some((key, head)) = pending.pop() else {
         return Vec::new();
     };
+    pending.charge(&key, head.cost());
     let mut rows = head.rows();
     let mut batch = vec![head];
-    let mut index = 0;
-    while index < pending.len() && rows < max_rows {
-        let fits = rows + pending[index].rows() <= max_rows;
-        if fits && batch[0].compatible(&pending[index]) {
-            rows += pending[index].rows();
-            batch.extend(pending.remove(index));
-        } else {
-            index += 1;
-        }
+    while rows < max_rows {
+        let first = &batch[0];
+        let Some((key, next)) =
+            pending.pop_where(|job| rows + job.rows() <= max_rows && first.compatible(job))
+        else {
+            break;
+        };
+        pending.charge(&key, next.cost());
+        rows += next.rows();
+        batch.push(next);
     }
     batch
 }
@@ -66,6 +74,7 @@ mod tests {
         id: u32,
         rows: u64,
         width: i64,
+        flow: Flow,
     }
 
     impl Batchable for Req {
@@ -75,12 +84,32 @@ mod tests {
         fn compatible(&self, other: &Self) -> bool {
             self.width == other.width
         }
+        fn flow(&self) -> &Flow {
+            &self.flow
+        }
+        fn cost(&self) -> u64 {
+            self.rows
+        }
     }
 
-    fn queue(reqs: &[(u32, u64, i64)]) -> VecDeque<Req> {
-        reqs.iter()
-            .map(|&(id, rows, width)| Req { id, rows, width })
-            .collect()
+    fn queue_of(reqs: &[(u32, u64, i64, &str)]) -> FairQueue<Req> {
+        let mut queue = FairQueue::new(64);
+        for &(id, rows, width, tenant) in reqs {
+            let flow = Flow::new(0, tenant, 1);
+            let req = Req {
+                id,
+                rows,
+                width,
+                flow: flow.clone(),
+            };
+            assert_eq!(queue.push(&flow, req), modelplane_fair::Pushed::Queued);
+        }
+        queue
+    }
+
+    fn queue(reqs: &[(u32, u64, i64)]) -> FairQueue<Req> {
+        let reqs: Vec<_> = reqs.iter().map(|&(i, r, w)| (i, r, w, "")).collect();
+        queue_of(&reqs)
     }
 
     fn ids(batch: &[Req]) -> Vec<u32> {
@@ -91,7 +120,7 @@ mod tests {
     fn compatible_requests_fill_a_batch_in_arrival_order() {
         let mut pending = queue(&[(1, 1, 4), (2, 2, 4), (3, 1, 4), (4, 1, 4)]);
         assert_eq!(ids(&take_batch(&mut pending, 4)), [1, 2, 3]);
-        assert_eq!(ids(&Vec::from(pending)), [4]);
+        assert_eq!(ids(&take_batch(&mut pending, 4)), [4]);
     }
 
     #[test]
@@ -117,7 +146,24 @@ mod tests {
 
     #[test]
     fn empty_queue_gives_an_empty_batch() {
-        assert!(take_batch::<Req>(&mut VecDeque::new(), 4).is_empty());
+        assert!(take_batch::<Req>(&mut FairQueue::new(4), 4).is_empty());
+    }
+
+    #[test]
+    fn a_flooding_tenant_does_not_fill_every_batch() {
+        // a queued 8 rows first, b 2 after: b's rows still make the first batch of 4
+        // once a has been charged for its first two.
+        let mut pending = queue_of(&[
+            (1, 1, 4, "a"),
+            (2, 1, 4, "a"),
+            (3, 1, 4, "a"),
+            (4, 1, 4, "a"),
+            (5, 1, 4, "a"),
+            (6, 1, 4, "b"),
+            (7, 1, 4, "b"),
+        ]);
+        let first = ids(&take_batch(&mut pending, 4));
+        assert!(first.contains(&6) && first.contains(&7), "{first:?}");
     }
 
     #[test]

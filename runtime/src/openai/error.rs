@@ -2,7 +2,7 @@
 //! the status the rest of the runtime uses for the same failure.
 
 use axum::extract::rejection::BytesRejection;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -21,7 +21,15 @@ pub struct ApiError {
     pub param: Option<String>,
     /// A stable machine-readable code (`model_not_found`, `invalid_value`, ...).
     pub code: Option<&'static str>,
+    /// The `WWW-Authenticate` challenge of a 401.
+    pub challenge: Option<&'static str>,
+    /// When a 429 may be retried: sent as `Retry-After` (whole seconds, rounded up)
+    /// and `retry-after-ms`.
+    pub retry_after: Option<std::time::Duration>,
 }
+
+/// The millisecond `Retry-After` the OpenAI clients read before `Retry-After` itself.
+pub const RETRY_AFTER_MS: &str = "retry-after-ms";
 
 /// The body's `error` object.
 #[derive(Debug, Serialize, PartialEq)]
@@ -85,6 +93,8 @@ impl ApiError {
             message: message.into(),
             param,
             code,
+            challenge: None,
+            retry_after: None,
         }
     }
 
@@ -92,6 +102,7 @@ impl ApiError {
     pub fn kind(&self) -> &'static str {
         match self.status {
             StatusCode::UNAUTHORIZED => "authentication_error",
+            StatusCode::FORBIDDEN => "permission_error",
             StatusCode::TOO_MANY_REQUESTS => "rate_limit_error",
             StatusCode::SERVICE_UNAVAILABLE => "service_unavailable_error",
             status if status.is_server_error() => "server_error",
@@ -107,6 +118,25 @@ impl ApiError {
             param: self.param.as_deref(),
             code: self.code,
         }
+    }
+
+    /// The response headers: `WWW-Authenticate` on a 401, `Retry-After` and
+    /// `retry-after-ms` (which the OpenAI clients read first) on a 429.
+    pub fn headers(&self) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Some(challenge) = self.challenge {
+            headers.insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+        }
+        if let Some(retry_after) = self.retry_after {
+            let secs = crate::error::retry_after_secs(retry_after);
+            headers.insert(axum::http::header::RETRY_AFTER, HeaderValue::from(secs));
+            let millis = u64::try_from(retry_after.as_micros().div_ceil(1000)).unwrap_or(u64::MAX);
+            headers.insert(RETRY_AFTER_MS, HeaderValue::from(millis.max(1)));
+        }
+        headers
     }
 
     /// The whole body, `{"error": {...}}`, as JSON text (also an SSE event's data).
@@ -137,8 +167,14 @@ fn task_name(task: Task) -> &'static str {
 }
 
 impl From<InferError> for ApiError {
+    /// The OpenAI error of `err`, with the status and headers of the REST edge.
     fn from(err: InferError) -> Self {
         let status = crate::server::http_status(&err);
+        let challenge = err.challenge();
+        let retry_after = match &err {
+            InferError::RateLimited { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        };
         let message = err.to_string();
         let (param, code): (Option<String>, Option<&'static str>) = match err {
             InferError::NotFound(_) => (Some("model".to_owned()), Some("model_not_found")),
@@ -152,9 +188,16 @@ impl From<InferError> for ApiError {
             InferError::NotReady(_) => (None, Some("model_not_ready")),
             InferError::Overloaded(_) => (None, Some("overloaded")),
             InferError::DeadlineExceeded(_) => (None, Some("timeout")),
+            InferError::Unauthenticated { .. } => (None, Some("invalid_api_key")),
+            InferError::Forbidden(_) => (None, Some("permission_denied")),
+            InferError::RateLimited { .. } => (None, Some("rate_limit_exceeded")),
             InferError::BadRequest(_) | InferError::Internal(_) => (None, None),
         };
-        Self::new(status, message, param, code)
+        Self {
+            challenge,
+            retry_after,
+            ..Self::new(status, message, param, code)
+        }
     }
 }
 
@@ -176,7 +219,7 @@ impl From<BytesRejection> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "error": self.object() });
-        (self.status, axum::Json(body)).into_response()
+        (self.status, self.headers(), axum::Json(body)).into_response()
     }
 }
 
@@ -260,5 +303,42 @@ mod tests {
                 "code": "invalid_value",
             }})
         );
+    }
+
+    #[test]
+    fn identity_refusals_are_openais_auth_errors() {
+        let err = ApiError::from(InferError::Unauthenticated {
+            message: "unknown API key".into(),
+            invalid_token: true,
+        });
+        assert_eq!(err.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(err.kind(), "authentication_error");
+        assert_eq!(err.code, Some("invalid_api_key"));
+        assert_eq!(
+            err.headers()["www-authenticate"],
+            "Bearer realm=\"modelplane\", error=\"invalid_token\""
+        );
+        let err = ApiError::from(InferError::Forbidden("no tenant claim".into()));
+        assert_eq!(err.status, StatusCode::FORBIDDEN);
+        assert_eq!(err.kind(), "permission_error");
+    }
+
+    #[tokio::test]
+    async fn a_rate_limit_says_when_to_retry_in_seconds_and_milliseconds() {
+        let err = ApiError::from(InferError::RateLimited {
+            message: "tenant team-a is over 10 requests/s".into(),
+            retry_after: std::time::Duration::from_millis(1_250),
+        });
+        assert_eq!(err.kind(), "rate_limit_error");
+        assert_eq!(err.code, Some("rate_limit_exceeded"));
+        let response = err.into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()["retry-after"], "2");
+        assert_eq!(response.headers()[RETRY_AFTER_MS], "1250");
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .expect("body");
+        let value: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(value["error"]["type"], "rate_limit_error");
     }
 }

@@ -41,14 +41,30 @@ const ROUTES: &str = "GET /v1/models, GET /v1/models/{model}, POST /v1/completio
 
 /// The `/v1` routes. Unknown `/v1/...` paths, other methods and axum's rejections are
 /// answered in OpenAI's error shape by the server's one error layer ([`unrouted`]).
-pub fn router() -> Router<Arc<AppState>> {
-    Router::new()
+pub fn router(state: &Arc<AppState>) -> Router<Arc<AppState>> {
+    let listed = Router::new()
         .route("/v1/models", get(models::list))
         .route("/v1/models/{model}", get(models::retrieve))
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(state),
+            require_identity,
+        ));
+    Router::new()
+        .merge(listed)
         .route("/v1/completions", post(generate::completions))
         .route("/v1/chat/completions", post(generate::chat_completions))
         .route("/v1/embeddings", post(embeddings::embeddings))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+}
+
+/// Refuses `/v1/models` to callers the request path would refuse, in OpenAI's shape.
+async fn require_identity(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Result<axum::response::Response, ApiError> {
+    crate::identity::require(&state, request.headers())?;
+    Ok(next.run(request).await)
 }
 
 /// Whether `path` belongs to this API (and so errors on it take OpenAI's shape).
@@ -97,7 +113,7 @@ fn start(
         headers,
         started,
     )?;
-    serve::start(&state.catalog.load(), ctx)
+    serve::start(state, ctx)
 }
 
 /// `Ok` when the routed model's task is `needs`, else the one wrong-task error of

@@ -59,7 +59,7 @@ impl GrpcService {
             headers,
             started,
         )?;
-        serve::start(&self.state.catalog.load(), ctx)
+        serve::start(&self.state, ctx)
     }
 
     /// Answers one `ModelInfer`: a tensor inference, or a whole generated text.
@@ -306,6 +306,7 @@ impl GrpcInferenceService for GrpcService {
         &self,
         request: Request<pb::ModelReadyRequest>,
     ) -> Result<Response<pb::ModelReadyResponse>, Status> {
+        crate::identity::require(&self.state, &request.metadata().clone().into_headers())?;
         let request = request.into_inner();
         let catalog = self.state.catalog.load();
         let entry = catalog.model(&request.name)?;
@@ -334,6 +335,7 @@ impl GrpcInferenceService for GrpcService {
         &self,
         request: Request<pb::ModelMetadataRequest>,
     ) -> Result<Response<pb::ModelMetadataResponse>, Status> {
+        crate::identity::require(&self.state, &request.metadata().clone().into_headers())?;
         let request = request.into_inner();
         let catalog = self.state.catalog.load();
         let wanted = Some(request.version.as_str()).filter(|v| !v.is_empty());

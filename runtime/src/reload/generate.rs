@@ -1,5 +1,6 @@
 //! Loading a `generate` version: the model folder, a KV cache sized to the config and
-//! checked against the cgroup memory limit, and the engine thread that serves it.
+//! checked with the weights against the cgroup memory limit, and the engine thread that
+//! serves it (which first joins the slice of the model's tenant, where there is one).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,14 +11,13 @@ use modelplane_generate::engine::{Engine, EngineSettings, ModelLoader};
 use modelplane_generate::metrics::GenerationMetrics;
 use modelplane_generate::text::TextCodec;
 
-use crate::cgroup;
+use crate::cgroup::PodCgroup;
+use crate::cgroup::memory::{self, MemoryNeed};
+use crate::cgroup::slices::SliceJoin;
 use crate::model::{self, CacheSize};
 
 /// The file that makes a folder a generate model.
 const CONFIG_FILE: &str = "config.json";
-
-/// Bytes in a MiB, for messages.
-const MIB: u64 = 1 << 20;
 
 /// What one engine start needs besides the configs.
 pub(super) struct EngineStart {
@@ -25,8 +25,10 @@ pub(super) struct EngineStart {
     pub dir: PathBuf,
     /// libtorch intra-op threads of the engine thread.
     pub threads: usize,
-    /// Where cgroup v2 files are read (memory check).
-    pub cgroup_root: PathBuf,
+    /// The pod's cgroup (memory check).
+    pub pod: PodCgroup,
+    /// The way into the slice of the model's tenant.
+    pub join: Option<SliceJoin>,
     /// The version's generation series.
     pub metrics: GenerationMetrics,
 }
@@ -39,14 +41,19 @@ pub(super) async fn start_engine(
     version: &VersionConfig,
     start: EngineStart,
 ) -> Result<Engine, String> {
-    let (read_model, device) = (model.clone(), version.device);
-    let (source, cgroup_root) = (start.dir, start.cgroup_root);
+    let (read_model, read_version) = (model.clone(), version.clone());
+    let (source, pod) = (start.dir, start.pod);
     let (dir, config, codec, size) =
-        super::load::blocking(move || prepare(&read_model, device, &source, &cgroup_root)).await?;
+        super::load::blocking(move || prepare(&read_model, &read_version, &source, &pod)).await?;
     let settings = engine_settings(&model.generation);
-    let (format, threads) = (model.format, start.threads);
+    let (format, threads, device, join) = (model.format, start.threads, version.device, start.join);
     let eos = config.eos_token_ids.clone();
     let loader: ModelLoader = Box::new(move || {
+        // On the engine thread, before its first forward starts OpenMP threads
+        // from it (they inherit its cgroup).
+        if let Some(join) = &join {
+            join.join_current_thread();
+        }
         tch::set_num_threads(i32::try_from(threads).unwrap_or(1));
         model::load_step_model(format, &dir, &config, device, size).map_err(|e| e.to_string())
     });
@@ -63,23 +70,36 @@ pub(super) async fn start_engine(
 }
 
 /// The folder, its config and tokenizer and the KV cache size, checked against the
-/// memory limit on CPU. Reads files: call it on the blocking pool.
+/// memory limit. Reads files: call it on the blocking pool.
 fn prepare(
     model: &ModelConfig,
-    device: Device,
+    version: &VersionConfig,
     source: &Path,
-    cgroup_root: &Path,
+    pod: &PodCgroup,
 ) -> Result<(PathBuf, GenerateModelConfig, TextCodec, CacheSize), String> {
     let dir = model_folder(source)?;
     let config = GenerateModelConfig::load(&dir).map_err(|e| e.to_string())?;
     let codec = super::tokenizer::generate_codec(model, &dir, &config)?;
     let size = cache_size(&model.generation, &config);
-    if device == Device::Cpu {
-        let weights = std::fs::metadata(config.model_path(&dir)).map_or(0, |m| m.len());
-        let need = kv_cache_bytes(size, &config) + weights;
-        check_memory(need, size, cgroup_root)?;
-    }
+    let weights = memory::artifact_bytes(&config.model_path(&dir));
+    let need = memory_need(weights, size, &config, version.device);
+    check_memory(need, size, (&model.name, &version.version), pod)?;
     Ok((dir, config, codec, size))
+}
+
+/// What a generate version needs in the pod's memory: its weights (see
+/// [`MemoryNeed::of_artifact`]) and, on CPU, its KV cache.
+fn memory_need(
+    weights: u64,
+    size: CacheSize,
+    config: &GenerateModelConfig,
+    device: Device,
+) -> MemoryNeed {
+    let need = MemoryNeed::of_artifact(weights, device);
+    match device {
+        Device::Cpu => need.plus(kv_cache_bytes(size, config)),
+        Device::Cuda => need,
+    }
 }
 
 /// The model folder of a source: the folder itself, or the folder of a file that has
@@ -120,30 +140,20 @@ fn kv_cache_bytes(size: CacheSize, config: &GenerateModelConfig) -> u64 {
     u64::from(size.slots) * u64::from(size.context) * config.kv_cache_bytes_per_token
 }
 
-/// Refuses a load that needs more memory than the cgroup has left under `memory.max`.
-fn check_memory(need: u64, size: CacheSize, root: &Path) -> Result<(), String> {
-    let Some(max) = cgroup::read_bytes(root, "memory.max") else {
-        return Ok(());
-    };
-    let current = cgroup::read_bytes(root, "memory.current").unwrap_or(0);
-    memory_fits(need, max, current).map_err(|free| {
-        format!(
-            "the KV cache ({} slots × {} positions) and weights need {} MiB but the \
-             container has {} MiB free of its {} MiB memory limit; lower \
-             generation.slots or generation.context, or raise the memory limit",
-            size.slots,
-            size.context,
-            need.div_ceil(MIB),
-            free / MIB,
-            max / MIB
-        )
-    })
-}
-
-/// `Err(free bytes)` when `need` does not fit under `max` beside `current`.
-fn memory_fits(need: u64, max: u64, current: u64) -> Result<(), u64> {
-    let free = max.saturating_sub(current);
-    if need <= free { Ok(()) } else { Err(free) }
+/// Refuses a load that needs more memory than the cgroup has left under `memory.max`,
+/// naming the settings that size the KV cache.
+fn check_memory(
+    need: MemoryNeed,
+    size: CacheSize,
+    names: (&str, &str),
+    pod: &PodCgroup,
+) -> Result<(), String> {
+    let hint = format!(
+        " (weights and a KV cache of {} slots × {} positions); lower generation.slots \
+         or generation.context, or raise the memory limit",
+        size.slots, size.context
+    );
+    memory::admit(&pod.memory(), need, names, &hint).map_err(|refused| refused.to_string())
 }
 
 #[cfg(test)]
@@ -151,28 +161,49 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_cache_larger_than_the_free_memory_is_refused() {
-        assert_eq!(memory_fits(100, 1000, 800), Ok(()));
-        assert_eq!(memory_fits(300, 1000, 800), Err(200));
-        assert_eq!(memory_fits(1, 1000, 2000), Err(0));
-    }
-
-    #[test]
     fn the_memory_message_names_the_settings_to_lower() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("memory.max"), "1073741824\n").expect("write");
         std::fs::write(dir.path().join("memory.current"), "536870912\n").expect("write");
+        let pod = PodCgroup::at(dir.path().to_owned());
         let size = CacheSize {
             slots: 64,
             context: 8192,
         };
-        let err = check_memory(2 << 30, size, dir.path()).expect_err("does not fit");
-        assert!(err.contains("2048 MiB"), "{err}");
-        assert!(err.contains("512 MiB free of its 1024 MiB"), "{err}");
+        let need = MemoryNeed { bytes: 2 << 30 };
+        let err = check_memory(need, size, ("llm", "3"), &pod).expect_err("does not fit");
+        assert!(
+            err.starts_with(
+                "model llm version 3 needs ~2 GiB but only 512 MiB are free under the \
+                 cgroup's memory.max of 1 GiB (weights and a KV cache of 64 slots × 8192"
+            ),
+            "{err}"
+        );
         assert!(err.contains("generation.slots"), "{err}");
-        assert_eq!(check_memory(1 << 20, size, dir.path()), Ok(()));
+        assert_eq!(
+            check_memory(MemoryNeed { bytes: 1 << 20 }, size, ("llm", "3"), &pod),
+            Ok(())
+        );
         std::fs::write(dir.path().join("memory.max"), "max\n").expect("write");
-        assert_eq!(check_memory(u64::MAX, size, dir.path()), Ok(()));
+        let huge = MemoryNeed { bytes: u64::MAX };
+        assert_eq!(check_memory(huge, size, ("llm", "3"), &pod), Ok(()));
+    }
+
+    #[test]
+    fn the_kv_cache_counts_on_cpu_only() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/models/tiny-llama");
+        let config = GenerateModelConfig::load(&dir).expect("config");
+        let size = CacheSize {
+            slots: 2,
+            context: 16,
+        };
+        let cache = kv_cache_bytes(size, &config);
+        assert!(cache > 0);
+        assert_eq!(
+            memory_need(1000, size, &config, Device::Cpu).bytes,
+            1100 + cache
+        );
+        assert_eq!(memory_need(1000, size, &config, Device::Cuda).bytes, 250);
     }
 
     #[test]

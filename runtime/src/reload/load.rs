@@ -1,18 +1,23 @@
-//! Loading one version: fetch, verify, read its signature and tokenizer, start and warm
-//! up its executor or engine. Each load runs as its own task, a bounded number at a time;
-//! file reads, tokenizer parsing and cgroup reads run on the blocking pool.
+//! Loading one version: fetch, verify, read its signature and tokenizer, check that it
+//! fits under the cgroup's memory limit, start and warm up its executor or engine (whose
+//! thread first joins the slice of the model's tenant, where there is one). Each load
+//! runs as its own task, a bounded number at a time; file reads, tokenizer parsing and
+//! cgroup reads run on the blocking pool.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use modelplane_config::{ModelConfig, Source, Task, VersionConfig};
+use modelplane_config::{ModelConfig, Source, Task, TenantConfig, VersionConfig};
 use tokio::sync::{OwnedMutexGuard, Semaphore};
 
 use super::{generate, tokenizer};
 use crate::batch::{BatchSettings, Executor, Loader};
 use crate::catalog::Version;
+use crate::cgroup::PodCgroup;
+use crate::cgroup::memory::{self, MemoryNeed};
+use crate::cgroup::slices::{self, SliceJoin, Slices};
 use crate::model::{self, SIGNATURE_FILE, Signature};
 use crate::server::AppState;
 use crate::source::{Artifact, Fetcher};
@@ -28,6 +33,10 @@ pub(super) struct Loads {
     permits: Semaphore,
     /// One fetch at a time into each cache folder (downloads share its partial file).
     fetching: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The pod's cgroup: CPU quota, memory check.
+    pod: PodCgroup,
+    /// The tenants' cgroup slices.
+    slices: Arc<Slices>,
 }
 
 /// One version to load, with the server settings it loads under.
@@ -47,11 +56,25 @@ pub(super) type Outcome = Result<(Version, f64), String>;
 
 impl Loads {
     pub(super) fn new(state: Arc<AppState>, max_concurrent: usize) -> Self {
+        let pod = PodCgroup::current();
+        let slices = Arc::new(Slices::new(pod.clone(), state.metrics.cgroup.slices()));
         Self {
             fetcher: Fetcher::default(),
             state,
             permits: Semaphore::new(max_concurrent.max(1)),
             fetching: Mutex::new(HashMap::new()),
+            pod,
+            slices,
+        }
+    }
+
+    /// Takes the tenants of a (new) config: their slices are made, updated or removed
+    /// on the blocking pool when what they ask for changed. Call it before the loads of
+    /// the same config start (a load makes its tenant's slice itself if need be).
+    pub(super) fn configure_tenants(&self, tenants: &[TenantConfig]) {
+        if self.slices.configure(tenants) {
+            let slices = Arc::clone(&self.slices);
+            tokio::task::spawn_blocking(move || slices.apply());
         }
     }
 
@@ -92,12 +115,30 @@ impl Loads {
             _ => Some(signature_of(&self.fetcher, model, &version.source, &artifact).await?),
         };
         drop(fetching);
-        let threads = job.intra_op_threads;
-        let threads = blocking(move || Ok(intra_op_threads(threads))).await?;
+        let (threads, pod) = (job.intra_op_threads, self.pod.clone());
+        let threads = blocking(move || Ok(pod.intra_op_threads(threads))).await?;
+        let join = slices::for_tenant(&self.slices, model.tenant.as_deref());
         match signature {
-            None => self.load_generate(job, artifact, threads).await,
-            Some(signature) => self.load_tensor(job, artifact, signature, threads).await,
+            None => self.load_generate(job, artifact, threads, join).await,
+            Some(signature) => {
+                self.check_memory(job, &artifact).await?;
+                self.load_tensor(job, artifact, signature, threads, join)
+                    .await
+            }
         }
+    }
+
+    /// Refuses a tensor version whose weights would not fit under `memory.max` beside
+    /// what the pod uses now (the version it replaces included).
+    async fn check_memory(&self, job: &Job, artifact: &Artifact) -> Result<(), String> {
+        let (pod, path, device) = (self.pod.clone(), artifact.path.clone(), job.version.device);
+        let (model, version) = (job.model.name.clone(), job.version.version.clone());
+        blocking(move || {
+            let need = MemoryNeed::of_artifact(memory::artifact_bytes(&path), device);
+            memory::admit(&pod.memory(), need, (&model, &version), "")
+                .map_err(|refused| refused.to_string())
+        })
+        .await
     }
 
     async fn load_tensor(
@@ -106,6 +147,7 @@ impl Loads {
         artifact: Artifact,
         signature: Signature,
         threads: usize,
+        join: Option<SliceJoin>,
     ) -> Result<Version, String> {
         let (model, version) = (&job.model, &job.version);
         let (codec_model, model_path) = (model.clone(), artifact.path.clone());
@@ -124,6 +166,11 @@ impl Loads {
         let metrics = self.state.metrics.version(&model.name, &version.version);
         let (format, device, path) = (model.format, version.device, artifact.path);
         let loader: Loader = Box::new(move || {
+            // On the executor thread, before its first forward starts OpenMP threads
+            // from it (they inherit its cgroup).
+            if let Some(join) = &join {
+                join.join_current_thread();
+            }
             let backend = model::load(format, &path, device).map_err(|e| e.to_string())?;
             Ok((backend, signature))
         });
@@ -150,13 +197,15 @@ impl Loads {
         job: &Job,
         artifact: Artifact,
         threads: usize,
+        join: Option<SliceJoin>,
     ) -> Result<Version, String> {
         let (model, version) = (&job.model, &job.version);
         let metrics = &self.state.metrics;
         let start = generate::EngineStart {
             dir: artifact.path,
             threads,
-            cgroup_root: PathBuf::from(crate::cgroup::CGROUP_ROOT),
+            pod: self.pod.clone(),
+            join,
             metrics: metrics.generation(&model.name, &version.version),
         };
         let engine = generate::start_engine(model, version, start).await?;
@@ -202,10 +251,6 @@ where
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|err| format!("the load task did not finish: {err}"))?
-}
-
-fn intra_op_threads(configured: Option<u32>) -> usize {
-    crate::cgroup::intra_op_threads(configured, Path::new(crate::cgroup::CGROUP_ROOT))
 }
 
 /// The signature of a model from `source`: as [`signature_for`] says, where an `http`

@@ -1,9 +1,10 @@
 //! Admit: the one decision whether a routed request may take work on its version, the
-//! same for tensor and generate models. Per-tenant budgets and 429s plug in here.
+//! same for tensor and generate models: its deadline, its tenant's budgets (429 with
+//! `Retry-After`), the version's `maxInFlight` (503).
 //!
 //! The bounded queues themselves stay with the runners (the executor's `maxQueue`, the
-//! engine's `maxWaiting`): they are checked where the queue is, atomically with the
-//! enqueue, and refuse with the same [`InferError::Overloaded`].
+//! engine's `maxWaiting`): they are fair queues across tenants, checked where the queue
+//! is, and refuse (or shed the lowest band's newest) with [`InferError::Overloaded`].
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,10 +12,14 @@ use std::time::Instant;
 use super::{RequestContext, Target};
 use crate::catalog::Version;
 use crate::error::InferError;
+use crate::tenancy::{Tenancy, TenantPermit};
 
-/// A request's place among its version's requests in flight, held until dropped.
+/// A request's place among its version's requests in flight and its tenant's
+/// admission, held until dropped.
 pub struct Admitted {
     version: Arc<Version>,
+    /// The tenant's permit: its flow in the fair queues, its token reservation.
+    pub tenant: TenantPermit,
 }
 
 impl Drop for Admitted {
@@ -23,15 +28,18 @@ impl Drop for Admitted {
     }
 }
 
-/// Admits `ctx` to `target` if its deadline has not passed and the version's
-/// `limits.maxInFlight` leaves room. Every request is anonymous so far, so no tenant
-/// budget applies yet.
+/// Admits `ctx` to `target` if its deadline has not passed, the version's
+/// `limits.maxInFlight` leaves room and its tenant's budgets allow it. A request the
+/// tenant refuses gives its place back, and one the version refuses takes nothing from
+/// its tenant.
 pub fn admit(
     target: &Target,
     ctx: &RequestContext,
     deadline: Instant,
+    tenancy: &Tenancy,
 ) -> Result<Admitted, InferError> {
-    if deadline <= Instant::now() {
+    let now = Instant::now();
+    if deadline <= now {
         return Err(InferError::DeadlineExceeded(format!(
             "the deadline passed {:?} after the request arrived, before it was admitted",
             deadline.saturating_duration_since(ctx.started)
@@ -43,7 +51,14 @@ pub fn admit(
             "{max} requests already in flight (limits.maxInFlight)"
         )));
     }
-    Ok(Admitted {
-        version: Arc::clone(&target.version),
-    })
+    match tenancy.admit(&ctx.identity, now) {
+        Ok(tenant) => Ok(Admitted {
+            version: Arc::clone(&target.version),
+            tenant,
+        }),
+        Err(err) => {
+            target.version.leave();
+            Err(err)
+        }
+    }
 }

@@ -1,8 +1,10 @@
 //! What arrives with a request, built once at its edge: the [`RequestContext`].
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::HeaderMap;
+use modelplane_config::ANONYMOUS_TENANT;
 use modelplane_config::units::parse_duration;
 
 use crate::error::InferError;
@@ -34,21 +36,91 @@ impl Protocol {
     }
 }
 
-/// Who sent a request. Every request is anonymous until identity (API keys, JWT)
-/// maps requests to tenants; admission and routing already take it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum Identity {
-    /// No credentials presented.
-    #[default]
+/// How a request proved who sent it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Credential {
+    /// No credentials: served because the config allows anonymous requests.
     Anonymous,
+    /// An API key from the keys file (`Authorization: Bearer` or `x-api-key`).
+    ApiKey,
+    /// A verified JSON Web Token.
+    Jwt,
+}
+
+impl Credential {
+    /// The credential's name in logs and traces.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Anonymous => "anonymous",
+            Self::ApiKey => "api_key",
+            Self::Jwt => "jwt",
+        }
+    }
+}
+
+/// Who sent a request: the tenant it is charged to, how it proved it, and what a
+/// trusted gateway said about it. A context starts as the anonymous tenant's and is
+/// authenticated once, at the start of the request path (`crate::identity`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    tenant: Arc<str>,
+    credential: Credential,
+    fairness_id: Option<String>,
+    band: Option<i32>,
+}
+
+impl Default for Identity {
+    /// The anonymous tenant ([`ANONYMOUS_TENANT`]), before authentication.
+    fn default() -> Self {
+        Self::anonymous(Arc::from(ANONYMOUS_TENANT))
+    }
 }
 
 impl Identity {
-    /// The tenant the request is charged to; `None` for anonymous requests.
-    pub fn tenant(&self) -> Option<&str> {
-        match self {
-            Self::Anonymous => None,
+    /// A request without credentials, charged to `tenant`.
+    pub fn anonymous(tenant: Arc<str>) -> Self {
+        Self::new(Credential::Anonymous, tenant)
+    }
+
+    /// A request that proved with `credential` that it acts for `tenant`.
+    pub fn new(credential: Credential, tenant: Arc<str>) -> Self {
+        Self {
+            tenant,
+            credential,
+            fairness_id: None,
+            band: None,
         }
+    }
+
+    /// The same identity with what a trusted gateway's headers said: its fairness id
+    /// and the band of its objective.
+    #[must_use]
+    pub fn with_gateway(mut self, fairness_id: Option<String>, band: Option<i32>) -> Self {
+        self.fairness_id = fairness_id;
+        self.band = band;
+        self
+    }
+
+    /// The tenant the request is charged to (anonymous requests: the anonymous tenant).
+    pub fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    /// The key fair queuing groups the request under: a trusted gateway's
+    /// `x-gateway-inference-fairness-id`, else the tenant.
+    pub fn fairness_key(&self) -> &str {
+        self.fairness_id.as_deref().unwrap_or(&self.tenant)
+    }
+
+    /// The priority band of a trusted gateway's `x-gateway-inference-objective`
+    /// (an objective the config does not name: band 0); `None`: the tenant's band.
+    pub fn band(&self) -> Option<i32> {
+        self.band
+    }
+
+    /// How the request proved who sent it.
+    pub fn credential(&self) -> Credential {
+        self.credential
     }
 }
 
@@ -67,6 +139,11 @@ impl Attributes {
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).and_then(|value| value.to_str().ok())
     }
+
+    /// Whether the request has the header, readable or not.
+    pub fn contains(&self, name: &str) -> bool {
+        self.0.contains_key(name)
+    }
 }
 
 /// Everything the one request path needs to know about a request, built once at the
@@ -83,7 +160,7 @@ pub struct RequestContext {
     pub model: String,
     /// The version it names; `None`: whichever the route picks.
     pub version: Option<String>,
-    /// Who sent it.
+    /// Who sent it: the anonymous tenant until the path authenticates it.
     pub identity: Identity,
     /// What routing may match on.
     pub attributes: Attributes,
@@ -112,13 +189,14 @@ impl RequestContext {
             protocol = protocol.as_str(),
             model = %model,
             version = tracing::field::Empty,
+            tenant = tracing::field::Empty,
             outcome = tracing::field::Empty,
         );
         Ok(Self {
             protocol,
             model,
             version: version.filter(|v| !v.is_empty()),
-            identity: Identity::Anonymous,
+            identity: Identity::default(),
             attributes: Attributes::new(headers),
             started,
             timeout,
@@ -232,6 +310,26 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(ctx.version, None);
-        assert_eq!(ctx.identity.tenant(), None);
+        assert_eq!(ctx.identity.tenant(), ANONYMOUS_TENANT);
+        assert_eq!(ctx.identity.fairness_key(), ANONYMOUS_TENANT);
+        assert_eq!(ctx.identity.band(), None);
+        assert_eq!(ctx.identity.credential(), Credential::Anonymous);
+    }
+}
+
+#[cfg(test)]
+mod identity_tests {
+    use super::*;
+
+    #[test]
+    fn a_trusted_fairness_id_is_the_fairness_key_else_the_tenant() {
+        let plain = Identity::new(Credential::ApiKey, Arc::from("team-a"));
+        assert_eq!(plain.tenant(), "team-a");
+        assert_eq!(plain.fairness_key(), "team-a");
+        let gated = plain.with_gateway(Some("user-7".into()), Some(3));
+        assert_eq!(gated.tenant(), "team-a");
+        assert_eq!(gated.fairness_key(), "user-7");
+        assert_eq!(gated.band(), Some(3));
+        assert_eq!(gated.credential(), Credential::ApiKey);
     }
 }

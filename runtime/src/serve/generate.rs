@@ -6,6 +6,8 @@ use modelplane_generate::engine::{
     EngineError, FinishReason, GenerateRequest, GenerationStream, StreamEvent, Usage,
 };
 use modelplane_generate::sampling::SamplingParams;
+use std::time::Instant;
+
 use tracing::Instrument;
 
 use super::{Admitted, Call, Record, Target};
@@ -60,7 +62,8 @@ pub struct Generation {
     target: Target,
     events: GenerationStream,
     record: Option<Record>,
-    _admitted: Admitted,
+    /// Held to the end; generated tokens are noted as spent on its tenant permit.
+    admitted: Admitted,
 }
 
 impl Call {
@@ -78,6 +81,7 @@ impl Call {
             admitted,
             record,
         } = self;
+        let mut admitted = admitted;
         let submitted = async {
             let input = prepare(&target).await?;
             let engine = target.version.engine()?;
@@ -89,15 +93,22 @@ impl Call {
                         message: err.to_string(),
                     },
                 )?;
-            engine
-                .submit(GenerateRequest {
-                    prompt: input.prompt,
-                    max_tokens,
-                    sampling: input.sampling,
-                    stop: input.stop,
-                    deadline: Some(deadline),
-                })
-                .map_err(InferError::from)
+            // The tenant's token budget: the most this request can spend, settled
+            // against what it did spend when it ends.
+            let prompt = input.prompt.len() as u64;
+            admitted
+                .tenant
+                .reserve(prompt + u64::from(max_tokens), Instant::now())?;
+            let events = engine.submit(GenerateRequest {
+                prompt: input.prompt,
+                max_tokens,
+                sampling: input.sampling,
+                stop: input.stop,
+                deadline: Some(deadline),
+                fair: admitted.tenant.fairness().clone(),
+            })?;
+            admitted.tenant.spent(prompt);
+            Ok(events)
         }
         .instrument(record.span().clone())
         .await;
@@ -106,7 +117,7 @@ impl Call {
                 target,
                 events,
                 record: Some(record),
-                _admitted: admitted,
+                admitted,
             }),
             Err(err) => Err(record.fail(err)),
         }
@@ -124,8 +135,13 @@ impl Generation {
         self.record.as_ref()?;
         loop {
             let event = match self.events.next().await {
-                Some(StreamEvent::Delta { text, .. }) if text.is_empty() => continue,
-                Some(StreamEvent::Delta { text, .. }) => return Some(Event::Text(text)),
+                Some(StreamEvent::Delta { text, tokens }) => {
+                    self.admitted.tenant.spent(tokens.len() as u64);
+                    if text.is_empty() {
+                        continue;
+                    }
+                    return Some(Event::Text(text));
+                }
                 Some(StreamEvent::Finished { reason, usage }) => Event::Finished { reason, usage },
                 Some(StreamEvent::Failed(err)) => Event::Failed(engine_error(err)),
                 None => Event::Failed(InferError::Internal(
@@ -169,5 +185,6 @@ fn engine_error(err: EngineError) -> InferError {
             InferError::DeadlineExceeded("the deadline passed before generation finished".into())
         }
         EngineError::Step(step) => InferError::Internal(format!("model step failed: {step}")),
+        EngineError::Shed(message) => InferError::Overloaded(message),
     }
 }

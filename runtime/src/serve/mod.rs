@@ -24,14 +24,15 @@ use tracing::Instrument;
 
 pub use admit::{Admitted, admit};
 pub use context::{
-    Attributes, Identity, Protocol, REQUEST_TIMEOUT_HEADER, RequestContext, parse_grpc_timeout,
+    Attributes, Credential, Identity, Protocol, REQUEST_TIMEOUT_HEADER, RequestContext,
+    parse_grpc_timeout,
 };
 pub use generate::{Completed, Event, GenerateInput, Generation};
 pub use record::{CANCELLED, Record, SUCCESS};
 pub use route::{Target, route};
 
-use crate::catalog::Catalog;
 use crate::error::InferError;
+use crate::server::AppState;
 use crate::tensor::TensorData;
 
 /// A routed, admitted request on its way to its version; its outcome is recorded
@@ -53,18 +54,22 @@ pub struct TensorRequest {
     pub rows: u64,
 }
 
-/// Routes and admits `ctx` against the catalog served right now. A request that
+/// Routes and admits `ctx` against what `state` serves right now. A request that
 /// names no model or version this server has is refused here, before any record
 /// (there is no version to charge it to); an admission refusal is recorded.
-pub fn start(catalog: &Catalog, ctx: RequestContext) -> Result<Call, InferError> {
-    let target = route(catalog, &ctx)?;
+pub fn start(state: &AppState, ctx: RequestContext) -> Result<Call, InferError> {
+    // Identity first: an unauthenticated request learns nothing, not even which models exist.
+    let ctx = crate::identity::authenticate(state, ctx)?;
+    let catalog = state.catalog.load();
+    let target = route(&catalog, &ctx)?;
     let deadline = crate::limits::deadline(ctx.started, ctx.timeout, &target.config.limits);
     let record = Record::new(
         std::sync::Arc::clone(&target.version),
+        state.tenancy.label(ctx.identity.tenant()),
         ctx.started,
         ctx.span.clone(),
     );
-    match admit(&target, &ctx, deadline) {
+    match admit(&target, &ctx, deadline, &state.tenancy) {
         Ok(admitted) => Ok(Call {
             target,
             deadline,
@@ -120,6 +125,7 @@ impl Call {
                     request.rows,
                     deadline,
                     &target.config.limits,
+                    admitted.tenant.fairness().clone(),
                 )
                 .await?;
             encode(&target, parsed, outputs)

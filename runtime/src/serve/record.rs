@@ -18,16 +18,24 @@ pub const SUCCESS: &str = "success";
 /// dropped first.
 pub struct Record {
     version: Arc<Version>,
+    tenant: Arc<str>,
     started: Instant,
     span: tracing::Span,
     done: bool,
 }
 
 impl Record {
-    /// Starts the record of a request that arrived at `started`.
-    pub fn new(version: Arc<Version>, started: Instant, span: tracing::Span) -> Self {
+    /// Starts the record of a request of `tenant` (its metric label) that arrived at
+    /// `started`.
+    pub fn new(
+        version: Arc<Version>,
+        tenant: Arc<str>,
+        started: Instant,
+        span: tracing::Span,
+    ) -> Self {
         Self {
             version,
+            tenant,
             started,
             span,
             done: false,
@@ -65,7 +73,7 @@ impl Record {
         metrics
             .request_duration
             .observe(self.started.elapsed().as_secs_f64());
-        metrics.count(outcome);
+        metrics.count(&self.tenant, outcome);
     }
 }
 

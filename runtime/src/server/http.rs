@@ -10,6 +10,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 
@@ -20,29 +21,47 @@ use crate::serve::{self, Protocol, RequestContext, TensorRequest};
 
 /// The REST router; `/metrics` is included when it shares the port.
 pub fn router(state: Arc<AppState>, with_metrics: bool) -> Router {
-    let router = Router::new()
-        .route("/v2", get(server_meta))
-        .route("/v2/health/live", get(live))
-        .route("/v2/health/ready", get(ready))
+    // Model metadata and readiness answer only callers the request path would serve;
+    // server health and metadata stay open (probes carry no credentials).
+    let described = Router::new()
         .route("/v2/models/{model}", get(model_meta))
         .route("/v2/models/{model}/ready", get(model_ready))
-        .route("/v2/models/{model}/infer", post(infer))
         .route("/v2/models/{model}/versions/{version}", get(version_meta))
         .route(
             "/v2/models/{model}/versions/{version}/ready",
             get(version_ready),
         )
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            require_identity,
+        ));
+    let router = Router::new()
+        .route("/v2", get(server_meta))
+        .route("/v2/health/live", get(live))
+        .route("/v2/health/ready", get(ready))
+        .route("/v2/models/{model}/infer", post(infer))
         .route(
             "/v2/models/{model}/versions/{version}/infer",
             post(version_infer),
         )
-        .merge(crate::openai::router());
+        .merge(described)
+        .merge(crate::openai::router(&state));
     let router = if with_metrics {
         router.merge(metrics_router())
     } else {
         router
     };
     super::rejection::with_error_bodies(router.with_state(state))
+}
+
+/// Refuses a metadata request whose credentials the request path would refuse.
+async fn require_identity(
+    State(state): State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> Result<Response, InferError> {
+    crate::identity::require(&state, request.headers())?;
+    Ok(next.run(request).await)
 }
 
 /// The `/metrics` route alone, for a separate metrics port.
@@ -148,7 +167,7 @@ async fn run_infer(
         .map(|v| v.to_str().unwrap_or("invalid").to_owned());
     let declared = declared_length(&headers);
     let ctx = RequestContext::new(Protocol::Rest, model, version, headers, Instant::now())?;
-    let call = serve::start(&state.catalog.load(), ctx)?;
+    let call = serve::start(state, ctx)?;
     let response = call
         .tensor(
             async move |target| {

@@ -21,14 +21,16 @@ use tonic::transport::server::TcpIncoming;
 pub use metadata::{
     ModelMeta, ServerMeta, TensorMeta, VersionStatus, model_metadata, server_metadata,
 };
-pub use status::http_status;
+pub use status::{http_headers, http_status};
 
 use crate::catalog::Catalog;
+use crate::identity::{Authenticator, IdentityError};
 use crate::metrics::Metrics;
 use crate::protocol::grpc::{
     GrpcService, pb::grpc_inference_service_server::GrpcInferenceServiceServer,
 };
 use crate::reload::Reloader;
+use crate::tenancy::Tenancy;
 
 /// What every handler shares: the current catalog and the metrics.
 pub struct AppState {
@@ -36,6 +38,29 @@ pub struct AppState {
     pub catalog: ArcSwap<Catalog>,
     /// Prometheus series.
     pub metrics: Metrics,
+    /// Maps requests to tenants; replaced as a whole when the identity config or its
+    /// key files change (`identity::Watch`).
+    pub authenticator: ArcSwap<Authenticator>,
+    /// Per-tenant budgets and fair-queuing settings; updated in place on config changes.
+    pub tenancy: Tenancy,
+}
+
+impl AppState {
+    /// Nothing served yet, with fresh metrics.
+    pub fn new() -> Self {
+        Self {
+            catalog: ArcSwap::from_pointee(Catalog::default()),
+            metrics: Metrics::new(),
+            authenticator: ArcSwap::from_pointee(Authenticator::default()),
+            tenancy: Tenancy::default(),
+        }
+    }
+}
+
+impl Default for AppState {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// Where the config comes from.
@@ -81,6 +106,9 @@ pub enum StartError {
     /// The config is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The identity config or a key file it names is unusable.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
     /// A listen address is taken or invalid.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -147,16 +175,20 @@ async fn bind(addr: &str) -> Result<Bound, StartError> {
 /// background and the server reports ready once each has a version.
 pub async fn start(source: ConfigSource) -> Result<Running, StartError> {
     let config = source.load()?;
-    let threads = crate::cgroup::intra_op_threads(
-        config.server.intra_op_threads,
-        std::path::Path::new(crate::cgroup::CGROUP_ROOT),
-    );
+    let threads =
+        crate::cgroup::PodCgroup::current().intra_op_threads(config.server.intra_op_threads);
     tch::set_num_threads(i32::try_from(threads).unwrap_or(1));
     tracing::info!(threads, "libtorch intra-op threads");
-    let state = Arc::new(AppState {
-        catalog: ArcSwap::from_pointee(Catalog::default()),
-        metrics: Metrics::new(),
-    });
+    let state = Arc::new(AppState::new());
+    state.tenancy.update(
+        &config.tenants,
+        &config.fairness,
+        config.identity.anonymous_tenant(),
+        std::time::Instant::now(),
+    );
+    let authenticator = Authenticator::new(&config.identity)?;
+    tracing::info!(identity = %authenticator.summary(), "identity");
+    state.authenticator.store(Arc::new(authenticator));
     let http = bind(&config.server.http).await?;
     let grpc = bind(&config.server.grpc).await?;
     let metrics = match &config.server.metrics {

@@ -71,6 +71,7 @@ pub fn greedy_request(prompt: Vec<u32>, max_tokens: u32) -> GenerateRequest {
         sampling: SamplingParams::default(),
         stop: Vec::new(),
         deadline: None,
+        fair: Default::default(),
     }
 }
 

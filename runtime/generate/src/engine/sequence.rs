@@ -5,6 +5,8 @@ use std::time::Instant;
 
 use tokio::sync::mpsc::UnboundedSender;
 
+use modelplane_fair::FlowKey;
+
 use super::scheduler::SequenceView;
 use super::{
     EngineError, FinishReason, RowLogits, Selection, StepRow, StreamEvent, Submission, Usage,
@@ -38,6 +40,11 @@ pub(super) struct Sequence {
     first_token: Option<Instant>,
     /// Set once the last event was sent; the worker then frees the slot.
     ended: Option<Outcome>,
+    /// The flow its tokens are charged to in the engine's fair queue.
+    flow: FlowKey,
+    output_weight: u32,
+    /// Generated tokens already charged to the flow.
+    charged: u32,
 }
 
 impl Sequence {
@@ -49,6 +56,7 @@ impl Sequence {
             arrived,
         } = submission;
         let prompt_len = u32::try_from(request.prompt.len()).unwrap_or(u32::MAX);
+        let fair = request.fair;
         let mut tokens = request.prompt;
         tokens.reserve_exact(usize::try_from(request.max_tokens).unwrap_or(0));
         Self {
@@ -65,7 +73,24 @@ impl Sequence {
             arrived,
             first_token: None,
             ended: None,
+            flow: fair.flow.key,
+            output_weight: fair.output_weight,
+            charged: 0,
         }
+    }
+
+    /// The flow to charge, and the weighted cost of the tokens generated since the
+    /// last call (each generated token is charged once, when it exists).
+    pub fn uncharged(&mut self) -> (&FlowKey, u64) {
+        let generated = u32::try_from(self.tokens.len())
+            .unwrap_or(u32::MAX)
+            .saturating_sub(self.prompt_len);
+        let new = generated.saturating_sub(self.charged);
+        self.charged = generated;
+        (
+            &self.flow,
+            u64::from(new).saturating_mul(u64::from(self.output_weight)),
+        )
     }
 
     /// What the scheduler needs.
@@ -199,6 +224,7 @@ impl Sequence {
         let outcome = match error {
             EngineError::DeadlineExceeded => Outcome::DeadlineExceeded,
             EngineError::Step(_) => Outcome::Error,
+            EngineError::Shed(_) => Outcome::Shed,
         };
         let _ = self.events.send(StreamEvent::Failed(error));
         metrics.finished(outcome, None);

@@ -2,18 +2,18 @@
 //! the free slots, and runs iterations until every [`super::Engine`] is gone and the
 //! work they queued is done.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
 use std::time::Instant;
 
+use super::StreamEvent;
 use super::scheduler::{self, Call, SequenceView};
 use super::sequence::{Sequence, Vocabulary};
 use super::{EngineError, EngineSettings, ModelShape, RowLogits, Selection, Shared, StepError};
 use super::{StepModel, StepRow};
-use super::{StreamEvent, Submission};
 use crate::metrics::{GenerationMetrics, Outcome};
 use crate::text::TextCodec;
 
@@ -59,8 +59,8 @@ fn checked_answer(
 
 /// The state of the engine thread.
 pub(super) struct Worker {
-    submissions: Receiver<Submission>,
-    waiting: VecDeque<Submission>,
+    /// One message per request queued in `shared.queue`.
+    wake: Receiver<()>,
     /// In admission order, which is the order prompts are prefilled in.
     running: Vec<Sequence>,
     free_slots: BTreeSet<u32>,
@@ -76,7 +76,7 @@ pub(super) struct Worker {
 
 impl Worker {
     pub fn new(
-        submissions: Receiver<Submission>,
+        wake: Receiver<()>,
         shared: Arc<Shared>,
         codec: Arc<TextCodec>,
         eos_token_ids: Vec<u32>,
@@ -85,8 +85,7 @@ impl Worker {
         shape: ModelShape,
     ) -> Self {
         Self {
-            submissions,
-            waiting: VecDeque::new(),
+            wake,
             running: Vec::new(),
             free_slots: (0..shape.slots).collect(),
             shared,
@@ -106,22 +105,24 @@ impl Worker {
             self.reap(Instant::now());
             self.admit();
             self.iterate(model.as_mut());
+            self.charge_generated();
             self.retire();
         }
         self.metrics.withdraw();
         tracing::debug!("generation engine stopped");
     }
 
-    /// Takes new submissions, blocking while there is nothing to do; false once every
-    /// handle is gone and nothing is left.
+    /// Waits while there is nothing to do; false once every handle is gone and
+    /// nothing is left.
     fn receive(&mut self) -> bool {
-        if self.running.is_empty() && self.waiting.is_empty() {
-            match self.submissions.recv() {
-                Ok(submission) => self.waiting.push_back(submission),
-                Err(_) => return false,
+        if self.running.is_empty() && self.shared.queue().is_empty() {
+            // Every submit sends one wake-up after queueing, so a request queued
+            // between the check and here is already waiting on the channel.
+            if self.wake.recv().is_err() {
+                return false;
             }
         }
-        self.waiting.extend(self.submissions.try_iter());
+        while self.wake.try_recv().is_ok() {}
         true
     }
 
@@ -135,39 +136,45 @@ impl Worker {
                 sequence.fail(EngineError::DeadlineExceeded, metrics);
             }
         }
-        let before = self.waiting.len();
-        self.waiting.retain(|submission| {
-            let expired = submission
-                .request
-                .deadline
-                .is_some_and(|deadline| now >= deadline);
+        let removed = {
+            let mut queue = self.shared.queue();
+            let removed = queue.drain_where(|submission| {
+                submission.events.is_closed()
+                    || submission
+                        .request
+                        .deadline
+                        .is_some_and(|deadline| now >= deadline)
+            });
+            self.shared.set_waiting(&queue);
+            removed
+        };
+        for submission in removed {
             if submission.events.is_closed() {
                 metrics.finished(Outcome::Cancelled, None);
-                false
-            } else if expired {
+            } else {
                 let _ = submission
                     .events
                     .send(StreamEvent::Failed(EngineError::DeadlineExceeded));
                 metrics.finished(Outcome::DeadlineExceeded, None);
-                false
-            } else {
-                true
             }
-        });
-        self.leave_queue(before - self.waiting.len());
+        }
         self.retire();
     }
 
-    /// Moves waiting requests into free slots, first come first served.
+    /// Moves waiting requests into free slots in fair order, charging each its prompt.
     fn admit(&mut self) {
-        let mut admitted = 0;
-        while !self.waiting.is_empty() {
+        let mut queue = self.shared.queue();
+        while !queue.is_empty() {
             let Some(slot) = self.free_slots.pop_first() else {
                 break;
             };
-            let Some(submission) = self.waiting.pop_front() else {
+            let Some((flow, submission)) = queue.pop() else {
+                self.free_slots.insert(slot);
                 break;
             };
+            let fair = &submission.request.fair;
+            let prompt = submission.request.prompt.len() as u64;
+            queue.charge(&flow, fair.input_cost(prompt));
             let sequence = Sequence::admit(submission, slot);
             tracing::debug!(
                 slot,
@@ -176,22 +183,26 @@ impl Worker {
             );
             self.metrics.admitted(sequence.prompt_len() as usize);
             self.running.push(sequence);
-            admitted += 1;
         }
         // Running before waiting goes down: `Engine::submit` admits up to the free
         // slots plus `max_waiting`, and must never see both counts low at once.
         let running = u32::try_from(self.running.len()).unwrap_or(u32::MAX);
         self.shared.running.store(running, Ordering::Release);
-        self.leave_queue(admitted);
+        self.shared.set_waiting(&queue);
+        drop(queue);
         // Before the first token of an admitted request is sent, so that a client
         // that saw a token sees its slot counted.
         self.publish();
     }
 
-    fn leave_queue(&self, left: usize) {
-        let left = u32::try_from(left).unwrap_or(u32::MAX);
-        if left > 0 {
-            self.shared.waiting.fetch_sub(left, Ordering::AcqRel);
+    /// Charges the tokens generated this iteration to their flows.
+    fn charge_generated(&mut self) {
+        let mut queue = self.shared.queue();
+        for sequence in &mut self.running {
+            let (flow, cost) = sequence.uncharged();
+            if cost > 0 {
+                queue.charge(flow, cost);
+            }
         }
     }
 

@@ -317,6 +317,7 @@ pub fn greedy(prompt: Vec<u32>, max_tokens: u32) -> GenerateRequest {
         sampling: SamplingParams::default(),
         stop: Vec::new(),
         deadline: None,
+        fair: Default::default(),
     }
 }
 
