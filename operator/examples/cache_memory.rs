@@ -277,5 +277,6 @@ fn cache_with(pods: Store<Pod>, pod_index: PodIndex) -> Cache {
         pods,
         pod_index,
         namespaces: empty(),
+        tenant_quotas: empty(),
     }
 }

@@ -24,7 +24,10 @@ use kube::{
         watcher,
     },
 };
-use modelplane_api::model_deployment::{ModelDeployment, ModelDeploymentStatus};
+use modelplane_api::{
+    model_deployment::{ModelDeployment, ModelDeploymentStatus},
+    tenant_quota::TenantQuota,
+};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
@@ -110,9 +113,12 @@ pub struct Cluster {
     pub pods: Vec<Pod>,
     /// Namespaces.
     pub namespaces: Vec<Namespace>,
+    /// TenantQuotas.
+    pub tenant_quotas: Vec<TenantQuota>,
 }
 
-fn store<K>(objects: &[K]) -> Store<K>
+/// A synced store holding `objects`.
+pub fn store<K>(objects: &[K]) -> Store<K>
 where
     K: Lookup + Clone + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
@@ -148,7 +154,8 @@ impl Cluster {
         }
     }
 
-    fn cache(&self) -> Cache {
+    /// The watch caches over these objects.
+    pub fn cache(&self) -> Cache {
         Cache {
             deployments: store(&self.deployments),
             services: store(&self.services),
@@ -157,6 +164,7 @@ impl Cluster {
             pods: store(&self.pods),
             pod_index: crate::controller::PodIndex::from_pods(&self.pods),
             namespaces: store(&self.namespaces),
+            tenant_quotas: store(&self.tenant_quotas),
         }
     }
 }

@@ -1,8 +1,8 @@
 //! modelplane-operator: reconciles ModelDeployments into modelplane-runtime pods.
 //!
 //! Layout: `desired/` computes the owned objects and `health` the status, both
-//! pure functions over plain data; `drift` decides whether anything must be
-//! written; `controller/` holds one file per controller and is the only place
+//! pure functions over plain data; `quota` decides TenantQuota admissions, also
+//! pure; `drift` decides whether anything must be written; `controller/` holds one file per controller and is the only place
 //! that talks to the API server, together with `leader` (Lease election).
 
 pub mod cli;
@@ -13,6 +13,7 @@ pub mod health;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod quota;
 pub mod rbac;
 pub mod run;
 pub mod telemetry;

@@ -51,9 +51,23 @@ pub fn workload_rules() -> Vec<PolicyRule> {
     ]
 }
 
-/// Rules that are cluster-scoped by nature: the tenant label lives on the Namespace.
+/// Rules that are cluster-scoped by nature: the tenant label lives on the Namespace, and
+/// TenantQuotas are cluster-scoped (the operator writes only their status: the admission
+/// record).
 pub fn cluster_rules() -> Vec<PolicyRule> {
-    vec![rule("", &["namespaces"], &["get", "list", "watch"])]
+    vec![
+        rule("", &["namespaces"], &["get", "list", "watch"]),
+        rule(
+            "serving.modelplane.io",
+            &["tenantquotas"],
+            &["get", "list", "watch"],
+        ),
+        rule(
+            "serving.modelplane.io",
+            &["tenantquotas/status"],
+            &["get", "patch"],
+        ),
+    ]
 }
 
 /// Rules for the leader-election Lease, in the operator's own namespace.

@@ -19,7 +19,7 @@ use tokio::sync::watch;
 
 use crate::{
     cli::{Args, Scope},
-    controller::{canary, model_deployment},
+    controller::{canary, model_deployment, tenant_quota},
     desired::Defaults,
     http::{self, Health},
     leader::{ElectionConfig, LeaderElector},
@@ -238,7 +238,8 @@ async fn lead(
     }
 }
 
-/// One ModelDeployment and one Canary controller per watched namespace (or one each for all).
+/// One ModelDeployment and one Canary controller per watched namespace (or one each for all),
+/// and one TenantQuota controller over all of them.
 async fn run_controllers(
     client: Client,
     scope: Scope,
@@ -262,6 +263,12 @@ async fn run_controllers(
         )
     });
     let canaries = futures::future::join_all(canaries);
+    let quotas = tenant_quota::run(
+        client.clone(),
+        namespaces.clone(),
+        metrics.clone(),
+        shutdown.requested(),
+    );
     let controllers = namespaces.into_iter().map(|namespace| {
         model_deployment::run(
             client.clone(),
@@ -272,7 +279,7 @@ async fn run_controllers(
             shutdown.requested(),
         )
     });
-    futures::future::join(futures::future::join_all(controllers), canaries).await;
+    futures::future::join3(futures::future::join_all(controllers), canaries, quotas).await;
 }
 
 /// The registry client and verification cache shared by every controller, from the flags.

@@ -43,6 +43,14 @@ use crate::schema::{DNS_LABEL_MAX, DNS_LABEL_PATTERN};
     category = "modelplane",
     doc = "A model (or pipeline of models) served by modelplane-runtime pods."
 )]
+// The scale subresource lets a HorizontalPodAutoscaler (or `kubectl scale`) set
+// `spec.runtime.replicas`; the operator admits the new count against the tenant's quota
+// like any other spec edit.
+#[kube(scale(
+    spec_replicas_path = ".spec.runtime.replicas",
+    status_replicas_path = ".status.replicas",
+    label_selector_path = ".status.selector"
+))]
 #[kube(printcolumn(
     name = "Ready",
     type_ = "string",

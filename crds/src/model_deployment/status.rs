@@ -43,6 +43,10 @@ pub struct ModelDeploymentStatus {
     /// Runtime pods that are ready to serve.
     #[serde(default)]
     pub ready_replicas: i32,
+    /// Label selector of the runtime pods (`key=value,...`), for the scale subresource: a
+    /// HorizontalPodAutoscaler reads the pods' metrics through it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
     /// Where to send requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoints: Option<Endpoints>,

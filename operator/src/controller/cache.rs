@@ -18,6 +18,7 @@ use kube::{
         watcher,
     },
 };
+use modelplane_api::tenant_quota::TenantQuota;
 
 /// Label naming the ModelDeployment a runtime pod belongs to.
 pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
@@ -42,6 +43,8 @@ pub struct Cache {
     pub pod_index: PodIndex,
     /// Namespaces (for the tenant label).
     pub namespaces: Store<Namespace>,
+    /// TenantQuotas (cluster-scoped): their admission records gate rollouts.
+    pub tenant_quotas: Store<TenantQuota>,
 }
 
 /// Looks up a namespaced object in a store.
@@ -68,6 +71,7 @@ impl Cache {
             && ready(&self.pod_disruption_budgets)
             && ready(&self.pods)
             && ready(&self.namespaces)
+            && ready(&self.tenant_quotas)
     }
 
     /// The runtime pods of the ModelDeployment `name` in `namespace`; costs a
@@ -298,6 +302,7 @@ mod tests {
             pods,
             pod_index,
             namespaces: empty(),
+            tenant_quotas: empty(),
         }
     }
 

@@ -1,10 +1,11 @@
-//! Controllers, one file per kind, and what they share: the [`Cache`] of watched
+//! Controllers, one module per kind, and what they share: the [`Cache`] of watched
 //! objects the reconcilers read instead of the API server, and what it keeps of them.
 
 mod cache;
 pub mod canary;
 pub mod model_deployment;
 pub mod projection;
+pub mod tenant_quota;
 
 use std::{
     collections::HashMap,

@@ -6,7 +6,8 @@
 //! last-applied copy: drift detection compares every field the operator applies,
 //! and the operator never applies those two (it applies server-side, and
 //! [`crate::drift`] ignores fields the desired object lacks). Pods keep only what
-//! [`crate::health`] reads; namespaces only their labels. A decision that starts
+//! [`crate::health`] reads; namespaces only their labels; the TenantQuota controller's
+//! copies of ModelDeployments only what admission reads. A decision that starts
 //! reading another field must add it here — `tests/cache_projection.rs` checks
 //! the decisions on projected objects against the same decisions on whole ones.
 
@@ -14,6 +15,10 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{ContainerStatus, Namespace, Pod, PodStatus};
 use kube::{Resource, api::ObjectMeta};
+use modelplane_api::model_deployment::{
+    ModelDeployment, ModelDeploymentSpec, ModelDeploymentStatus, RuntimeSpec,
+    condition_types::QUOTA_ADMITTED,
+};
 
 use super::cache::INSTANCE_LABEL;
 
@@ -66,6 +71,50 @@ fn project_container(container: ContainerStatus) -> ContainerStatus {
         last_state: container.last_state,
         ..ContainerStatus::default()
     }
+}
+
+/// Keeps of a ModelDeployment what the TenantQuota controller reads: identity, generation
+/// and age, `spec.tenant`, the pods' count and resources, and the `QuotaAdmitted` condition.
+pub fn project_for_quota(md: &mut ModelDeployment) {
+    let metadata = std::mem::take(&mut md.metadata);
+    md.metadata = ObjectMeta {
+        name: metadata.name,
+        namespace: metadata.namespace,
+        uid: metadata.uid,
+        generation: metadata.generation,
+        resource_version: metadata.resource_version,
+        creation_timestamp: metadata.creation_timestamp,
+        deletion_timestamp: metadata.deletion_timestamp,
+        ..ObjectMeta::default()
+    };
+    let spec = std::mem::replace(
+        &mut md.spec,
+        ModelDeploymentSpec {
+            tenant: None,
+            model: None,
+            runtime: RuntimeSpec::default(),
+            verification: None,
+            fallback: None,
+            redaction: None,
+            pipeline: None,
+            prompts: Vec::new(),
+        },
+    );
+    md.spec.tenant = spec.tenant;
+    md.spec.runtime = RuntimeSpec {
+        replicas: spec.runtime.replicas,
+        device: spec.runtime.device,
+        resources: spec.runtime.resources,
+        ..RuntimeSpec::default()
+    };
+    md.status = md.status.take().map(|status| ModelDeploymentStatus {
+        conditions: status
+            .conditions
+            .into_iter()
+            .filter(|c| c.type_ == QUOTA_ADMITTED)
+            .collect(),
+        ..ModelDeploymentStatus::default()
+    });
 }
 
 /// Keeps of a namespace its name and labels (the tenant label is all that is read).

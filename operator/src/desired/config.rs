@@ -26,7 +26,7 @@ pub const CACHE_DIR: &str = "/var/cache/modelplane";
 /// Where a PVC model source is mounted, read-only.
 pub const MODEL_DIR: &str = "/models";
 
-fn invalid(message: String) -> Blocker {
+pub(super) fn invalid(message: String) -> Blocker {
     Blocker {
         reason: "InvalidRuntimeConfig",
         message,

@@ -4,6 +4,7 @@
 mod config;
 mod deployment;
 mod service;
+mod tenancy;
 
 use std::collections::BTreeMap;
 
@@ -14,12 +15,14 @@ use k8s_openapi::api::{
 };
 use kube::{Resource, ResourceExt, api::ObjectMeta};
 use modelplane_api::model_deployment::{ModelDeployment, ModelDeploymentSpec};
-use modelplane_config::SignatureConfig;
+use modelplane_config::{RuntimeConfig, SignatureConfig, TenantConfig};
 
 use crate::health::Blocker;
 
+pub use config::CONFIG_FILE;
 pub use config::{model_digest, render_runtime_config};
 pub use deployment::{ROLLOUT_HASH_ANNOTATION, rollout_hash};
+pub use tenancy::{apply_tenancy, tenant_config};
 
 /// Field manager of every server-side apply the operator makes.
 pub const FIELD_MANAGER: &str = "modelplane-operator";
@@ -71,6 +74,8 @@ pub struct Owner<'a> {
     pub tenant: &'a str,
     /// The spec.
     pub spec: &'a ModelDeploymentSpec,
+    /// The runtime budget of the tenant, from its TenantQuota (none without one).
+    pub budget: Option<TenantConfig>,
     /// Controller ownerReference pointing at the ModelDeployment.
     owner_reference: k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
 }
@@ -84,8 +89,15 @@ impl<'a> Owner<'a> {
             namespace: md.namespace()?,
             tenant,
             spec: &md.spec,
+            budget: None,
             owner_reference: md.controller_owner_ref(&())?,
         })
+    }
+
+    /// The same owner with the tenant's runtime budget.
+    pub fn with_budget(mut self, budget: Option<TenantConfig>) -> Self {
+        self.budget = budget;
+        self
     }
 
     /// The same owner rendering `spec` instead (e.g. with its references pinned to digests).
@@ -98,6 +110,7 @@ impl<'a> Owner<'a> {
             namespace: self.namespace.clone(),
             tenant: self.tenant,
             spec,
+            budget: self.budget.clone(),
             owner_reference: self.owner_reference.clone(),
         }
     }
@@ -117,6 +130,15 @@ impl<'a> Owner<'a> {
             ("app.kubernetes.io/name".into(), "modelplane-runtime".into()),
             ("app.kubernetes.io/instance".into(), self.name.clone()),
         ])
+    }
+
+    /// The pod selector as `key=value,...` (for the scale subresource).
+    pub fn selector(&self) -> String {
+        self.selector_labels()
+            .iter()
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// Metadata of an owned object called `name`.
@@ -166,7 +188,12 @@ pub fn desired_state(
     defaults: &Defaults,
     model_signature: Option<&SignatureConfig>,
 ) -> Result<Desired, Blocker> {
-    let config = render_runtime_config(owner.spec, &defaults.insecure_registries, model_signature)?;
+    let mut config =
+        render_runtime_config(owner.spec, &defaults.insecure_registries, model_signature)?;
+    apply_tenancy(&mut config, owner.tenant, owner.budget.as_ref());
+    config.validate().map_err(|error| {
+        config::invalid(format!("the runtime would refuse this config: {error}"))
+    })?;
     let yaml = config.to_yaml().map_err(|error| Blocker {
         reason: "InvalidRuntimeConfig",
         message: format!("the runtime config cannot be rendered: {error}"),
@@ -177,6 +204,22 @@ pub fn desired_state(
         service: service::service(owner),
         pod_disruption_budget: service::pod_disruption_budget(owner),
     })
+}
+
+/// The ConfigMap that serves now with the tenancy of `owner` (tenant, budget) in its
+/// config, for a ModelDeployment whose spec may not roll out: budgets reach the running
+/// pods without anything else of the spec. `None` when there is no such ConfigMap or its
+/// config already says so.
+pub fn rebudgeted_config_map(owner: &Owner<'_>, serving: &ConfigMap) -> Option<ConfigMap> {
+    let yaml = serving.data.as_ref()?.get(CONFIG_FILE)?;
+    let mut config = RuntimeConfig::from_yaml(yaml).ok()?;
+    let before = config.clone();
+    apply_tenancy(&mut config, owner.tenant, owner.budget.as_ref());
+    if config == before || config.validate().is_err() {
+        return None;
+    }
+    let yaml = config.to_yaml().ok()?;
+    Some(config::config_map(owner, yaml))
 }
 
 /// An object in the ModelDeployment's namespace that the spec refers to.

@@ -5,12 +5,15 @@
 //! compute the desired objects, write only what differs, assess, and write the
 //! status only when it changed.
 
+mod admission;
 mod gate;
 mod status;
 mod sync;
 mod unsupported;
 mod watch;
 
+#[cfg(test)]
+mod quota_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -38,20 +41,25 @@ use crate::{
     Error, Result,
     controller::{Context, cached},
     desired::{
-        Desired, FIELD_MANAGER, Owner, RUNTIME_CONTAINER, Reference, desired_state, references,
-        rollout_hash, tenant_of,
+        Desired, FIELD_MANAGER, Owner, RUNTIME_CONTAINER, Reference, desired_state,
+        rebudgeted_config_map, references, rollout_hash,
     },
     health::{Blocker, Observation, assess, running_image_digest},
+    quota::Verdict,
     verification::PinnedRevision,
 };
 
 pub use crate::verification::VerifiedCondition;
+pub use admission::{QuotaView, quota_view, quotas};
 pub use gate::{Gate, HELD_RETRY, Holds, Outcome, conclude, effective_mode, held_retry};
-pub use status::{StatusInputs, VERIFIED, change_events, condition_events, next_status};
+pub use status::{
+    QuotaCondition, StatusInputs, VERIFIED, change_events, condition_events, next_status,
+};
 pub use sync::{Change, ChangeAction};
 pub use unsupported::{
     FIELDS_IGNORED, NOT_ACTED_ON, UNSUPPORTED_FIELDS, UnsupportedField, unsupported_fields,
 };
+pub(crate) use watch::recorder;
 pub use watch::run;
 
 /// Kind label of this controller in metrics.
@@ -62,6 +70,9 @@ const RESYNC: Duration = Duration::from_secs(300);
 const BLOCKED_RESYNC: Duration = Duration::from_secs(30);
 /// Retry interval while the watch caches are still loading.
 const CACHE_SYNC_RETRY: Duration = Duration::from_secs(1);
+/// Re-check interval while a TenantQuota has not decided this generation yet (its status
+/// change triggers a reconcile anyway; this bounds a missed one).
+const ADMISSION_PENDING_RETRY: Duration = Duration::from_secs(10);
 
 fn key(md: &ModelDeployment) -> String {
     format!("{}/{}", md.namespace().unwrap_or_default(), md.name_any())
@@ -101,10 +112,17 @@ async fn reconcile_inner(md: &ModelDeployment, ctx: &Context) -> Result<Action> 
     let namespace = md
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
-    let labels = ctx.cache.namespace_labels(&namespace);
-    let tenant = tenant_of(&md.spec, &namespace, labels.as_ref());
-    let owner = Owner::new(md, &tenant).ok_or(Error::MissingField("metadata.name/uid"))?;
-    match converge(ctx, md, &owner).await {
+    let quota = quota_view(&ctx.cache, md, &namespace, &key(md));
+    let owner = Owner::new(md, &quota.tenant)
+        .ok_or(Error::MissingField("metadata.name/uid"))?
+        .with_budget(quota.budget.clone());
+    let condition = QuotaCondition::of(&quota.verdict);
+    let result = if quota.verdict.rolls_out() {
+        converge(ctx, md, &owner, &condition).await
+    } else {
+        hold_for_quota(ctx, md, &owner, &quota.verdict, &condition).await
+    };
+    match result {
         Ok(action) => Ok(action),
         Err(error) => {
             report_failure(ctx, md, &owner, &error).await;
@@ -113,8 +131,52 @@ async fn reconcile_inner(md: &ModelDeployment, ctx: &Context) -> Result<Action> 
     }
 }
 
+/// The spec's generation may not roll out under the tenant's quota: what runs stays as it
+/// is (its config only takes the tenant's current budget), and the status says why.
+async fn hold_for_quota(
+    ctx: &Context,
+    md: &ModelDeployment,
+    owner: &Owner<'_>,
+    verdict: &Verdict,
+    condition: &QuotaCondition,
+) -> Result<Action> {
+    let (_, reason, message) = verdict.condition();
+    tracing::info!(reason, message, "rollout held by the tenant's quota");
+    let serving = cached(
+        &ctx.cache.config_maps,
+        &owner.namespace,
+        &owner.config_map_name(),
+    );
+    if let Some(config_map) = serving.and_then(|s| rebudgeted_config_map(owner, &s)) {
+        let changes = sync::sync_config_map(ctx, &config_map).await?;
+        publish(ctx, md, change_events(&changes, false)).await?;
+    }
+    let running = cached(&ctx.cache.deployments, &owner.namespace, &owner.name).is_some();
+    let keeps = if running {
+        "; what runs stays as it is"
+    } else {
+        "; nothing is rolled out"
+    };
+    let blocker = Blocker {
+        reason,
+        message: format!("{message}{keeps}"),
+    };
+    let obstacle = Some(Obstacle::Blocked(&blocker));
+    write_status(ctx, md, owner, obstacle, None, None, Some(condition)).await?;
+    let retry = match verdict {
+        Verdict::Pending { .. } => ADMISSION_PENDING_RETRY,
+        _ => RESYNC,
+    };
+    Ok(Action::requeue(retry))
+}
+
 /// Verifies, applies and assesses; any API error is returned for [`report_failure`].
-async fn converge(ctx: &Context, md: &ModelDeployment, owner: &Owner<'_>) -> Result<Action> {
+async fn converge(
+    ctx: &Context,
+    md: &ModelDeployment,
+    owner: &Owner<'_>,
+    quota: &QuotaCondition,
+) -> Result<Action> {
     let recorded = cached(&ctx.cache.deployments, &owner.namespace, &owner.name)
         .and_then(|deployment| PinnedRevision::read(&deployment));
     let found = look_up_references(ctx, owner).await?;
@@ -136,7 +198,16 @@ async fn converge(ctx: &Context, md: &ModelDeployment, owner: &Owner<'_>) -> Res
     };
     publish(ctx, md, gate.event.into_iter().collect()).await?;
     let obstacle = blocker.as_ref().map(Obstacle::Blocked);
-    write_status(ctx, md, owner, obstacle, applied, gate.verified).await?;
+    write_status(
+        ctx,
+        md,
+        owner,
+        obstacle,
+        applied,
+        gate.verified,
+        Some(quota),
+    )
+    .await?;
     let resync = if blocker.is_some() {
         BLOCKED_RESYNC
     } else {
@@ -222,7 +293,8 @@ async fn report_failure(ctx: &Context, md: &ModelDeployment, owner: &Owner<'_>, 
         reason: error.condition_reason(),
         message: error.to_string(),
     };
-    let written = write_status(ctx, md, owner, Some(Obstacle::Failed(&blocker)), None, None).await;
+    let obstacle = Some(Obstacle::Failed(&blocker));
+    let written = write_status(ctx, md, owner, obstacle, None, None, None).await;
     if let Err(status_error) = written {
         tracing::warn!(error = %status_error, "the failure could not be written to the status");
         let warning = status::event(
@@ -293,6 +365,7 @@ async fn write_status(
     obstacle: Option<Obstacle<'_>>,
     applied: Option<Revision>,
     verified: Option<VerifiedCondition>,
+    quota: Option<&QuotaCondition>,
 ) -> Result<()> {
     let deployment = cached(&ctx.cache.deployments, &owner.namespace, &owner.name);
     let pods = ctx.cache.pods_of(&owner.namespace, &owner.name);
@@ -317,6 +390,8 @@ async fn write_status(
             image_digest: running_image_digest(&pods, RUNTIME_CONTAINER),
             verified,
             unsupported: unsupported_fields(&md.spec),
+            quota: quota.cloned(),
+            selector: owner.selector(),
             now: Time(Timestamp::now()),
         },
     );

@@ -5,7 +5,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::events::{Event, EventType};
 use modelplane_api::{
     condition::{Condition, ConditionStatus, merge_conditions},
-    model_deployment::{Endpoints, ModelDeploymentStatus, Revision},
+    model_deployment::{
+        Endpoints, ModelDeploymentStatus, Revision, condition_types::QUOTA_ADMITTED,
+    },
 };
 
 use super::{
@@ -15,8 +17,32 @@ use super::{
 use crate::{
     desired::{GRPC_PORT, HTTP_PORT},
     health::{Assessment, Blocker, DEGRADED, PROGRESSING, READY},
+    quota::{Verdict, verdict::ADMISSION_PENDING},
     verification::VerifiedCondition,
 };
+
+/// The `QuotaAdmitted` condition the reconcile concluded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaCondition {
+    /// True (admitted or not limited), False (refused) or Unknown (not decided yet).
+    pub status: ConditionStatus,
+    /// CamelCase reason.
+    pub reason: &'static str,
+    /// Which quota, which limit, by how much.
+    pub message: String,
+}
+
+impl QuotaCondition {
+    /// The condition stating `verdict`.
+    pub fn of(verdict: &Verdict) -> Self {
+        let (status, reason, message) = verdict.condition();
+        Self {
+            status,
+            reason,
+            message: message.to_owned(),
+        }
+    }
+}
 
 /// What the status is built from besides the assessment.
 pub struct StatusInputs<'a> {
@@ -35,6 +61,10 @@ pub struct StatusInputs<'a> {
     /// The spec's fields not acted on yet: `FieldsIgnored` names them, and is absent
     /// without any (recomputed at every reconcile, never kept).
     pub unsupported: Vec<&'static UnsupportedField>,
+    /// A new `QuotaAdmitted` condition; `None` keeps the current one.
+    pub quota: Option<QuotaCondition>,
+    /// The runtime pods' label selector (`status.selector`).
+    pub selector: String,
     /// When the conditions are computed.
     pub now: Time,
 }
@@ -77,10 +107,21 @@ pub fn next_status(
             inputs.now.clone(),
         )
     });
-    let new_verified = verified.is_some();
+    let quota = inputs.quota.map(|q| {
+        Condition::new(
+            QUOTA_ADMITTED,
+            q.status,
+            q.reason,
+            q.message,
+            inputs.generation,
+            inputs.now.clone(),
+        )
+    });
+    let (new_verified, new_quota) = (verified.is_some(), quota.is_some());
     let replaced = |type_: &str| {
         [READY, PROGRESSING, DEGRADED, FIELDS_IGNORED].contains(&type_)
             || (new_verified && type_ == VERIFIED)
+            || (new_quota && type_ == QUOTA_ADMITTED)
     };
     let others = current
         .conditions
@@ -89,7 +130,11 @@ pub fn next_status(
         .cloned();
     let conditions = merge_conditions(
         &current.conditions,
-        ours.chain(verified).chain(ignored).chain(others).collect(),
+        ours.chain(verified)
+            .chain(quota)
+            .chain(ignored)
+            .chain(others)
+            .collect(),
     );
     let mut revision = inputs.applied.or_else(|| current.revision.clone());
     if let Some(revision) = revision.as_mut() {
@@ -111,6 +156,7 @@ pub fn next_status(
         tenant: Some(inputs.tenant.to_owned()),
         replicas: assessment.replicas,
         ready_replicas: assessment.ready_replicas,
+        selector: Some(inputs.selector),
         endpoints: Some(Endpoints {
             http: Some(format!("http://{}:{HTTP_PORT}", inputs.service_host)),
             grpc: Some(format!("{}:{GRPC_PORT}", inputs.service_host)),
@@ -222,9 +268,10 @@ pub fn change_events(changes: &[Change], rolled: bool) -> Vec<Event> {
     events
 }
 
-/// Events for conditions that changed status or reason: a new problem (Warning),
-/// the model becoming ready, a rollout completing; and a Warning whenever the fields
-/// not acted on yet change (their message names them).
+/// Events for conditions that changed status or reason: a new problem (Warning; a quota
+/// refusal is one, through `Degraded`), the model becoming ready, a rollout completing, a
+/// quota admitting what it held back; and a Warning whenever the fields not acted on yet
+/// change (their message names them).
 pub fn condition_events(before: &[Condition], after: &[Condition]) -> Vec<Event> {
     after
         .iter()
@@ -237,6 +284,20 @@ pub fn condition_events(before: &[Condition], after: &[Condition]) -> Vec<Event>
             })
         })
         .filter_map(|c| match (c.type_.as_str(), c.status) {
+            (QUOTA_ADMITTED, ConditionStatus::True)
+                if before
+                    .iter()
+                    .any(|p| p.type_ == QUOTA_ADMITTED && p.status != ConditionStatus::True) =>
+            {
+                Some(event(
+                    EventType::Normal,
+                    "QuotaAdmitted",
+                    c.message.clone(),
+                    "Admit",
+                ))
+            }
+            // Waiting for the quota's record is routine, and short.
+            (DEGRADED, ConditionStatus::True) if c.reason == ADMISSION_PENDING => None,
             (FIELDS_IGNORED, ConditionStatus::True) => Some(event(
                 EventType::Warning,
                 UNSUPPORTED_FIELDS,

@@ -2,7 +2,10 @@
 
 use std::{fmt::Debug, sync::Arc};
 
-use k8s_openapi::{NamespaceResourceScope, api::policy::v1::PodDisruptionBudget};
+use k8s_openapi::{
+    NamespaceResourceScope,
+    api::{core::v1::ConfigMap, policy::v1::PodDisruptionBudget},
+};
 use kube::{
     Api, Resource, ResourceExt,
     api::{DeleteParams, Patch, PatchParams},
@@ -58,6 +61,21 @@ pub async fn sync_owned(ctx: &Context, owner: &Owner<'_>, desired: Desired) -> R
         None => changes.extend(delete_budget(ctx, owner, budget).await?),
     }
     Ok(changes)
+}
+
+/// Applies the runtime ConfigMap alone (a held rollout whose config takes a new budget).
+pub async fn sync_config_map(ctx: &Context, desired: &ConfigMap) -> Result<Vec<Change>> {
+    let namespace = desired
+        .metadata
+        .namespace
+        .as_deref()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let name = desired.name_any();
+    let observed = cached(&ctx.cache.config_maps, namespace, &name);
+    Ok(apply_if_needed(ctx, desired, observed)
+        .await?
+        .into_iter()
+        .collect())
 }
 
 fn to_json<K: Serialize>(object: &K) -> Result<Value> {

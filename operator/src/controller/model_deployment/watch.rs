@@ -20,7 +20,7 @@ use kube::{
         watcher,
     },
 };
-use modelplane_api::model_deployment::ModelDeployment;
+use modelplane_api::{model_deployment::ModelDeployment, tenant_quota::TenantQuota};
 use serde::de::DeserializeOwned;
 
 use super::{KIND, error_policy, reconcile};
@@ -31,6 +31,7 @@ use crate::{
     },
     desired::{Defaults, FIELD_MANAGER, MANAGED_BY_SELECTOR},
     metrics::Metrics,
+    quota::{QuotaScope, resolve_tenant},
     verification::ArtifactVerifier,
 };
 
@@ -96,6 +97,26 @@ fn namespace_watch(
     (reader, stream)
 }
 
+/// A cached watch of every TenantQuota (cluster-scoped): their records gate rollouts and
+/// their budgets go into the runtime config.
+fn tenant_quota_watch(
+    client: &Client,
+) -> (
+    Store<TenantQuota>,
+    impl Stream<Item = Result<TenantQuota, watcher::Error>> + Send + 'static,
+) {
+    let (reader, writer) = reflector::store();
+    let stream = watcher(
+        Api::<TenantQuota>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .modify(strip_bookkeeping::<TenantQuota>)
+    .default_backoff()
+    .reflect(writer)
+    .touched_objects();
+    (reader, stream)
+}
+
 /// The ModelDeployment watch: the controller's store and its trigger stream.
 fn model_deployment_watch(
     client: &Client,
@@ -114,7 +135,7 @@ fn model_deployment_watch(
 }
 
 /// Publishes Events as `modelplane-operator`, instance = this pod.
-fn recorder(client: &Client) -> Recorder {
+pub(crate) fn recorder(client: &Client) -> Recorder {
     let reporter = Reporter {
         controller: FIELD_MANAGER.into(),
         instance: std::env::var("POD_NAME").ok(),
@@ -147,6 +168,7 @@ pub async fn run(
         move |event| pod_index.apply(event)
     });
     let (namespaces, namespace_events) = namespace_watch(&client, ns);
+    let (tenant_quotas, tenant_quota_events) = tenant_quota_watch(&client);
 
     let (model_deployments, model_deployment_events) = model_deployment_watch(&client, ns);
     let controller = Controller::for_stream(model_deployment_events, model_deployments.clone());
@@ -157,7 +179,8 @@ pub async fn run(
         pod_disruption_budgets: budgets,
         pods,
         pod_index,
-        namespaces,
+        namespaces: namespaces.clone(),
+        tenant_quotas: tenant_quotas.clone(),
     };
     let ctx = Arc::new(Context {
         recorder: recorder(&client),
@@ -176,7 +199,11 @@ pub async fn run(
         .owns_stream(config_map_events.touched_objects())
         .owns_stream(budget_events.touched_objects())
         .watches_stream(pod_events.touched_objects(), pod_owner)
-        .watches_stream(namespace_events, in_namespace(model_deployments))
+        .watches_stream(namespace_events, in_namespace(model_deployments.clone()))
+        .watches_stream(
+            tenant_quota_events,
+            governed_by(model_deployments, namespaces, tenant_quotas),
+        )
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| {
@@ -200,6 +227,44 @@ fn in_namespace(
             .state()
             .iter()
             .filter(|md| md.metadata.namespace.as_deref() == Some(name.as_str()))
+            .map(|md| ObjectRef::from_obj(md.as_ref()))
+            .collect()
+    }
+}
+
+/// Maps a TenantQuota (changed, or deleted) to the ModelDeployments it may govern: those in
+/// the namespaces it covers and those of its tenant. Its record, ceilings or budgets changed,
+/// so they are re-admitted and their runtime config re-rendered.
+fn governed_by(
+    model_deployments: Store<ModelDeployment>,
+    namespaces: Store<Namespace>,
+    tenant_quotas: Store<TenantQuota>,
+) -> impl Fn(TenantQuota) -> Vec<ObjectRef<ModelDeployment>> + Send + Sync + 'static {
+    move |quota| {
+        let Some(changed) = QuotaScope::of(&quota) else {
+            return Vec::new();
+        };
+        let mut scopes: Vec<QuotaScope> = tenant_quotas
+            .state()
+            .iter()
+            .filter_map(|q| QuotaScope::of(q))
+            .filter(|s| s.name != changed.name)
+            .collect();
+        scopes.push(changed.clone());
+        model_deployments
+            .state()
+            .iter()
+            .filter(|md| {
+                let Some(namespace) = md.metadata.namespace.as_deref() else {
+                    return false;
+                };
+                let labels = namespaces
+                    .get(&ObjectRef::new(namespace))
+                    .and_then(|ns| ns.metadata.labels.clone());
+                changed.covers(namespace, labels.as_ref())
+                    || resolve_tenant(&md.spec, namespace, labels.as_ref(), &scopes).0
+                        == changed.tenant
+            })
             .map(|md| ObjectRef::from_obj(md.as_ref()))
             .collect()
     }

@@ -5,18 +5,22 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::condition::Condition;
 use crate::schema::{DNS_LABEL_MAX, DNS_LABEL_PATTERN};
 use crate::units::{CPU_MAX_PATTERN, MAX_UNIT_STRING, QUANTITY_PATTERN};
+
+mod status;
+
+pub use status::{Admission, QuotaSummary, QuotaUsage, RejectedDeployment, TenantQuotaStatus};
 
 /// Most namespaces listed in one TenantQuota.
 pub const MAX_NAMESPACES: u32 = 64;
 
 /// Condition types of a TenantQuota.
 pub mod condition_types {
-    /// The quota is in force.
+    /// The quota is in force: its spec was read and its admissions are recorded.
     pub const READY: &str = "Ready";
-    /// At least one ModelDeployment of the tenant was refused for exceeding `hard`.
+    /// At least one ModelDeployment of the tenant was refused (it would exceed `hard`, or
+    /// it may not be counted here), or what is admitted exceeds a lowered `hard`.
     pub const EXCEEDED: &str = "Exceeded";
 }
 
@@ -34,22 +38,46 @@ pub mod condition_types {
     doc = "Hardware and request budgets of one tenant."
 )]
 #[kube(printcolumn(
+    name = "Tenant",
+    type_ = "string",
+    json_path = ".status.tenant",
+    description = "The tenant this quota limits"
+))]
+#[kube(printcolumn(
     name = "GPU",
-    type_ = "integer",
-    json_path = ".status.used.gpu",
-    description = "GPUs in use"
+    type_ = "string",
+    json_path = ".status.summary.gpu",
+    description = "GPUs admitted / hard limit (- = unlimited)"
 ))]
 #[kube(printcolumn(
     name = "CPU",
     type_ = "string",
-    json_path = ".status.used.cpu",
-    description = "CPU in use"
+    json_path = ".status.summary.cpu",
+    description = "CPU admitted / hard limit (- = unlimited)"
 ))]
 #[kube(printcolumn(
-    name = "ModelDeployments",
-    type_ = "integer",
-    json_path = ".status.used.modelDeployments",
-    description = "Admitted ModelDeployments"
+    name = "Memory",
+    type_ = "string",
+    json_path = ".status.summary.memory",
+    description = "Memory admitted / hard limit (- = unlimited)"
+))]
+#[kube(printcolumn(
+    name = "Replicas",
+    type_ = "string",
+    json_path = ".status.summary.replicas",
+    description = "Runtime pods admitted / hard limit (- = unlimited)"
+))]
+#[kube(printcolumn(
+    name = "MDs",
+    type_ = "string",
+    json_path = ".status.summary.modelDeployments",
+    description = "ModelDeployments admitted / hard limit (- = unlimited)"
+))]
+#[kube(printcolumn(
+    name = "Exceeded",
+    type_ = "string",
+    json_path = ".status.conditions[?(@.type==\"Exceeded\")].status",
+    description = "Whether a ModelDeployment of the tenant was refused"
 ))]
 #[kube(printcolumn(
     name = "Age",
@@ -151,57 +179,4 @@ pub struct RuntimeCgroup {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = MAX_UNIT_STRING), pattern(CPU_MAX_PATTERN))]
     pub cpu_max: Option<String>,
-}
-
-/// Observed use of a TenantQuota.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct TenantQuotaStatus {
-    /// The `metadata.generation` this status was computed from.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-    /// `Ready` and `Exceeded`.
-    #[serde(default)]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
-    pub conditions: Vec<Condition>,
-    /// What the admitted ModelDeployments use.
-    #[serde(default)]
-    pub used: QuotaUsage,
-    /// Admitted ModelDeployments as `namespace/name`.
-    #[serde(default)]
-    pub admitted: Vec<String>,
-    /// ModelDeployments refused, with the limit they would exceed.
-    #[serde(default)]
-    pub rejected: Vec<RejectedDeployment>,
-}
-
-/// Resources in use, in the units of `spec.hard`.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct QuotaUsage {
-    /// GPUs.
-    #[serde(default)]
-    pub gpu: i64,
-    /// CPU as a quantity.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cpu: Option<String>,
-    /// Memory as a quantity.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memory: Option<String>,
-    /// Runtime pods.
-    #[serde(default)]
-    pub replicas: i32,
-    /// ModelDeployments.
-    #[serde(default)]
-    pub model_deployments: i32,
-}
-
-/// A ModelDeployment the quota refused.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct RejectedDeployment {
-    /// The ModelDeployment as `namespace/name`.
-    pub name: String,
-    /// Which limit it would exceed, and by how much.
-    pub reason: String,
 }
