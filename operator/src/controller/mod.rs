@@ -19,6 +19,34 @@ use crate::{desired::Defaults, metrics::Metrics, verification::ArtifactVerifier}
 
 pub use cache::{Cache, INSTANCE_LABEL, PodIndex, cached, instance_of};
 
+/// Longest Event note the API server accepts is 1 kB; longer notes are cut.
+pub(crate) const MAX_NOTE_BYTES: usize = 1024;
+
+/// An Event of `reason` with `note` (cut to [`MAX_NOTE_BYTES`] on a character
+/// boundary) for the decision `action`: the one constructor every controller uses.
+pub(crate) fn event(
+    type_: kube::runtime::events::EventType,
+    reason: &str,
+    mut note: String,
+    action: &str,
+) -> kube::runtime::events::Event {
+    if note.len() > MAX_NOTE_BYTES {
+        let mut end = MAX_NOTE_BYTES - '…'.len_utf8();
+        while !note.is_char_boundary(end) {
+            end -= 1;
+        }
+        note.truncate(end);
+        note.push('…');
+    }
+    kube::runtime::events::Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: action.into(),
+        secondary: None,
+    }
+}
+
 /// Per-object retry delays after failed reconciles.
 #[derive(Debug, Default)]
 pub struct Backoff {

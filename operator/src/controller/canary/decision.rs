@@ -314,26 +314,7 @@ fn pinned_summary(record: &CandidateRevision) -> String {
     summary
 }
 
-/// Longest Event note the API server accepts is 1 kB; longer notes are cut.
-const MAX_NOTE_BYTES: usize = 1024;
-
-fn event(type_: EventType, reason: &str, mut note: String, action: &str) -> Event {
-    if note.len() > MAX_NOTE_BYTES {
-        let mut end = MAX_NOTE_BYTES - '…'.len_utf8();
-        while !note.is_char_boundary(end) {
-            end -= 1;
-        }
-        note.truncate(end);
-        note.push('…');
-    }
-    Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note),
-        action: action.into(),
-        secondary: None,
-    }
-}
+use crate::controller::event;
 
 /// Events for what changed between `before` and `after`: a verification verdict (for a new
 /// candidate, or a different one for the same candidate) and a change of `Progressing`.

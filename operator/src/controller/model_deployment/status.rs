@@ -179,30 +179,7 @@ pub fn not_ready(assessment: &mut Assessment, blocker: &Blocker) {
 /// Type of the condition saying whether the serving revision's signatures verified.
 pub const VERIFIED: &str = "Verified";
 
-/// Longest Event note the API server accepts is 1 kB; longer notes are cut.
-const MAX_NOTE_BYTES: usize = 1024;
-
-fn truncate(mut note: String) -> String {
-    if note.len() > MAX_NOTE_BYTES {
-        let mut end = MAX_NOTE_BYTES - '…'.len_utf8();
-        while !note.is_char_boundary(end) {
-            end -= 1;
-        }
-        note.truncate(end);
-        note.push('…');
-    }
-    note
-}
-
-pub(super) fn event(type_: EventType, reason: &str, note: String, action: &str) -> Event {
-    Event {
-        type_,
-        reason: reason.into(),
-        note: Some(truncate(note)),
-        action: action.into(),
-        secondary: None,
-    }
-}
+pub(super) use crate::controller::event;
 
 fn list(changes: &[&Change], describe: impl Fn(&Change) -> String) -> String {
     changes
@@ -337,7 +314,11 @@ mod tests {
         let note = event(EventType::Warning, "X", long, "Assess")
             .note
             .expect("note");
-        assert!(note.len() <= MAX_NOTE_BYTES, "{}", note.len());
+        assert!(
+            note.len() <= crate::controller::MAX_NOTE_BYTES,
+            "{}",
+            note.len()
+        );
         assert!(note.ends_with('…'));
         let short = event(EventType::Normal, "X", "fine".into(), "Apply").note;
         assert_eq!(short.as_deref(), Some("fine"));

@@ -12,8 +12,6 @@ use modelplane_api::{
 
 use crate::quota::{Decision, Entry, Limits, QuotaScope, Resource, over_limit};
 
-/// Longest Event note the API server accepts is 1 kB.
-const MAX_NOTE_BYTES: usize = 1024;
 /// Refusals named in the `Exceeded` message (all are in `status.rejected`).
 const NAMED_IN_MESSAGE: usize = 3;
 
@@ -150,22 +148,8 @@ fn summary(limits: &Limits, decision: &Decision) -> QuotaSummary {
     }
 }
 
-fn event(type_: EventType, reason: &str, mut note: String) -> Event {
-    if note.len() > MAX_NOTE_BYTES {
-        let mut end = MAX_NOTE_BYTES - '…'.len_utf8();
-        while !note.is_char_boundary(end) {
-            end -= 1;
-        }
-        note.truncate(end);
-        note.push('…');
-    }
-    Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note),
-        action: "Admit".into(),
-        secondary: None,
-    }
+fn event(type_: EventType, reason: &str, note: String) -> Event {
+    crate::controller::event(type_, reason, note, "Admit")
 }
 
 /// Events for what changed between two statuses: each new admission (or admitted change),
