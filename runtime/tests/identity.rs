@@ -331,7 +331,12 @@ async fn model_metadata_is_refused_without_credentials_and_health_stays_open() {
             .expect("request");
         assert_eq!(served.status(), 200, "{path} with a key");
     }
-    for path in ["/v2", "/v2/health/live", "/v2/health/ready"] {
+    for path in [
+        "/v2",
+        "/v2/health/live",
+        "/v2/health/ready",
+        "/v2/models/affine/ready",
+    ] {
         let open = client
             .get(format!("{base}{path}"))
             .send()

@@ -504,9 +504,10 @@ pub fn authenticate(
     }
 }
 
-/// Authenticates a request that does not take the request path (model metadata and
-/// readiness, `/v1/models`): the same decision and the same failure count, so that
-/// what a runtime serves is not listed to callers it would refuse.
+/// Authenticates a request that does not take the request path (model metadata,
+/// `/v1/models`): the same decision and the same failure count, so that what a runtime
+/// serves is not described to callers it would refuse. Health and readiness stay open
+/// for probes.
 pub fn require(state: &AppState, headers: &axum::http::HeaderMap) -> Result<Identity, InferError> {
     let attributes = Attributes::new(headers.clone());
     state

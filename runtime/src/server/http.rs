@@ -21,16 +21,11 @@ use crate::serve::{self, Protocol, RequestContext, TensorRequest};
 
 /// The REST router; `/metrics` is included when it shares the port.
 pub fn router(state: Arc<AppState>, with_metrics: bool) -> Router {
-    // Model metadata and readiness answer only callers the request path would serve;
-    // server health and metadata stay open (probes carry no credentials).
+    // Model metadata answers only callers the request path would serve; health and
+    // readiness (server and model) stay open: probes carry no credentials.
     let described = Router::new()
         .route("/v2/models/{model}", get(model_meta))
-        .route("/v2/models/{model}/ready", get(model_ready))
         .route("/v2/models/{model}/versions/{version}", get(version_meta))
-        .route(
-            "/v2/models/{model}/versions/{version}/ready",
-            get(version_ready),
-        )
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             require_identity,
@@ -39,7 +34,12 @@ pub fn router(state: Arc<AppState>, with_metrics: bool) -> Router {
         .route("/v2", get(server_meta))
         .route("/v2/health/live", get(live))
         .route("/v2/health/ready", get(ready))
+        .route("/v2/models/{model}/ready", get(model_ready))
         .route("/v2/models/{model}/infer", post(infer))
+        .route(
+            "/v2/models/{model}/versions/{version}/ready",
+            get(version_ready),
+        )
         .route(
             "/v2/models/{model}/versions/{version}/infer",
             post(version_infer),

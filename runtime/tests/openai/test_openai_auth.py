@@ -90,3 +90,46 @@ def test_expired_and_tenantless_tokens_are_refused(secured):
         complete(secured, hs256({"exp": int(time.time()) + 600}))
     assert caught.value.status_code == 403
     assert "tenant" in caught.value.body["message"]
+
+
+@pytest.fixture(scope="module")
+def budgeted(tmp_path_factory):
+    """Tenant team-a may send 1 request per second (burst 1)."""
+    workdir = tmp_path_factory.mktemp("budget-runtime")
+    keys = workdir / "keys"
+    keys.write_text(f"team-a:{KEY}\n")
+    config = {
+        "identity": {"apiKeys": {"file": str(keys)}},
+        "tenants": [{"name": "team-a", "requests": {"perSecond": 1, "burst": 1}}],
+        "models": [
+            model_entry(TINY, {"1": MODELS / "tiny-llama"}, task="generate", generation={"slots": 2, "context": 256})
+        ],
+    }
+    rt = Runtime(workdir=workdir, config=config)
+    try:
+        yield rt.start()
+    finally:
+        rt.stop()
+
+
+def test_over_budget_is_a_rate_limit_error_with_retry_after(budgeted):
+    time.sleep(1.1)  # a full bucket
+    complete(budgeted, KEY)
+    with pytest.raises(openai.RateLimitError) as caught:
+        complete(budgeted, KEY)
+    err = caught.value
+    assert err.status_code == 429
+    assert err.body["code"] == "rate_limit_exceeded", err.body
+    assert "team-a" in err.body["message"], err.body
+    assert err.response.headers["retry-after"] == "1"
+    assert 0 < int(err.response.headers["retry-after-ms"]) <= 1000
+
+
+def test_the_client_retries_after_the_time_the_runtime_gave(budgeted):
+    time.sleep(1.1)
+    complete(budgeted, KEY)
+    started = time.monotonic()
+    retrying = openai.OpenAI(base_url=f"{budgeted.http_url}/v1", api_key=KEY, max_retries=2, timeout=60)
+    retrying.completions.create(model=TINY, prompt="Once upon", max_tokens=2)
+    waited = time.monotonic() - started
+    assert 0.3 < waited < 5, f"the client waited {waited:.2f}s for the bucket to refill"
