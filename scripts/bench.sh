@@ -19,15 +19,32 @@
 #   2. modelplane-runtime streaming over SSE (/v1/chat/completions) at concurrency 1, 16, 64
 #      and over gRPC ModelStreamInfer at 16, every prompt of bench/prompts.jsonl in turn.
 #
+# Tenancy (`tenancy` mode): one runtime with API keys and per-tenant budgets, equal
+# priorities, serving the MLP and examples/models/tiny-llama
+# (a generate-contract model of SmolLM2's shape and tokenizer, 2 layers of width 64); `modelplane-bench tenants` runs
+# the tenants' client groups at once:
+#   1. MLP: tenant b alone at a constant rate well inside its quota, then the same while
+#      tenant a floods at 10x its requests/s quota (b's success rate and p99, a's 429 rate),
+#      then b alone again;
+#   2. tiny-llama: tenant gb's TTFT alone, then while tenant ga floods long prompts at 10x its
+#      requests/s quota (ga also has a tokens/min quota), then alone again;
+#   3. tiny-llama: two unbudgeted tenants, closed loops that keep the engine's waiting queue
+#      full, long against short prompts: the largest gap between their cumulative service
+#      (prompt + 2 x completion tokens) against the VTC bound;
+#   4. runtime/examples/admission_overhead.rs: admission and fair-queue costs in ns.
+#
 # Prints the tables and the target ratios; writes every report under OUT_DIR.
 #
 #   scripts/bench.sh [OUT_DIR]            default OUT_DIR: target/bench/<UTC time>
 #   scripts/bench.sh generate [OUT_DIR]   default OUT_DIR: target/bench/generate-<UTC time>
+#   scripts/bench.sh tenancy [OUT_DIR]    default OUT_DIR: target/bench/tenancy-<UTC time>
 #
-# Env: BENCH_SECONDS   measured seconds per point (default 5; generate: 60)
+# Env: BENCH_SECONDS   measured seconds per point (default 5; generate: 60; tenancy: 10
+#                      for the MLP points, twice that for the generation points)
 #      BENCH_PLAIN_SECONDS  seconds per batch size in the plain loop (default 2)
 #      BENCH_MAX_TOKENS     generate: max_tokens of every request (default 256)
 #      BENCH_TRANSFORMERS=0 generate: skip transformers' generate (≈ 20 s to load)
+#      BENCH_REPEATS        tenancy: rounds of (alone, flooded) per model (default 3)
 #      BENCH_SKIP_BUILD=1   use the release binaries already built
 #
 # Cores: with two or more CPUs, every server (and the plain loop) runs on CPU 1 with one
@@ -45,9 +62,13 @@ source scripts/env.sh
 MODE=tensor
 if [ "${1:-}" = generate ]; then MODE=generate; shift; fi
 if [ "${1:-}" = c1 ]; then MODE=c1; shift; fi
+if [ "${1:-}" = tenancy ]; then MODE=tenancy; shift; fi
 if [ "$MODE" = generate ]; then
   OUT="${1:-target/bench/generate-$(date -u +%Y%m%dT%H%M%SZ)}"
   SECONDS_PER_POINT="${BENCH_SECONDS:-60}"
+elif [ "$MODE" = tenancy ]; then
+  OUT="${1:-target/bench/tenancy-$(date -u +%Y%m%dT%H%M%SZ)}"
+  SECONDS_PER_POINT="${BENCH_SECONDS:-10}"
 else
   OUT="${1:-target/bench/$(date -u +%Y%m%dT%H%M%SZ)}"
   SECONDS_PER_POINT="${BENCH_SECONDS:-5}"
@@ -101,6 +122,7 @@ build() {
   echo "== build (release)"
   local examples=(--example plain_loop)
   [ "$MODE" = generate ] && examples=()
+  [ "$MODE" = tenancy ] && examples=(--example admission_overhead)
   cargo build --release -p modelplane-runtime -p modelplane-bench \
     --bin modelplane-runtime --bin modelplane-bench "${examples[@]}"
 }
@@ -319,8 +341,206 @@ EOF
   stop_server
 }
 
+# --- tenancy mode --------------------------------------------------------------------
+
+# Budgets: a (MLP) and ga (generation) flood, b and gb stay inside theirs, fa and fb have
+# none (the service-gap point).
+A_RPS=100 B_RPS=400 B_RATE=200         # MLP: b sends 200/s of its 400/s; a sends 10 x 100/s
+GA_RPS=2 GA_TPM=12000 GB_RATE=4        # tiny-llama: ga sends 10 x 2/s (and has 12,000 tokens/min)
+GEN_SLOTS=4 GEN_CONTEXT=512            # the longest prompt (244 tokens) plus max_tokens fits
+A_MAX_TOKENS=64 B_MAX_TOKENS=16 GAP_MAX_TOKENS=32 GAP_CONCURRENCY=8
+REPEATS="${BENCH_REPEATS:-3}"           # rounds of (alone, flooded) per model
+
+tenants_load() { # NAME PROTOCOL URL MODEL SECONDS GROUP...: one `modelplane-bench tenants` run
+  local name="$1" protocol="$2" url="$3" model="$4" seconds="$5"
+  shift 5
+  local groups=() spec
+  for spec in "$@"; do groups+=(--group "$spec"); done
+  scrape "$name.before.prom"
+  taskset -c "$CLIENT_CPU" timeout $((seconds + 120)) target/release/modelplane-bench tenants \
+    --url "$url" --protocol "$protocol" --model "$model" --duration "${seconds}s" \
+    --timeout 60s --threads 1 --input-weight 1 --output-weight 2 --label "$name" \
+    --json "$OUT/$name.json" "${groups[@]}" | sed 's/^/  /'
+  scrape "$name.after.prom"
+}
+
+modelplane_tenancy() {
+  local http grpc key
+  http="$(free_port)" grpc="$(free_port)"
+  # API keys: random per run, in a file only this run reads.
+  : >"$OUT/api-keys"
+  chmod 600 "$OUT/api-keys"
+  declare -gA KEY=()
+  for t in a b ga gb fa fb; do
+    key="$t-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+    KEY[$t]="$key"
+    echo "$t:$key" >>"$OUT/api-keys"
+  done
+  cat >"$OUT/runtime.yaml" <<EOF
+server: {http: "127.0.0.1:$http", grpc: "127.0.0.1:$grpc", cacheDir: "$OUT/cache", intraOpThreads: 1}
+identity:
+  apiKeys: {file: "$OUT/api-keys"}
+tenants:
+- {name: a, priority: 1, requests: {perSecond: $A_RPS, burst: $A_RPS}}
+- {name: b, priority: 1, requests: {perSecond: $B_RPS, burst: $B_RPS}}
+- {name: ga, priority: 1, requests: {perSecond: $GA_RPS, burst: $GA_RPS, tokensPerMinute: $GA_TPM}}
+- {name: gb, priority: 1, requests: {perSecond: 100, burst: 100, tokensPerMinute: 10000000}}
+- {name: fa, priority: 1}
+- {name: fb, priority: 1}
+fairness: {inputTokenWeight: 1, outputTokenWeight: 2}
+models:
+- name: mlp
+  batching: {maxBatchSize: 64, maxQueueDelay: 0s}
+  limits: {maxInFlight: 1024, maxQueue: 1024}
+  versions: [{version: "1", source: {path: "$ROOT/examples/models/mlp/1/model.pt"}}]
+- name: tiny-llama
+  task: generate
+  generation: {slots: $GEN_SLOTS, context: $GEN_CONTEXT, maxWaiting: 256}
+  limits: {maxInFlight: 1024, maxQueue: 1024, requestTimeout: 120s}
+  versions: [{version: "1", source: {path: "$ROOT/examples/models/tiny-llama"}}]
+EOF
+  # Prompts: four short questions (7-9 tokens) for the tenant inside its quota; the three
+  # long passages of bench/prompts.jsonl (209-244 tokens) for the flooder.
+  python3 - "$OUT" <<'PY'
+import json, sys
+lines = [json.loads(l) for l in open("bench/prompts.jsonl") if l.strip()]
+with open(f"{sys.argv[1]}/short.jsonl", "w") as f:
+    for p in lines[:4]:
+        f.write(json.dumps(p) + "\n")
+with open(f"{sys.argv[1]}/long.jsonl", "w") as f:
+    for p in sorted(lines, key=len)[-3:]:
+        f.write(json.dumps(p) + "\n")
+PY
+  echo "== modelplane-runtime (config $OUT/runtime.yaml)"
+  taskset -c "$SERVER_CPU" target/release/modelplane-runtime serve --config "$OUT/runtime.yaml" \
+    >"$OUT/runtime.log" 2>&1 &
+  SERVER_PID=$!
+  for model in mlp tiny-llama; do
+    # Model endpoints need a key: curl with b's.
+    local ready=0
+    for _ in $(seq 1200); do
+      if curl -fsS -H "Authorization: Bearer ${KEY[b]}" \
+        "http://127.0.0.1:$http/v2/models/$model/ready" >/dev/null 2>&1; then
+        ready=1
+        break
+      fi
+      kill -0 "$SERVER_PID" 2>/dev/null || { echo "bench: server exited:" >&2; tail -20 "$OUT/runtime.log" >&2; exit 1; }
+      sleep 0.1
+    done
+    [ "$ready" = 1 ] || { echo "bench: $model not ready after 120 s" >&2; tail -20 "$OUT/runtime.log" >&2; exit 1; }
+  done
+  METRICS_URL="http://127.0.0.1:$http/metrics"
+  local url="http://127.0.0.1:$http" s="$SECONDS_PER_POINT" gs=$((SECONDS_PER_POINT * 2))
+  local b="name=b,key=${KEY[b]},rate=$B_RATE,arrivals=uniform"
+  local a="name=a,key=${KEY[a]},rate=$((A_RPS * 10)),arrivals=uniform"
+  echo "== 1. MLP (rest-binary): b at $B_RATE/s alone, then with a at $((A_RPS * 10))/s (10 x its $A_RPS/s)"
+  tenants_load tensor-warmup rest-binary "$url" mlp 2 "$b" >/dev/null
+  sleep 2 # every bucket full again
+  # Alone and flooded alternate, REPEATS rounds: on a shared machine the spread between
+  # rounds shows how much of a difference is the machine.
+  for r in $(seq "$REPEATS"); do
+    tenants_load "tensor-alone-$r" rest-binary "$url" mlp "$s" "$b"
+    sleep 2
+    tenants_load "tensor-flood-$r" rest-binary "$url" mlp "$s" "$b" "$a"
+    sleep 2
+  done
+  local gb="name=gb,key=${KEY[gb]},rate=$GB_RATE,arrivals=uniform,prompts=$OUT/short.jsonl,max-tokens=$B_MAX_TOKENS"
+  local ga="name=ga,key=${KEY[ga]},rate=$((GA_RPS * 10)),arrivals=uniform,prompts=$OUT/long.jsonl,max-tokens=$A_MAX_TOKENS"
+  echo "== 2. tiny-llama (openai-completions): gb at $GB_RATE/s alone, then with ga flooding long prompts at $((GA_RPS * 10))/s (10 x its $GA_RPS/s)"
+  tenants_load gen-warmup openai-completions "$url" tiny-llama 2 "$gb" >/dev/null
+  sleep 1
+  for r in $(seq "$REPEATS"); do
+    tenants_load "gen-alone-$r" openai-completions "$url" tiny-llama "$gs" "$gb"
+    sleep 2
+    tenants_load "gen-flood-$r" openai-completions "$url" tiny-llama "$gs" "$gb" "$ga"
+    sleep 2
+  done
+  echo "== 3. tiny-llama: fa (long prompts) and fb (short) both closed loop at c=$GAP_CONCURRENCY each, $GEN_SLOTS slots, no budgets"
+  tenants_load gen-gap openai-completions "$url" tiny-llama "$gs" \
+    "name=fa,key=${KEY[fa]},concurrency=$GAP_CONCURRENCY,prompts=$OUT/long.jsonl,max-tokens=$GAP_MAX_TOKENS" \
+    "name=fb,key=${KEY[fb]},concurrency=$GAP_CONCURRENCY,prompts=$OUT/short.jsonl,max-tokens=$GAP_MAX_TOKENS"
+  METRICS_URL=""
+  stop_server
+  echo "== 4. admission overhead (runtime/examples/admission_overhead.rs, CPU $SERVER_CPU)"
+  taskset -c "$SERVER_CPU" timeout 300 target/release/examples/admission_overhead \
+    --json "$OUT/admission.json" | tee "$OUT/admission.txt" | sed 's/^/  /'
+}
+
+tenancy_summary() { # the ratios against the targets, from the JSON reports
+  python3 - "$OUT" <<'PY'
+import json, sys
+out = sys.argv[1]
+def group(name, g):
+    r = json.load(open(f"{out}/{name}.json"))
+    return next(x for x in r["groups"] if x["name"] == g)
+def verdict(ok):
+    return "met" if ok else "MISSED"
+print("## tenancy: targets")
+import glob, statistics
+for kind, prefix, b, a, measure in (("MLP rest-binary", "tensor", "b", "a", "latency p99"),
+                                    ("tiny-llama", "gen", "gb", "ga", "TTFT p99")):
+    rounds = len(glob.glob(f"{out}/{prefix}-alone-*.json"))
+    alone = [group(f"{prefix}-alone-{r}", b) for r in range(1, rounds + 1)]
+    flood = [group(f"{prefix}-flood-{r}", b) for r in range(1, rounds + 1)]
+    flooder = [group(f"{prefix}-flood-{r}", a) for r in range(1, rounds + 1)]
+    p99 = lambda gs: [g["latency"]["p99_ms"] for g in gs]
+    p50 = lambda gs: [g["latency"]["p50_ms"] for g in gs]
+    med_alone, med_flood = statistics.median(p99(alone)), statistics.median(p99(flood))
+    ratio = med_flood / med_alone
+    ok = sum(g["ok"] for g in flood)
+    sent = sum(g["requests"] for g in flood)
+    fmt = lambda xs: ", ".join(f"{x:.2f}" for x in xs)
+    print(f"- {kind}, {rounds} rounds: {b} alone {measure} ms [{fmt(p99(alone))}] (p50 [{fmt(p50(alone))}]); "
+          f"with {a} flooding [{fmt(p99(flood))}] (p50 [{fmt(p50(flood))}]); median {med_flood:.2f} vs "
+          f"{med_alone:.2f} ms = {ratio:.2f}x alone; per round "
+          f"[{fmt(f / l for f, l in zip(p99(flood), p99(alone)))}]x; {b} ok while flooded: {ok}/{sent} "
+          f"({100.0 * ok / max(sent, 1):.2f} %); target 100 % and <= 1.5x: {verdict(ok == sent and ratio <= 1.5)}")
+    sent_a = sum(g["requests"] for g in flooder)
+    limited = sum(g["rate_limited"] for g in flooder)
+    others = {}
+    for g in flooder:
+        for k, v in g["errors"].items():
+            if k != "429":
+                others[k] = others.get(k, 0) + v
+    print(f"  {a}: {sent_a} sent, {sum(g['ok'] for g in flooder)} ok, {limited} got 429 "
+          f"({100.0 * limited / max(sent_a, 1):.1f} %); other errors: {others or 'none'}")
+gap = json.load(open(f"{out}/gen-gap.json"))
+for p in gap["service"]:
+    st = p["steady"]
+    print(f"- service gap {p['a']} vs {p['b']} over {p['window_s']:.0f} s: max {p['max_gap_tokens']} weighted tokens "
+          f"at {p['at_s']:.2f} s ({p['ahead'] or 'neither'} ahead; totals {p['a_tokens']} vs {p['b_tokens']}); "
+          f"from {p['steady_from_s']:.0f} s on: max {st['max_gap_tokens']} at {st['at_s']:.2f} s, over any interval "
+          f"{st['any_interval_gap_tokens']}; VTC bound 2*(1*{p['longest_prompt']} + 2*{p['max_tokens']}) = "
+          f"{p['bound_tokens']}: from the start {p['gap_over_bound']:.2f} of it "
+          f"({verdict(p['max_gap_tokens'] <= p['bound_tokens'])}), steady "
+          f"{st['max_gap_tokens'] / p['bound_tokens']:.2f} ({verdict(st['max_gap_tokens'] <= p['bound_tokens'])}), "
+          f"any interval {st['any_interval_gap_tokens'] / p['bound_tokens']:.2f} "
+          f"({verdict(st['any_interval_gap_tokens'] <= p['bound_tokens'])})")
+for g in gap["groups"]:
+    s = g["stream"]
+    print(f"  {g['name']}: {g['ok']} requests done, {s['prompt_tokens']} prompt + {s['output_tokens']} output tokens")
+cases = {c["name"]: c for c in json.load(open(f"{out}/admission.json"))}
+base = cases["admit: no tenancy (TenantPermit::unlimited)"]
+for name in ("admit: Tenancy::admit_as, all budgets set", "admit + reserve 300 tokens + settle (generation)"):
+    c = cases[name]
+    d = c["p50_ns"] - base["p50_ns"]
+    print(f"- {name}: p50 {c['p50_ns']} ns, p99 {c['p99_ns']} ns; +{d} ns p50 over no tenancy "
+          f"({base['p50_ns']} ns); target <= 5 us p50: {verdict(d <= 5000)}")
+fifo = cases["queue: VecDeque push + pop (FIFO)"]
+for flows in (2, 100):
+    c = cases[f"queue: FairQueue push + pop + charge, {flows} flows"]
+    print(f"- fair queue, {flows} flows: push + pop + charge p50 {c['p50_ns']} ns, p99 {c['p99_ns']} ns "
+          f"(FIFO VecDeque {fifo['p50_ns']} / {fifo['p99_ns']} ns)")
+PY
+}
+
 build
-if [ "$MODE" = generate ]; then
+if [ "$MODE" = tenancy ]; then
+  machine | tee "$OUT/machine.txt"
+  modelplane_tenancy
+  echo "load average after the run: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/machine.txt"
+  tenancy_summary | tee "$OUT/summary.md"
+elif [ "$MODE" = generate ]; then
   [ -f "examples/models/$GEN_MODEL/model.pt" ] || .venv/bin/python examples/make_chat_model.py
   machine | tee "$OUT/machine.txt"
   llm_baseline

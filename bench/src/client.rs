@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use reqwest::header::{CONTENT_TYPE, HeaderValue};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
 use serde::Deserialize;
+use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::Error;
@@ -51,6 +52,9 @@ pub struct Target {
     pub version: String,
     /// Per-request time limit; a request that exceeds it counts as `timeout`.
     pub timeout: Duration,
+    /// API key sent as `Authorization: Bearer <key>` (REST, OpenAI) or the
+    /// `authorization` metadata entry (gRPC); none when unset.
+    pub api_key: Option<String>,
 }
 
 impl Target {
@@ -88,6 +92,8 @@ pub enum Client {
     Grpc {
         client: GrpcInferenceServiceClient<Channel>,
         request: Box<ModelInferRequest>,
+        /// `authorization: Bearer <key>` when the target has a key.
+        auth: Option<AsciiMetadataValue>,
         timeout: Duration,
     },
 }
@@ -103,9 +109,16 @@ impl Client {
         if protocol == Protocol::Grpc {
             let client = grpc_client(&target.url).await?;
             let request = Box::new(encode::grpc_request(&target.model, &target.version, tensor));
+            let auth = match &target.api_key {
+                Some(key) => Some(
+                    MetadataValue::try_from(format!("Bearer {key}")).map_err(|_| Error::ApiKey)?,
+                ),
+                None => None,
+            };
             return Ok(Client::Grpc {
                 client,
                 request,
+                auth,
                 timeout: target.timeout,
             });
         }
@@ -118,7 +131,7 @@ impl Client {
             _ => (encode::rest_json_body(tensor), "application/json", None),
         };
         Ok(Client::Rest {
-            http: http_client(max_connections)?,
+            http: http_client(max_connections, target.api_key.as_deref())?,
             infer_url: format!("{}/infer", target.model_path()),
             content_type: HeaderValue::from_static(content_type),
             header_len,
@@ -151,9 +164,14 @@ impl Client {
             Client::Grpc {
                 client,
                 request,
+                auth,
                 timeout,
             } => {
-                let call = client.model_infer(ModelInferRequest::clone(request));
+                let mut message = tonic::Request::new(ModelInferRequest::clone(request));
+                if let Some(auth) = auth {
+                    message.metadata_mut().insert("authorization", auth.clone());
+                }
+                let call = client.model_infer(message);
                 match tokio::time::timeout(*timeout, call).await {
                     Err(_) => Outcome::Failed("timeout".into()),
                     Ok(Ok(_)) => Outcome::Ok,
@@ -195,9 +213,23 @@ fn transport_label(e: &reqwest::Error) -> &'static str {
     }
 }
 
-fn http_client(max_connections: usize) -> Result<reqwest::Client, Error> {
+/// An HTTP client for the bench: its user agent, no Nagle, up to
+/// `max_connections` idle connections, and `Authorization: Bearer <api_key>`
+/// on every request when a key is given.
+pub fn http_client(
+    max_connections: usize,
+    api_key: Option<&str>,
+) -> Result<reqwest::Client, Error> {
+    let mut headers = HeaderMap::new();
+    if let Some(key) = api_key {
+        let mut value =
+            HeaderValue::try_from(format!("Bearer {key}")).map_err(|_| Error::ApiKey)?;
+        value.set_sensitive(true);
+        headers.insert(AUTHORIZATION, value);
+    }
     reqwest::Client::builder()
         .user_agent(USER_AGENT)
+        .default_headers(headers)
         .pool_max_idle_per_host(max_connections)
         .tcp_nodelay(true)
         .build()
@@ -227,10 +259,15 @@ pub async fn first_input(protocol: Protocol, target: &Target) -> Result<TensorSp
     let inputs = match protocol {
         Protocol::Grpc => {
             let mut client = grpc_client(&target.url).await?;
-            let request = ModelMetadataRequest {
+            let mut request = tonic::Request::new(ModelMetadataRequest {
                 name: target.model.clone(),
                 version: target.version.clone(),
-            };
+            });
+            if let Some(key) = &target.api_key {
+                let value =
+                    MetadataValue::try_from(format!("Bearer {key}")).map_err(|_| Error::ApiKey)?;
+                request.metadata_mut().insert("authorization", value);
+            }
             let metadata = client
                 .model_metadata(request)
                 .await
@@ -247,7 +284,7 @@ pub async fn first_input(protocol: Protocol, target: &Target) -> Result<TensorSp
                 .collect()
         }
         Protocol::RestJson | Protocol::RestBinary => {
-            let response = http_client(1)?
+            let response = http_client(1, target.api_key.as_deref())?
                 .get(target.model_path())
                 .timeout(target.timeout)
                 .send()

@@ -16,6 +16,7 @@ pub mod report;
 pub mod schedule;
 pub mod sse;
 pub mod stream;
+pub mod tenants;
 pub mod tensor;
 
 /// Types generated from `runtime/proto/grpc_service.proto`.
@@ -56,6 +57,10 @@ pub enum Error {
     Connect(String, String),
     #[error("reading prompts: {0}")]
     Prompts(String),
+    #[error("the API key is not a valid header value (printable ASCII, no newlines)")]
+    ApiKey,
+    #[error("{0}")]
+    Tenants(String),
     #[error("building the HTTP client: {0}")]
     Http(reqwest::Error),
 }

@@ -13,6 +13,7 @@ use modelplane_bench::load::Limits;
 use modelplane_bench::schedule::Arrivals;
 use modelplane_bench::stream::prompts::Prompts;
 use modelplane_bench::stream::{Generation, StreamPlan, StreamProtocol, StreamReport};
+use modelplane_bench::tenants::TenantsArgs;
 use modelplane_bench::tensor::{self, DataType, parse_shape};
 use modelplane_bench::{Input, Load, Plan, Report};
 use modelplane_config::units::parse_duration;
@@ -58,6 +59,9 @@ const STREAM_TIMEOUT: Duration = Duration::from_secs(300);
 ///
 /// Closed loop by default (`--concurrency`); open loop with `--rate`. A run
 /// stops after `--requests` or `--duration`, whichever comes first.
+///
+/// `modelplane-bench tenants --help`: several tenants' client groups (each
+/// with its API key and load) against one server at once.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
@@ -126,6 +130,10 @@ struct Args {
     /// and 300s for streaming ones when unset.
     #[arg(long, value_parser = parse_duration)]
     timeout: Option<Duration>,
+    /// API key sent as `Authorization: Bearer <key>` (REST, OpenAI, gRPC
+    /// `ModelInfer`); none when unset.
+    #[arg(long, env = "MODELPLANE_BENCH_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
     /// Threads of the load generator's async runtime.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -177,6 +185,7 @@ impl Args {
             model: self.model.clone(),
             version: self.model_version.clone(),
             timeout: self.timeout.unwrap_or(default_timeout),
+            api_key: self.api_key.clone(),
         }
     }
 
@@ -260,23 +269,52 @@ async fn execute(job: Job) -> Result<Finished, String> {
     .map_err(|e| e.to_string())
 }
 
-fn main() -> ExitCode {
-    let args = Args::parse();
-    let result = args.job().and_then(|job| {
-        // One thread: a current-thread runtime, so no request hops between threads.
-        let mut builder = if args.threads <= 1 {
-            tokio::runtime::Builder::new_current_thread()
-        } else {
-            let mut builder = tokio::runtime::Builder::new_multi_thread();
-            builder.worker_threads(args.threads);
-            builder
-        };
-        let runtime = builder
-            .enable_all()
-            .build()
-            .map_err(|e| format!("starting the async runtime: {e}"))?;
-        runtime.block_on(execute(job))
+fn async_runtime(threads: usize) -> Result<tokio::runtime::Runtime, String> {
+    // One thread: a current-thread runtime, so no request hops between threads.
+    let mut builder = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(threads);
+        builder
+    };
+    builder
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the async runtime: {e}"))
+}
+
+/// `modelplane-bench tenants ...`: several tenants' client groups at once.
+fn tenants_main(args: TenantsArgs) -> ExitCode {
+    let result = args.plan().and_then(|plan| {
+        async_runtime(args.threads)?
+            .block_on(modelplane_bench::tenants::run(&plan))
+            .map_err(|e| e.to_string())
     });
+    let written = match &result {
+        Ok(report) => {
+            println!("{report}");
+            args.json.as_ref().map(|path| write_json(path, report))
+        }
+        Err(e) => Some(Err(e.clone())),
+    };
+    if let Some(Err(e)) = written {
+        eprintln!("modelplane-bench tenants: {e}");
+        return ExitCode::from(2);
+    }
+    ExitCode::SUCCESS
+}
+
+fn main() -> ExitCode {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "tenants") {
+        let argv =
+            std::iter::once("modelplane-bench tenants".into()).chain(std::env::args_os().skip(2));
+        return tenants_main(TenantsArgs::parse_from(argv));
+    }
+    let args = Args::parse();
+    let result = args
+        .job()
+        .and_then(|job| async_runtime(args.threads)?.block_on(execute(job)));
     let written = match &result {
         Ok(Finished::Tensor(report)) => {
             println!("{report}");

@@ -99,7 +99,8 @@ pub async fn run(plan: &Plan) -> Result<Report, Error> {
     ))
 }
 
-async fn input_tensor(plan: &Plan) -> Result<InputTensor, Error> {
+/// The tensor `plan` sends: flags first, the model metadata for the rest.
+pub async fn input_tensor(plan: &Plan) -> Result<InputTensor, Error> {
     let input = &plan.input;
     let complete = input.name.is_some() && input.datatype.is_some() && input.shape.is_some();
     let metadata = if complete {

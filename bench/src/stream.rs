@@ -88,6 +88,7 @@ impl StreamClient {
                 &plan.generation,
                 t.timeout,
                 connections,
+                t.api_key.as_deref(),
             )
             .map(StreamClient::OpenAi)
         };

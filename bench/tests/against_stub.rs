@@ -20,6 +20,7 @@ fn plan(url: &str, protocol: Protocol, model: &str, load: Load, requests: u64) -
             model: model.into(),
             version: String::new(),
             timeout: Duration::from_secs(5),
+            api_key: None,
         },
         input: Input {
             batch: 3,

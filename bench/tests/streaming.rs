@@ -23,6 +23,7 @@ fn plan(url: &str, protocol: StreamProtocol, model: &str, load: Load, requests: 
             model: model.into(),
             version: String::new(),
             timeout: Duration::from_secs(10),
+            api_key: None,
         },
         generation: Generation {
             prompts: Prompts::builtin(),

@@ -139,6 +139,7 @@ impl OpenAiProbe {
         generation: &Generation,
         timeout: Duration,
         max_connections: usize,
+        api_key: Option<&str>,
     ) -> Result<Self, crate::Error> {
         let bodies = generation
             .prompts
@@ -146,12 +147,7 @@ impl OpenAiProbe {
             .iter()
             .map(|p| Bytes::from(request_body(endpoint, model, p, generation).to_string()))
             .collect();
-        let http = reqwest::Client::builder()
-            .user_agent(crate::client::USER_AGENT)
-            .pool_max_idle_per_host(max_connections)
-            .tcp_nodelay(true)
-            .build()
-            .map_err(crate::Error::Http)?;
+        let http = crate::client::http_client(max_connections, api_key)?;
         Ok(Self {
             http,
             url: format!("{}{}", base_url.trim_end_matches('/'), endpoint.path()),
