@@ -313,7 +313,7 @@ async fn model_metadata_is_refused_without_credentials_and_health_stays_open() {
     let client = reqwest::Client::new();
     for path in [
         "/v2/models/affine",
-        "/v2/models/affine/ready",
+        "/v2/models/affine/versions/1",
         "/v1/models",
         "/v1/models/tiny",
     ] {
