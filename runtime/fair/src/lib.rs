@@ -268,7 +268,16 @@ impl<T> FairQueue<T> {
     /// Takes the next item: the head of the backlogged flow with the lowest counter in
     /// the highest band. Charge its cost with [`FairQueue::charge`].
     pub fn pop(&mut self) -> Option<(FlowKey, T)> {
-        self.pop_where(|_| true)
+        let (band_id, key, counter) = self.bands.iter().rev().find_map(|(band_id, band)| {
+            band.flows
+                .iter()
+                .filter_map(|(key, flow)| {
+                    flow.queue.front().map(|head| (flow.counter, head.seq, key))
+                })
+                .min()
+                .map(|(counter, _, key)| (*band_id, key.clone(), counter))
+        })?;
+        self.take(band_id, key, counter, 0)
     }
 
     /// Like [`FairQueue::pop`], but takes only an item that satisfies `accept`: flows
@@ -288,6 +297,17 @@ impl<T> FairQueue<T> {
             }
         }
         let (band_id, key, counter, position) = chosen?;
+        self.take(band_id, key, counter, position)
+    }
+
+    /// Removes the item at `position` of `key`'s flow, served at `counter`.
+    fn take(
+        &mut self,
+        band_id: i32,
+        key: String,
+        counter: u64,
+        position: usize,
+    ) -> Option<(FlowKey, T)> {
         let band = self.bands.get_mut(&band_id)?;
         let entry = band.flows.get_mut(&key)?.queue.remove(position)?;
         band.queued -= 1;

@@ -34,6 +34,7 @@ pub struct Tenancy {
     tenants: RwLock<HashMap<String, Arc<Tenant>>>,
     fairness: RwLock<FairnessConfig>,
     anonymous: RwLock<Arc<str>>,
+    other: Arc<str>,
 }
 
 /// One configured tenant.
@@ -63,6 +64,7 @@ impl Default for Tenancy {
             tenants: RwLock::new(HashMap::new()),
             fairness: RwLock::new(FairnessConfig::default()),
             anonymous: RwLock::new(Arc::from(modelplane_config::ANONYMOUS_TENANT)),
+            other: Arc::from(OTHER_TENANT_LABEL),
         }
     }
 }
@@ -131,7 +133,7 @@ impl Tenancy {
         if **anonymous == *name {
             return Arc::clone(&anonymous);
         }
-        Arc::from(OTHER_TENANT_LABEL)
+        Arc::clone(&self.other)
     }
 
     /// Admits one request of `identity` now, or refuses it with a 429 whose
@@ -155,7 +157,6 @@ impl Tenancy {
         now: Instant,
     ) -> Result<TenantPermit, InferError> {
         let tenant = self.get(name);
-        let label = self.label(name);
         let fairness = read(&self.fairness).clone();
         let (weight, own_band) = tenant.as_ref().map_or((1, 0), |t| {
             let settings = read(&t.settings);
@@ -166,7 +167,6 @@ impl Tenancy {
         }
         Ok(TenantPermit {
             tenant,
-            label,
             fairness: Fairness {
                 flow: Flow::new(band.unwrap_or(own_band), fairness_key, weight),
                 input_weight: fairness.input_token_weight,
@@ -308,7 +308,6 @@ fn human(wait: Duration) -> String {
 /// the tenant's requests in flight and the tokens it reserved.
 pub struct TenantPermit {
     tenant: Option<Arc<Tenant>>,
-    label: Arc<str>,
     fairness: Fairness,
     reserved: u64,
     used: u64,
@@ -319,16 +318,10 @@ impl TenantPermit {
     pub fn unlimited() -> Self {
         Self {
             tenant: None,
-            label: Arc::from(OTHER_TENANT_LABEL),
             fairness: Fairness::default(),
             reserved: 0,
             used: 0,
         }
-    }
-
-    /// The request's `tenant` metric label.
-    pub fn label(&self) -> &Arc<str> {
-        &self.label
     }
 
     /// Where the request queues and how its tokens are weighed.
