@@ -6,8 +6,8 @@ mod engine_support;
 use std::time::Duration;
 
 use engine_support::{
-    EOS, Harness, POISON, Setup, collect, eventually, finish, greedy, long_running_prompt, prompt,
-    reference, take_tokens, text_of,
+    EOS, Harness, POISON, Setup, collect, collect_tokens, eventually, finish, greedy,
+    long_running_prompt, prompt, reference, take_tokens, text_of,
 };
 use modelplane_generate::engine::{EngineError, EngineSettings, FinishReason, StreamEvent, Usage};
 use modelplane_generate::sampling::SamplingParams;
@@ -128,10 +128,7 @@ async fn chunked_prefill_gives_the_same_tokens_as_whole_prompts() {
                     .expect("admitted")
             })
             .collect();
-        let mut tokens = Vec::new();
-        for stream in streams {
-            tokens.push(collect(stream).await.tokens);
-        }
+        let tokens = collect_tokens(streams).await;
         harness.assert_no_violations();
         let longest_row = harness.calls().iter().flatten().map(|row| row.2).max();
         assert_eq!(longest_row, Some(chunk.min(64)), "chunk {chunk}");
@@ -383,10 +380,7 @@ async fn seeded_sampling_gives_the_same_tokens_alone_and_batched() {
     let streams: Vec<_> = (0..4)
         .map(|seed| batched.engine.submit(request(seed)).expect("admitted"))
         .collect();
-    let mut tokens = Vec::new();
-    for stream in streams {
-        tokens.push(collect(stream).await.tokens);
-    }
+    let tokens = collect_tokens(streams).await;
     assert_eq!(tokens, expected);
     let greedy_tokens: Vec<_> = (0..4).map(|seed| reference(&prompt(seed, 6), 40)).collect();
     assert_ne!(tokens, greedy_tokens, "sampling never left the greedy path");

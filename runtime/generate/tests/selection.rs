@@ -3,7 +3,7 @@
 
 mod engine_support;
 
-use engine_support::{Harness, Setup, collect, prompt};
+use engine_support::{Harness, Setup, collect, collect_tokens, prompt};
 use modelplane_generate::engine::{EngineSettings, GenerateRequest, RowLogits, Selection};
 use modelplane_generate::sampling::{Sampler, SamplingParams};
 use rand::rngs::ChaCha8Rng;
@@ -145,10 +145,7 @@ async fn run_all(select: bool) -> (Vec<Vec<u32>>, Harness) {
                 .expect("admitted")
         })
         .collect();
-    let mut tokens = Vec::new();
-    for stream in streams {
-        tokens.push(collect(stream).await.tokens);
-    }
+    let tokens = collect_tokens(streams).await;
     harness.assert_no_violations();
     (tokens, harness)
 }

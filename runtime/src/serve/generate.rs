@@ -78,10 +78,9 @@ impl Call {
         let Self {
             target,
             deadline,
-            admitted,
+            mut admitted,
             record,
         } = self;
-        let mut admitted = admitted;
         let submitted = async {
             let input = prepare(&target).await?;
             let engine = target.version.engine()?;

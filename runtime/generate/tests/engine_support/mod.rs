@@ -354,6 +354,15 @@ pub async fn collect(mut stream: GenerationStream) -> Outcome {
     outcome
 }
 
+/// The generated tokens of each stream, read to their ends in order.
+pub async fn collect_tokens(streams: Vec<GenerationStream>) -> Vec<Vec<u32>> {
+    let mut tokens = Vec::with_capacity(streams.len());
+    for stream in streams {
+        tokens.push(collect(stream).await.tokens);
+    }
+    tokens
+}
+
 /// Reads until `n` tokens arrived or the stream ended, keeping the stream open.
 pub async fn take_tokens(stream: &mut GenerationStream, n: usize) -> Outcome {
     let mut outcome = Outcome::default();
