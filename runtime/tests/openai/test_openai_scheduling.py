@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -13,10 +14,11 @@ RUNNING = "modelplane_generate_running_requests"
 SLOTS_USED = "modelplane_generate_kv_cache_slots_used"
 REQUESTS = "modelplane_generate_requests_total"
 
-# Concurrent time must stay below this share of the requests run one after another: proof
-# that they shared steps. A debug build on a loaded 2-core machine measured 0.60-0.66 at the
-# base of this change too; the speed targets themselves are benchmarks (docs/benchmarks.md).
-MAX_CONCURRENT_SHARE = 0.8
+# Proof that concurrent requests shared engine steps: at some moment at least this many held
+# a KV cache slot at once (read from the running gauge while they ran). Timing ratios are not
+# asserted here (a loaded 2-core CI machine makes them noise); the speed targets are benchmarks
+# (docs/benchmarks.md).
+MIN_RUNNING_TOGETHER = 4
 
 
 def requests_of_different_lengths(count: int) -> list[dict]:
@@ -31,7 +33,14 @@ def requests_of_different_lengths(count: int) -> list[dict]:
     ]
 
 
-def test_concurrent_requests_batch_and_give_the_same_tokens_as_alone(client):
+def running_peak(url: str, stop: threading.Event, peak: list[float]) -> None:
+    """Polls the running gauge of tiny-llama every 10 ms until `stop`, keeping the peak."""
+    while not stop.is_set():
+        peak[0] = max(peak[0], metric(url, RUNNING, model=TINY))
+        stop.wait(0.01)
+
+
+def test_concurrent_requests_batch_and_give_the_same_tokens_as_alone(client, runtime):
     requests = requests_of_different_lengths(TINY_SLOTS)
     alone, alone_times = [], []
     for request in requests:
@@ -39,21 +48,30 @@ def test_concurrent_requests_batch_and_give_the_same_tokens_as_alone(client):
         alone.append(client.completions.create(**request))
         alone_times.append(time.perf_counter() - started)
 
+    stop, peak = threading.Event(), [0.0]
+    watcher = threading.Thread(target=running_peak, args=(runtime.http_url, stop, peak))
+    watcher.start()
     started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=len(requests)) as pool:
-        together = list(pool.map(lambda r: client.completions.create(**r), requests))
-    concurrent = time.perf_counter() - started
+    try:
+        with ThreadPoolExecutor(max_workers=len(requests)) as pool:
+            together = list(pool.map(lambda r: client.completions.create(**r), requests))
+    finally:
+        concurrent = time.perf_counter() - started
+        stop.set()
+        watcher.join(timeout=10)
 
     sequential = sum(alone_times)
     print(
         f"\n{len(requests)} requests: one after another {sequential:.2f} s "
         f"(each {', '.join(f'{t:.2f}' for t in alone_times)}), concurrently {concurrent:.2f} s, "
-        f"ratio {concurrent / sequential:.2f} (must be < {MAX_CONCURRENT_SHARE})"
+        f"ratio {concurrent / sequential:.2f}; at most {peak[0]:.0f} running at once"
     )
     for one, batched in zip(alone, together):
         assert batched.choices[0].text == one.choices[0].text
         assert batched.usage.completion_tokens == one.usage.completion_tokens
-    assert concurrent < MAX_CONCURRENT_SHARE * sequential
+    assert peak[0] >= MIN_RUNNING_TOGETHER, (
+        f"at most {peak[0]:.0f} of {len(requests)} concurrent requests ran together"
+    )
 
 
 def test_closing_a_stream_frees_its_slot_for_the_next_request(client, runtime):
