@@ -17,16 +17,37 @@ pub const MAX_METRICS: u32 = 8;
 /// Longest PromQL query.
 pub const MAX_QUERY: u32 = 4096;
 
-/// Names of the built-in metrics, each compared candidate against stable.
-pub const BUILTIN_METRICS: [&str; 7] = [
+/// Names of the built-in metrics, each compared candidate against stable over the same interval.
+pub const BUILTIN_METRICS: [&str; 11] = [
     "errorRate",
+    "emptyOutputRate",
     "latencyP50",
     "latencyP95",
     "latencyP99",
     "timeToFirstTokenP50",
     "timeToFirstTokenP95",
     "timeToFirstTokenP99",
+    "timePerOutputTokenP50",
+    "timePerOutputTokenP95",
+    "timePerOutputTokenP99",
 ];
+
+/// The CEL rule on a metric check: a built-in name unless `prometheus` is set.
+pub fn builtin_name_rule() -> String {
+    let names: Vec<String> = BUILTIN_METRICS.iter().map(|n| format!("'{n}'")).collect();
+    format!(
+        "has(self.prometheus) || self.name in [{}]",
+        names.join(", ")
+    )
+}
+
+/// The message of [`builtin_name_rule`].
+pub fn builtin_name_message() -> String {
+    format!(
+        "name must be a built-in metric ({}) unless prometheus is set",
+        BUILTIN_METRICS.join(", ")
+    )
+}
 
 /// How and how often the candidate is judged.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -49,6 +70,39 @@ pub struct Analysis {
     /// `/metrics`) or `prometheus` (the operator's configured Prometheus).
     #[serde(default)]
     pub source: MetricSource,
+    /// Confidence of every statistical decision (one-sided), e.g. `0.95`: a candidate fails
+    /// a check only when it is worse than stable (or its ceiling) at this confidence.
+    #[serde(default = "default_confidence")]
+    #[schemars(range(min = 0.5, max = 0.9999))]
+    pub confidence: f64,
+    /// Requests (observations, for latencies) each version needs in an interval before a
+    /// check can pass; fewer is Inconclusive, never a pass.
+    #[serde(default = "default_min_samples")]
+    #[schemars(range(min = 1, max = 1000000))]
+    pub min_samples: i32,
+    /// Consecutive Inconclusive analyses after which `onInconclusive` applies.
+    #[serde(default = "default_inconclusive_limit")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub inconclusive_limit: i32,
+    /// What happens at `inconclusiveLimit`: `Hold` (stay at the step, keep collecting) or
+    /// `Fail` (roll back).
+    #[serde(default)]
+    pub on_inconclusive: InconclusivePolicy,
+    /// Consecutive analyses whose metrics could not be read (pods unreachable, Prometheus
+    /// down) that roll the canary back.
+    #[serde(default = "default_metric_error_limit")]
+    #[schemars(range(min = 1, max = 100))]
+    pub metric_error_limit: i32,
+}
+
+/// What a canary does when its analyses stay Inconclusive.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+pub enum InconclusivePolicy {
+    /// Hold at the current step (phase `Paused`) and keep collecting; a later pass resumes.
+    #[default]
+    Hold,
+    /// Roll back.
+    Fail,
 }
 
 impl Default for Analysis {
@@ -58,8 +112,29 @@ impl Default for Analysis {
             failure_limit: default_failure_limit(),
             metrics: Vec::new(),
             source: MetricSource::default(),
+            confidence: default_confidence(),
+            min_samples: default_min_samples(),
+            inconclusive_limit: default_inconclusive_limit(),
+            on_inconclusive: InconclusivePolicy::default(),
+            metric_error_limit: default_metric_error_limit(),
         }
     }
+}
+
+fn default_confidence() -> f64 {
+    0.95
+}
+
+fn default_min_samples() -> i32 {
+    100
+}
+
+fn default_inconclusive_limit() -> i32 {
+    10
+}
+
+fn default_metric_error_limit() -> i32 {
+    3
 }
 
 fn default_interval() -> String {
@@ -84,14 +159,15 @@ pub enum MetricSource {
 /// One check of an analysis.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.prometheus) || self.name in ['errorRate', 'latencyP50', 'latencyP95', 'latencyP99', 'timeToFirstTokenP50', 'timeToFirstTokenP95', 'timeToFirstTokenP99']").message("name must be a built-in metric (errorRate, latencyP50, latencyP95, latencyP99, timeToFirstTokenP50, timeToFirstTokenP95, timeToFirstTokenP99) unless prometheus is set"))]
+#[x_kube(validation = Rule::new(builtin_name_rule()).message(builtin_name_message().as_str()))]
 #[x_kube(validation = Rule::new("!has(self.prometheus) || !has(self.maxIncrease)").message("maxIncrease applies to built-in metrics only"))]
 // `max` is a number or a string, a value CEL cannot name (the API server's type checker
 // only sees typed fields), so "max or maxIncrease" is an OpenAPI `anyOf` of `required`.
 #[schemars(extend("anyOf" = [{"required": ["max"]}, {"required": ["maxIncrease"]}]))]
 pub struct MetricCheck {
-    /// A built-in metric (`errorRate`, `latencyP50`/`P95`/`P99`, `timeToFirstTokenP50`/`P95`/`P99`),
-    /// or any name for a custom metric given by `prometheus`.
+    /// A built-in metric (`errorRate`, `emptyOutputRate`, `latencyP50`/`P95`/`P99`,
+    /// `timeToFirstTokenP50`/`P95`/`P99`, `timePerOutputTokenP50`/`P95`/`P99`), or any name for
+    /// a custom metric given by `prometheus`.
     #[schemars(length(min = 1, max = 63), pattern(r"^[a-zA-Z][a-zA-Z0-9_-]*$"))]
     pub name: String,
     /// Highest acceptable candidate value: a number (`0.01`) or a duration (`500ms`).

@@ -10,12 +10,12 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use analysis::{
-    Analysis, BUILTIN_METRICS, MAX_METRICS, MAX_QUERY, MetricCheck, MetricSource, PrometheusQuery,
-    Threshold, ThresholdError, ThresholdValue,
+    Analysis, BUILTIN_METRICS, InconclusivePolicy, MAX_METRICS, MAX_QUERY, MetricCheck,
+    MetricSource, PrometheusQuery, Threshold, ThresholdError, ThresholdValue,
 };
 pub use status::{
-    AnalysisResult, CanaryPhase, CanaryStatus, CandidateRevision, MetricResult, Verdict,
-    condition_types,
+    AnalysisResult, CanaryPhase, CanaryStatus, CandidateRevision, MetricResult, Promotion,
+    SpecChange, Verdict, condition_types,
 };
 
 use crate::model_deployment::{MAX_PROMPTS, ModelFormat, ModelSource, Prompt, TokenizerRef};
@@ -29,6 +29,8 @@ use crate::units::{DURATION_PATTERN, MAX_UNIT_STRING, TIME_OF_DAY_PATTERN};
 pub const MAX_STEPS: usize = 10;
 /// Most match rules of a Canary.
 pub const MAX_MATCH_RULES: u32 = 8;
+/// An HTTP header name in lower case (gRPC metadata keys are lower case too).
+pub const HEADER_NAME_PATTERN: &str = r"^[a-z0-9!#$%&'*+.^_`|~-]+$";
 
 /// The CEL rule on `spec.steps`: each weight is below the next one. Kubernetes CEL has
 /// no index ranges, so the pairwise comparison is written out for every position up to
@@ -96,6 +98,11 @@ pub struct CanarySpec {
     #[serde(default, rename = "match", skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = MAX_MATCH_RULES))]
     pub match_: Vec<CanaryMatch>,
+    /// A request header (e.g. `x-user-id`) whose value keeps a user on one version: the
+    /// same value always gets the same version at a given weight, on every pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64), pattern(HEADER_NAME_PATTERN))]
+    pub sticky_by: Option<String>,
     /// Only advance (or promote) inside this daily time window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<Window>,

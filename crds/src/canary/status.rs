@@ -15,6 +15,8 @@ pub mod condition_types {
     pub const PROGRESSING: &str = "Progressing";
     /// The candidate was promoted into the target's status revision.
     pub const PROMOTED: &str = "Promoted";
+    /// The latest analysis passed (False: it failed or was inconclusive, with the numbers).
+    pub const ANALYSIS_PASSING: &str = "AnalysisPassing";
 }
 
 /// Observed progress of a Canary.
@@ -43,6 +45,18 @@ pub struct CanaryStatus {
     /// Consecutive failed analyses so far (rolled back at `spec.analysis.failureLimit`).
     #[serde(default)]
     pub failed_checks: i32,
+    /// Consecutive Inconclusive analyses so far (`spec.analysis.onInconclusive` applies at
+    /// `spec.analysis.inconclusiveLimit`).
+    #[serde(default)]
+    pub inconclusive_checks: i32,
+    /// Consecutive analyses whose metrics could not be read (rolled back at
+    /// `spec.analysis.metricErrorLimit`).
+    #[serde(default)]
+    pub metric_errors: i32,
+    /// When the next analysis runs (every `spec.analysis.interval` while the candidate
+    /// gets traffic).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_analysis_at: Option<Time>,
     /// The most recent analysis.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_analysis: Option<AnalysisResult>,
@@ -50,6 +64,39 @@ pub struct CanaryStatus {
     /// admitted, the digests that will run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub candidate: Option<CandidateRevision>,
+    /// Set once the candidate is promoted: what now serves, and the spec changes to commit
+    /// to Git so that the ModelDeployment's spec says so too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<Promotion>,
+}
+
+/// A promoted candidate: the target serves it from its status revision until its spec
+/// changes.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Promotion {
+    /// When the target started serving the candidate as its revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<Time>,
+    /// The target's `metadata.generation` the promotion applies to; a newer spec replaces it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_generation: Option<i64>,
+    /// The ModelDeployment spec fields to set (in Git) to the promoted values.
+    #[serde(default)]
+    #[schemars(length(max = 8))]
+    pub changes: Vec<SpecChange>,
+}
+
+/// One field of the target's spec and the value that now serves.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SpecChange {
+    /// The field's path, e.g. `spec.model.source.oci`.
+    #[schemars(length(max = 128))]
+    pub field: String,
+    /// The value to write there, as YAML/JSON text.
+    #[schemars(length(max = 4096))]
+    pub value: String,
 }
 
 /// The candidate revision: the target's spec with the candidate's overrides, resolved to
@@ -117,6 +164,9 @@ pub enum CanaryPhase {
 pub struct AnalysisResult {
     /// When the analysis ran.
     pub time: Time,
+    /// The overall verdict: Fail if any metric failed, else Inconclusive if any was, else Pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
     /// One result per metric of `spec.analysis.metrics`.
     #[serde(default)]
     pub metrics: Vec<MetricResult>,
@@ -134,8 +184,18 @@ pub struct MetricResult {
     /// Value measured on the candidate (seconds for latencies).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub candidate: Option<f64>,
+    /// Requests (observations, for latencies) of stable in the interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_samples: Option<i64>,
+    /// Requests (observations, for latencies) of the candidate in the interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate_samples: Option<i64>,
     /// Whether the check passed.
     pub verdict: Verdict,
+    /// Why, with the numbers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub message: Option<String>,
 }
 
 /// The result of a metric check.
@@ -143,8 +203,8 @@ pub struct MetricResult {
 pub enum Verdict {
     /// Within the threshold.
     Pass,
-    /// Over the threshold.
+    /// Worse than allowed, at the analysis' confidence.
     Fail,
-    /// Not enough data to judge (counts as neither pass nor fail).
-    NoData,
+    /// Too few samples to judge either way (never a pass).
+    Inconclusive,
 }

@@ -93,6 +93,10 @@ pub struct Revision {
     /// The runtime image serving, when it differs from `spec.runtime.image` (after a promotion).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// The `metadata.generation` a promotion applies to: while the spec stays at this
+    /// generation the promoted revision serves; a newer spec replaces it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted_generation: Option<i64>,
     /// The prompts serving, when they differ from `spec.prompts` (after a promotion).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = MAX_PROMPTS))]

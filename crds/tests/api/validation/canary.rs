@@ -22,10 +22,18 @@ fn canary() -> Value {
                     {"name": "errorRate", "max": 0.01},
                     {"name": "latencyP99", "maxIncrease": "20%"},
                     {"name": "timeToFirstTokenP95", "max": "500ms"},
+                    {"name": "timePerOutputTokenP95", "maxIncrease": "10%"},
+                    {"name": "emptyOutputRate", "max": 0.02},
                     {"name": "custom", "prometheus": {"query": "sum(rate(x[1m]))"}, "max": 0.5},
                 ],
                 "source": "pods",
+                "confidence": 0.99,
+                "minSamples": 200,
+                "inconclusiveLimit": 5,
+                "onInconclusive": "Fail",
+                "metricErrorLimit": 3,
             },
+            "stickyBy": "x-user-id",
         },
     })
 }
@@ -200,6 +208,59 @@ fn analysis_metrics_are_checked() {
                 object: set(canary(), "/spec/analysis/failureLimit", json!(0)),
                 path: "spec.analysis.failureLimit",
                 says: "minimum",
+            },
+        ],
+    );
+}
+
+#[test]
+fn statistics_and_stickiness_are_checked() {
+    let analysis =
+        |field: &str, value: Value| set(canary(), &format!("/spec/analysis/{field}"), value);
+    assert_all_refused(
+        KIND,
+        vec![
+            Refused {
+                case: "confidence of 1",
+                object: analysis("confidence", json!(1.0)),
+                path: "spec.analysis.confidence",
+                says: "maximum",
+            },
+            Refused {
+                case: "confidence below a coin",
+                object: analysis("confidence", json!(0.4)),
+                path: "spec.analysis.confidence",
+                says: "minimum",
+            },
+            Refused {
+                case: "no samples",
+                object: analysis("minSamples", json!(0)),
+                path: "spec.analysis.minSamples",
+                says: "minimum",
+            },
+            Refused {
+                case: "zero inconclusive limit",
+                object: analysis("inconclusiveLimit", json!(0)),
+                path: "spec.analysis.inconclusiveLimit",
+                says: "minimum",
+            },
+            Refused {
+                case: "unknown inconclusive policy",
+                object: analysis("onInconclusive", json!("Succeed")),
+                path: "spec.analysis.onInconclusive",
+                says: "is not one of",
+            },
+            Refused {
+                case: "zero metric error limit",
+                object: analysis("metricErrorLimit", json!(0)),
+                path: "spec.analysis.metricErrorLimit",
+                says: "minimum",
+            },
+            Refused {
+                case: "sticky header with a space",
+                object: set(canary(), "/spec/stickyBy", json!("x user")),
+                path: "spec.stickyBy",
+                says: "does not match",
             },
         ],
     );
