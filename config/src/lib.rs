@@ -12,11 +12,13 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
+mod canary;
 mod duration;
 mod signature;
 mod tenancy;
 pub mod units;
 
+pub use canary::{CanaryConfig, MatchRule, is_header_name};
 pub use duration::Duration;
 pub use signature::{
     BundleHttp, BundleSource, DEFAULT_BUNDLE_FILE, SignatureConfig, SignatureMode, TrustedKey,
@@ -151,6 +153,10 @@ pub struct ModelConfig {
     pub generation: Generation,
     /// Versions served side by side (`/v2/models/{name}/versions/{version}`).
     pub versions: Vec<VersionConfig>,
+    /// A candidate version that takes part of the requests naming no version; the
+    /// rest go to the default (stable) version. Changing it reloads no version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryConfig>,
 }
 
 /// What a model does.
@@ -511,6 +517,17 @@ pub enum ConfigError {
     /// Identity, tenants or fairness are malformed.
     #[error("{0}")]
     Tenancy(String),
+    /// A model's canary names no other version of it, or its weight, rules or sticky
+    /// header are malformed.
+    #[error("models[{model}].canary.{field}: {reason}")]
+    InvalidCanary {
+        /// Model name.
+        model: String,
+        /// The field below `canary`, camelCase (`candidate`, `match[0].headers`).
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// A limit or batch size is zero.
     #[error("model {model:?}: {field} must be greater than zero")]
     ZeroLimit {
@@ -550,7 +567,7 @@ impl RuntimeConfig {
 }
 
 impl ModelConfig {
-    /// Checks one model: versions, default version, tokenizer, tensors and limits.
+    /// Checks one model: versions, default version, canary, tokenizer, tensors and limits.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.versions.is_empty() {
             return Err(ConfigError::NoVersions(self.name.clone()));
@@ -580,6 +597,9 @@ impl ModelConfig {
                 model: self.name.clone(),
                 version: default.clone(),
             });
+        }
+        if let Some(canary) = &self.canary {
+            canary.validate(self)?;
         }
         if let Some(tokenizer) = &self.tokenizer {
             tokenizer

@@ -16,6 +16,7 @@ use crate::batch::{Executor, Job};
 use crate::error::InferError;
 use crate::metrics::VersionMetrics;
 use crate::model::Signature;
+use crate::serve::Split;
 use crate::tensor::TensorData;
 
 /// What runs a version's requests.
@@ -219,9 +220,51 @@ pub struct ModelEntry {
     pub config: Arc<ModelConfig>,
     /// Versions by label, in config order.
     pub versions: Vec<(String, VersionSlot)>,
+    /// The model's canary split, compiled from `config.canary`.
+    pub split: Option<Arc<Split>>,
 }
 
 impl ModelEntry {
+    /// The entry of `config` with `versions`, replacing `before` (the model's entry in the
+    /// catalog it succeeds, if any): the same config keeps `before`'s split, a changed one
+    /// compiles a new split that continues `before`'s request counter, so that a weight
+    /// change keeps the split exact.
+    pub fn new(
+        config: Arc<ModelConfig>,
+        versions: Vec<(String, VersionSlot)>,
+        before: Option<&ModelEntry>,
+    ) -> Self {
+        let split = match before {
+            Some(before) if Arc::ptr_eq(&before.config, &config) => before.split.clone(),
+            _ => config.canary.as_ref().map(|canary| {
+                let counter = before
+                    .and_then(|before| before.split.as_ref())
+                    .map(|split| Arc::clone(split.counter()))
+                    .unwrap_or_default();
+                Arc::new(Split::new(&config.name, canary, counter))
+            }),
+        };
+        Self {
+            config,
+            versions,
+            split,
+        }
+    }
+
+    /// The canary split and its candidate's instance, when the candidate is loaded and
+    /// ready: a candidate that is loading or whose load failed takes no split traffic
+    /// (requests that name it still reach an instance that serves it).
+    pub fn canary(&self) -> Option<(&Split, &Arc<Version>)> {
+        let split = self.split.as_deref()?;
+        match self.slot(split.candidate())? {
+            VersionSlot {
+                serving: Some(candidate),
+                state: LoadState::Ready,
+            } => Some((split, candidate)),
+            _ => None,
+        }
+    }
+
     /// The slot of a version label.
     pub fn slot(&self, label: &str) -> Option<&VersionSlot> {
         self.versions
@@ -327,10 +370,10 @@ impl Catalog {
     }
 }
 
+/// Versions on a stand-in backend, and entries of them, for the tests of what reads
+/// the catalog.
 #[cfg(test)]
-mod tests {
-    use modelplane_config::RuntimeConfig;
-
+pub(crate) mod fixtures {
     use super::*;
     use crate::batch::{BatchSettings, Loader};
     use crate::metrics::Metrics;
@@ -348,7 +391,8 @@ mod tests {
         }
     }
 
-    async fn version(label: &str) -> Arc<Version> {
+    /// A ready instance of model `m` version `label`, counting into `metrics`.
+    pub(crate) async fn version_in(metrics: &Metrics, label: &str) -> Arc<Version> {
         let signature = Signature {
             inputs: vec![TensorSpec {
                 name: "x".into(),
@@ -363,7 +407,7 @@ mod tests {
             warmup_iterations: 1,
             intra_op_threads: 1,
         };
-        let metrics = Metrics::new().version("m", label);
+        let metrics = metrics.version("m", label);
         let loader: Loader =
             Box::new(move || Ok((Box::new(Identity) as Box<dyn Backend>, signature)));
         let (executor, signature) =
@@ -381,34 +425,58 @@ mod tests {
         ))
     }
 
-    fn entry(default: Option<&str>, slots: Vec<(&str, VersionSlot)>) -> ModelEntry {
-        let yaml = "models: [{name: m, versions: [{version: '1', source: {path: a}}, {version: '2', source: {path: b}}]}]";
-        let mut config = RuntimeConfig::from_yaml(yaml)
+    /// A ready instance of model `m` version `label`.
+    pub(crate) async fn version(label: &str) -> Arc<Version> {
+        version_in(&Metrics::new(), label).await
+    }
+
+    /// Model `m` with versions `1` and `2` (`extra`: more of the model's YAML), showing
+    /// `slots`.
+    pub(crate) fn entry_of(
+        extra: &str,
+        slots: Vec<(&str, VersionSlot)>,
+        before: Option<&ModelEntry>,
+    ) -> ModelEntry {
+        let yaml = format!(
+            "models: [{{name: m, versions: [{{version: '1', source: {{path: a}}}}, \
+             {{version: '2', source: {{path: b}}}}]{extra}}}]"
+        );
+        let config = modelplane_config::RuntimeConfig::from_yaml(&yaml)
             .expect("config")
             .models
             .remove(0);
-        config.default_version = default.map(str::to_owned);
-        ModelEntry {
-            config: Arc::new(config),
-            versions: slots
-                .into_iter()
-                .map(|(label, slot)| (label.to_owned(), slot))
-                .collect(),
-        }
+        let versions = slots
+            .into_iter()
+            .map(|(label, slot)| (label.to_owned(), slot))
+            .collect();
+        ModelEntry::new(Arc::new(config), versions, before)
     }
 
-    fn serving(version: &Arc<Version>) -> VersionSlot {
+    /// A slot that `version` serves.
+    pub(crate) fn serving(version: &Arc<Version>) -> VersionSlot {
         VersionSlot {
             serving: Some(Arc::clone(version)),
             state: LoadState::Ready,
         }
     }
 
-    fn failed(reason: &str) -> VersionSlot {
+    /// A slot whose load failed, with nothing serving.
+    pub(crate) fn failed(reason: &str) -> VersionSlot {
         VersionSlot {
             serving: None,
             state: LoadState::Failed(reason.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::*;
+    use super::*;
+
+    fn entry(default: Option<&str>, slots: Vec<(&str, VersionSlot)>) -> ModelEntry {
+        let extra = default.map_or(String::new(), |v| format!(", defaultVersion: '{v}'"));
+        entry_of(&extra, slots, None)
     }
 
     #[tokio::test]

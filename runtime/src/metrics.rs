@@ -1,5 +1,11 @@
 //! Prometheus metrics: one registry per process, handles resolved once per model version
 //! so the request path only touches atomics and a histogram lock.
+//!
+//! Every per-request series carries `model` and `version`. The route step counts its
+//! decisions in `modelplane_route_decisions_total{model,version,reason}` (`reason`: see
+//! [`RouteReason`]), so a canary's traffic split shows per version and per cause; a
+//! generation model also counts `modelplane_generate_empty_outputs_total` (see
+//! [`modelplane_generate::metrics`]).
 
 use std::sync::atomic::AtomicU64;
 
@@ -10,6 +16,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use crate::serve::RouteReason;
 
 /// Labels of every per-version series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -26,6 +34,13 @@ struct OutcomeLabels {
     version: String,
     tenant: String,
     outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    model: String,
+    version: String,
+    reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -52,6 +67,7 @@ pub struct Metrics {
     batch_size: HistogramFamily,
     queue_length: Family<VersionLabels, Gauge>,
     in_flight: Family<VersionLabels, Gauge>,
+    route_decisions: Family<RouteLabels, Counter>,
     load_seconds: Family<VersionLabels, Gauge<f64, AtomicU64>>,
     load_failures: Family<VersionLabels, Counter>,
     state: Family<StateLabels, Gauge>,
@@ -96,6 +112,7 @@ impl Metrics {
             batch_size: Family::new_with_constructor(batch_histogram),
             queue_length: Family::default(),
             in_flight: Family::default(),
+            route_decisions: Family::default(),
             load_seconds: Family::default(),
             load_failures: Family::default(),
             state: Family::default(),
@@ -148,6 +165,12 @@ impl Metrics {
             "Requests admitted and not yet answered",
             self.in_flight.clone(),
         );
+        r.register(
+            "modelplane_route_decisions",
+            "Requests routed to a version, by why the route picked it \
+             (named, default, match, sticky, weight)",
+            self.route_decisions.clone(),
+        );
     }
 
     fn register_process_series(&mut self) {
@@ -192,7 +215,15 @@ impl Metrics {
             model: model.to_owned(),
             version: version.to_owned(),
         };
+        let route = RouteReason::ALL.map(|reason| {
+            self.route_decisions.get_or_create_owned(&RouteLabels {
+                model: model.to_owned(),
+                version: version.to_owned(),
+                reason: reason.as_str(),
+            })
+        });
         VersionMetrics {
+            route,
             requests: self.requests.clone(),
             request_duration: self.request_duration.get_or_create_owned(&labels),
             queue_duration: self.queue_duration.get_or_create_owned(&labels),
@@ -295,9 +326,16 @@ pub struct VersionMetrics {
     pub queue_length: Gauge,
     /// Requests admitted and not yet answered.
     pub in_flight: Gauge,
+    /// Route decisions by [`RouteReason::index`].
+    route: [Counter; RouteReason::ALL.len()],
 }
 
 impl VersionMetrics {
+    /// Counts a request the route step sent to this version, and why.
+    pub fn routed(&self, reason: RouteReason) {
+        self.route[reason.index()].inc();
+    }
+
     /// Counts a finished request of `tenant` (its bounded label, see
     /// [`crate::tenancy::Tenancy::label`]) by outcome (`success` or an error's metric label).
     pub fn count(&self, tenant: &str, outcome_label: &str) {
@@ -339,6 +377,25 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(r#"state="failed"} 0"#), "{text}");
+    }
+
+    #[test]
+    fn route_decisions_are_counted_per_version_and_reason() {
+        let metrics = Metrics::new();
+        let (stable, candidate) = (metrics.version("m", "1"), metrics.version("m", "2"));
+        stable.routed(RouteReason::Weight);
+        stable.routed(RouteReason::Weight);
+        candidate.routed(RouteReason::Match);
+        // A reloaded instance of the same version counts into the same series.
+        metrics.version("m", "2").routed(RouteReason::Match);
+        let text = metrics.encode();
+        for expected in [
+            r#"modelplane_route_decisions_total{model="m",version="1",reason="weight"} 2"#,
+            r#"modelplane_route_decisions_total{model="m",version="2",reason="match"} 2"#,
+            r#"modelplane_route_decisions_total{model="m",version="2",reason="sticky"} 0"#,
+        ] {
+            assert!(text.contains(expected), "missing {expected} in\n{text}");
+        }
     }
 
     #[test]

@@ -7,6 +7,12 @@
 //! outcome, queue and KV cache gauges) have no gen_ai equivalent and live under
 //! `modelplane_generate_`. Every series carries the labels `model` and `version`.
 //!
+//! `modelplane_generate_empty_outputs_total` counts the generations that finished
+//! normally (outcome `stop` or `length`) yet gave the client nothing to read: no output
+//! token, or output text that is empty or whitespace only (an eos or a stop sequence
+//! first, say). Its rate over `modelplane_generate_requests_total{outcome=~"stop|length"}`
+//! is a canary analysis's empty-output rate, per version.
+//!
 //! During a hot swap an old and a new engine of the same model version run side by
 //! side and share those labels, so each engine adds its own share to the gauges
 //! ([`GaugeShare`]) instead of setting them: the series is the sum over the engines
@@ -112,6 +118,7 @@ pub struct GenerationFamilies {
     request_duration: HistogramFamily,
     tokens: Family<TokenLabels, Counter>,
     requests: Family<OutcomeLabels, Counter>,
+    empty_outputs: Family<VersionLabels, Counter>,
     running: Family<VersionLabels, Gauge>,
     waiting: Family<VersionLabels, Gauge>,
     kv_slots_used: Family<VersionLabels, Gauge>,
@@ -129,6 +136,7 @@ impl GenerationFamilies {
             request_duration: Family::new_with_constructor(request_duration_histogram),
             tokens: Family::default(),
             requests: Family::default(),
+            empty_outputs: Family::default(),
             running: Family::default(),
             waiting: Family::default(),
             kv_slots_used: Family::default(),
@@ -169,6 +177,12 @@ impl GenerationFamilies {
             "modelplane_generate_requests",
             "Finished generation requests by outcome",
             self.requests.clone(),
+        );
+        r.register(
+            "modelplane_generate_empty_outputs",
+            "Generations that finished normally (stop or length) with no output token or \
+             whitespace-only text",
+            self.empty_outputs.clone(),
         );
         r.register(
             "modelplane_generate_running_requests",
@@ -221,6 +235,7 @@ impl GenerationFamilies {
             input_tokens: self.tokens.get_or_create_owned(&tokens("input")),
             output_tokens: self.tokens.get_or_create_owned(&tokens("output")),
             requests: self.requests.clone(),
+            empty_outputs: self.empty_outputs.get_or_create_owned(&labels),
             running: GaugeShare::new(self.running.get_or_create_owned(&labels)),
             waiting: GaugeShare::new(self.waiting.get_or_create_owned(&labels)),
             kv_slots_used: GaugeShare::new(self.kv_slots_used.get_or_create_owned(&labels)),
@@ -267,6 +282,7 @@ pub struct GenerationMetrics {
     input_tokens: Counter,
     output_tokens: Counter,
     requests: Family<OutcomeLabels, Counter>,
+    empty_outputs: Counter,
     running: GaugeShare,
     waiting: GaugeShare,
     kv_slots_used: GaugeShare,
@@ -322,6 +338,12 @@ impl GenerationMetrics {
             self.time_per_output_token
                 .observe(decoding.as_secs_f64() / f64::from(timings.completion_tokens - 1));
         }
+    }
+
+    /// Counts a generation that finished normally (stop or length) with no output token
+    /// or whitespace-only text; call it beside [`Self::finished`].
+    pub fn empty_output(&self) {
+        self.empty_outputs.inc();
     }
 
     /// Sets the queue gauges.
@@ -407,6 +429,27 @@ mod tests {
         ] {
             assert!(text.contains(&expected), "missing {expected} in\n{text}");
         }
+    }
+
+    #[test]
+    fn empty_outputs_are_counted_per_version() {
+        let mut registry = Registry::default();
+        let families = GenerationFamilies::register(&mut registry);
+        families.for_version("smol", "1").empty_output();
+        let text = encode(&registry);
+        for expected in [
+            r#"modelplane_generate_empty_outputs_total{model="smol",version="1"} 1"#,
+            "# HELP modelplane_generate_empty_outputs Generations that finished normally",
+        ] {
+            assert!(text.contains(expected), "missing {expected} in\n{text}");
+        }
+        let other = families.for_version("smol", "2");
+        drop(other);
+        let text = encode(&registry);
+        assert!(
+            text.contains(r#"modelplane_generate_empty_outputs_total{model="smol",version="2"} 0"#),
+            "a version's series exists from its first engine: {text}"
+        );
     }
 
     #[test]

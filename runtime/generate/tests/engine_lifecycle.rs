@@ -6,8 +6,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use engine_support::{
-    BYTES_PER_TOKEN, Harness, Setup, collect, eventually, finish, greedy, long_running_prompt,
-    prompt, reference, take_tokens,
+    BYTES_PER_TOKEN, EOS, Harness, Setup, collect, eventually, finish, greedy, long_running_prompt,
+    prompt, reference, take_tokens, text_of,
 };
 use modelplane_generate::engine::{AdmissionError, EngineError, EngineSettings, StreamEvent};
 use modelplane_generate::sampling::SamplingParams;
@@ -313,4 +313,37 @@ async fn a_model_that_fails_to_load_fails_start() {
     )
     .await;
     assert_eq!(started.err(), Some("no model.pt".to_owned()));
+}
+
+#[tokio::test]
+async fn a_normal_finish_with_nothing_to_read_is_an_empty_output() {
+    let harness = Harness::start(Setup::default()).await;
+    let eos_first = (0..10_000)
+        .map(|seed| prompt(seed, 4))
+        .find(|p| reference(p, 4) == [EOS])
+        .expect("a prompt the model ends at once");
+    let visible = long_running_prompt(4, 3);
+    // A stop sequence that is the first token's text: the client reads nothing.
+    let first = reference(&visible, 1);
+    let stopped_at_once = {
+        let mut request = greedy(visible.clone(), 3);
+        request.stop = vec![text_of(&first)];
+        request
+    };
+    for request in [greedy(eos_first, 4), stopped_at_once, greedy(visible, 3)] {
+        let stream = harness.engine.submit(request).expect("admitted");
+        let outcome = collect(stream).await;
+        assert!(
+            matches!(outcome.last, Some(StreamEvent::Finished { .. })),
+            "{outcome:?}"
+        );
+    }
+    let text = harness.metrics_text();
+    for expected in [
+        r#"modelplane_generate_empty_outputs_total{model="toy",version="1"} 2"#,
+        r#"modelplane_generate_requests_total{model="toy",version="1",outcome="stop"} 2"#,
+        r#"modelplane_generate_requests_total{model="toy",version="1",outcome="length"} 1"#,
+    ] {
+        assert!(text.contains(expected), "missing {expected} in\n{text}");
+    }
 }

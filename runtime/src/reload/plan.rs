@@ -229,6 +229,33 @@ mod tests {
     }
 
     #[test]
+    fn a_canary_change_reloads_no_version() {
+        let wanted = |canary: &str| {
+            let yaml = format!(
+                "models: [{{name: m, defaultVersion: '1', versions: [{{version: '1', source: \
+                 {{path: /nowhere/1.pt}}}}, {{version: '2', source: {{path: /nowhere/2.pt}}}}]{canary}}}]"
+            );
+            wanted_all(&RuntimeConfig::from_yaml(&yaml).expect("config").models)
+        };
+        let before = wanted(", canary: {candidate: '2', weight: 10}");
+        for canary in [
+            ", canary: {candidate: '2', weight: 50}",
+            ", canary: {candidate: '2', weight: 0, match: [{tenants: [beta]}], stickyBy: x-user}",
+            "",
+        ] {
+            let after = wanted(canary);
+            assert_eq!(after, before, "{canary:?}");
+            for (key, wanted) in &after {
+                let serving = Known {
+                    serving: before.get(key),
+                    ..Known::default()
+                };
+                assert_eq!(step(wanted, serving), Step::Serve, "{key:?} {canary:?}");
+            }
+        }
+    }
+
+    #[test]
     fn a_local_file_that_changes_is_wanted_anew() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("model.pt");

@@ -45,7 +45,10 @@ pub(super) fn catalog_of(
             Some(entry) if *entry.config == *model => Arc::clone(&entry.config),
             _ => Arc::new(model.clone()),
         };
-        models.insert(model.name.clone(), ModelEntry { config, versions });
+        // The entry continues the old one's canary counter: a weight change reloads
+        // nothing and keeps the split exact.
+        let entry = ModelEntry::new(config, versions, old);
+        models.insert(model.name.clone(), entry);
     }
     Catalog {
         models,

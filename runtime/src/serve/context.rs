@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::HeaderMap;
+use axum::http::header::AsHeaderName;
 use modelplane_config::ANONYMOUS_TENANT;
 use modelplane_config::units::parse_duration;
 
@@ -135,13 +136,19 @@ impl Attributes {
         Self(headers)
     }
 
-    /// The value of a header, when present and visible ASCII.
-    pub fn get(&self, name: &str) -> Option<&str> {
+    /// The value of a header (a `&str` name or a parsed `HeaderName`), when present and
+    /// visible ASCII.
+    pub fn get(&self, name: impl AsHeaderName) -> Option<&str> {
         self.0.get(name).and_then(|value| value.to_str().ok())
     }
 
+    /// The raw bytes of a header's value, when present.
+    pub fn bytes(&self, name: impl AsHeaderName) -> Option<&[u8]> {
+        self.0.get(name).map(|value| value.as_bytes())
+    }
+
     /// Whether the request has the header, readable or not.
-    pub fn contains(&self, name: &str) -> bool {
+    pub fn contains(&self, name: impl AsHeaderName) -> bool {
         self.0.contains_key(name)
     }
 }
@@ -168,7 +175,8 @@ pub struct RequestContext {
     pub started: Instant,
     /// The client's own timeout, when it sent one.
     pub timeout: Option<Duration>,
-    /// The request's span: the path records its version and outcome on it.
+    /// The request's span: the path records its version, why the route picked it
+    /// (`route`) and its outcome on it.
     pub span: tracing::Span,
 }
 
@@ -189,6 +197,7 @@ impl RequestContext {
             protocol = protocol.as_str(),
             model = %model,
             version = tracing::field::Empty,
+            route = tracing::field::Empty,
             tenant = tracing::field::Empty,
             outcome = tracing::field::Empty,
         );

@@ -11,12 +11,17 @@
 //!       start: route → record → admit ─► Call::tensor:   prepare → run → encode
 //!                                    └─► Call::generate: prepare → submit → Generation
 //! ```
+//!
+//! The route step is where a model's canary splits its traffic ([`Split`]): by match
+//! rules, a sticky header, then the weight; authentication runs before it, so tenant
+//! rules see the request's tenant.
 
 mod admit;
 mod context;
 mod generate;
 mod record;
 mod route;
+mod split;
 
 use std::time::Instant;
 
@@ -30,6 +35,7 @@ pub use context::{
 pub use generate::{Completed, Event, GenerateInput, Generation};
 pub use record::{CANCELLED, Record, SUCCESS};
 pub use route::{Target, route};
+pub use split::{Decision, RouteReason, Split, weighted};
 
 use crate::error::InferError;
 use crate::server::AppState;

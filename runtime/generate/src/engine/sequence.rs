@@ -45,6 +45,8 @@ pub(super) struct Sequence {
     output_weight: u32,
     /// Generated tokens already charged to the flow.
     charged: u32,
+    /// Some text sent so far is not whitespace (else a normal finish is an empty output).
+    visible: bool,
 }
 
 impl Sequence {
@@ -76,6 +78,7 @@ impl Sequence {
             flow: fair.flow.key,
             output_weight: fair.output_weight,
             charged: 0,
+            visible: false,
         }
     }
 
@@ -184,6 +187,8 @@ impl Sequence {
                 (outcome.emit, None)
             }
         };
+        // Checked only until the first visible character: no cost per token after it.
+        self.visible = self.visible || has_visible(&text);
         let _ = self.events.send(StreamEvent::Delta {
             text,
             tokens: vec![token],
@@ -216,6 +221,9 @@ impl Sequence {
             FinishReason::Length => Outcome::Length,
         };
         metrics.finished(outcome, self.timings(now));
+        if !self.visible {
+            metrics.empty_output();
+        }
         self.ended = Some(outcome);
     }
 
@@ -247,5 +255,25 @@ impl Sequence {
             total: now - self.arrived,
             completion_tokens: self.completion_tokens(),
         })
+    }
+}
+
+/// Whether `text` has a character a reader would see (not whitespace).
+fn has_visible(text: &str) -> bool {
+    text.chars().any(|c| !c.is_whitespace())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_visible;
+
+    #[test]
+    fn only_non_whitespace_text_is_visible() {
+        for blank in ["", " ", "\n\t ", "\u{3000}", "\u{a0}\r\n"] {
+            assert!(!has_visible(blank), "{blank:?}");
+        }
+        for text in ["a", " .", "\n\n}"] {
+            assert!(has_visible(text), "{text:?}");
+        }
     }
 }
