@@ -278,5 +278,6 @@ fn cache_with(pods: Store<Pod>, pod_index: PodIndex) -> Cache {
         pod_index,
         namespaces: empty(),
         tenant_quotas: empty(),
+        canaries: empty(),
     }
 }

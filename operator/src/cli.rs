@@ -80,6 +80,11 @@ pub struct Args {
     /// How long a successful signature verification is trusted for the same digest and keys.
     #[arg(long, env = "MODELPLANE_VERIFICATION_CACHE_TTL", default_value = "60m", value_parser = parse_duration)]
     pub verification_cache_ttl: Duration,
+
+    /// Prometheus base URL (e.g. `http://prometheus.monitoring:9090`) for Canaries with
+    /// `analysis.source: prometheus` and custom metrics; unset: only the `pods` source works.
+    #[arg(long, env = "MODELPLANE_PROMETHEUS_URL")]
+    pub prometheus_url: Option<String>,
 }
 
 /// How log lines are written.

@@ -115,6 +115,8 @@ pub struct Cluster {
     pub namespaces: Vec<Namespace>,
     /// TenantQuotas.
     pub tenant_quotas: Vec<TenantQuota>,
+    /// Canaries.
+    pub canaries: Vec<modelplane_api::canary::Canary>,
 }
 
 /// A synced store holding `objects`.
@@ -165,6 +167,7 @@ impl Cluster {
             pod_index: crate::controller::PodIndex::from_pods(&self.pods),
             namespaces: store(&self.namespaces),
             tenant_quotas: store(&self.tenant_quotas),
+            canaries: store(&self.canaries),
         }
     }
 }

@@ -5,6 +5,7 @@
 //! pure; `drift` decides whether anything must be written; `controller/` holds one file per controller and is the only place
 //! that talks to the API server, together with `leader` (Lease election).
 
+pub mod analysis;
 pub mod cli;
 pub mod controller;
 pub mod desired;

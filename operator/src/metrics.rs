@@ -24,6 +24,51 @@ pub struct KindLabel {
     pub kind: String,
 }
 
+/// Labels of a Canary's gauges.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CanaryLabels {
+    /// The Canary's namespace.
+    pub namespace: String,
+    /// The Canary's name.
+    pub name: String,
+}
+
+/// Labels of a Canary's phase gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CanaryPhaseLabels {
+    /// The Canary's namespace.
+    pub namespace: String,
+    /// The Canary's name.
+    pub name: String,
+    /// A phase (`Progressing`, `RolledBack`, …).
+    pub phase: String,
+}
+
+/// Labels of the analysis verdict counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerdictLabels {
+    /// The Canary's namespace.
+    pub namespace: String,
+    /// The Canary's name.
+    pub name: String,
+    /// The metric's name in `spec.analysis.metrics`.
+    pub metric: String,
+    /// `Pass`, `Fail` or `Inconclusive`.
+    pub verdict: String,
+}
+
+/// The phases a Canary's phase gauge has a series for.
+const CANARY_PHASES: [&str; 8] = [
+    "Pending",
+    "Verifying",
+    "Progressing",
+    "Paused",
+    "Promoting",
+    "Succeeded",
+    "RolledBack",
+    "Failed",
+];
+
 /// All operator metrics, registered in one registry.
 pub struct Metrics {
     registry: Registry,
@@ -34,6 +79,9 @@ pub struct Metrics {
     managed_by_scope: Mutex<HashMap<(String, String), usize>>,
     leader: Gauge,
     verification: modelplane_verify::Metrics,
+    canary_phase: Family<CanaryPhaseLabels, Gauge>,
+    canary_weight: Family<CanaryLabels, Gauge>,
+    canary_verdicts: Family<VerdictLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -69,6 +117,24 @@ impl Default for Metrics {
             "1 while this replica holds the leader Lease, else 0",
             leader.clone(),
         );
+        let canary_phase = Family::<CanaryPhaseLabels, Gauge>::default();
+        let canary_weight = Family::<CanaryLabels, Gauge>::default();
+        let canary_verdicts = Family::<VerdictLabels, Counter>::default();
+        registry.register(
+            "canary_phase",
+            "1 for the phase a Canary is in, 0 for the others",
+            canary_phase.clone(),
+        );
+        registry.register(
+            "canary_weight_percent",
+            "Percent of a Canary's target traffic on its candidate",
+            canary_weight.clone(),
+        );
+        registry.register(
+            "canary_analysis_verdicts",
+            "Analysis verdicts per Canary and metric",
+            canary_verdicts.clone(),
+        );
         Self {
             registry: root,
             reconciles,
@@ -77,6 +143,9 @@ impl Default for Metrics {
             managed_by_scope: Mutex::default(),
             leader,
             verification,
+            canary_phase,
+            canary_weight,
+            canary_verdicts,
         }
     }
 }
@@ -114,6 +183,52 @@ impl Metrics {
     /// the [`modelplane_verify::Verifier`].
     pub fn verification(&self) -> modelplane_verify::Metrics {
         self.verification.clone()
+    }
+
+    /// Records a Canary's phase and weight.
+    pub fn set_canary(&self, namespace: &str, name: &str, phase: &str, weight: i32) {
+        for known in CANARY_PHASES {
+            self.canary_phase
+                .get_or_create(&CanaryPhaseLabels {
+                    namespace: namespace.to_owned(),
+                    name: name.to_owned(),
+                    phase: known.to_owned(),
+                })
+                .set(i64::from(known == phase));
+        }
+        self.canary_weight
+            .get_or_create(&CanaryLabels {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+            })
+            .set(i64::from(weight));
+    }
+
+    /// Counts one analysis verdict of a Canary's metric.
+    pub fn count_verdict(&self, namespace: &str, name: &str, metric: &str, verdict: &str) {
+        self.canary_verdicts
+            .get_or_create(&VerdictLabels {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                metric: metric.to_owned(),
+                verdict: verdict.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Forgets a deleted Canary's series.
+    pub fn forget_canary(&self, namespace: &str, name: &str) {
+        for known in CANARY_PHASES {
+            self.canary_phase.remove(&CanaryPhaseLabels {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                phase: known.to_owned(),
+            });
+        }
+        self.canary_weight.remove(&CanaryLabels {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        });
     }
 
     /// Records whether this replica is the leader.

@@ -223,6 +223,7 @@ async fn lead(
             metrics.clone(),
             defaults,
             verifier,
+            Arc::new(canary::Analyzer::new(args.prometheus_url.clone())),
             shutdown,
         ),
     );
@@ -246,6 +247,7 @@ async fn run_controllers(
     metrics: Arc<Metrics>,
     defaults: Defaults,
     verifier: Arc<dyn ArtifactVerifier>,
+    analyzer: Arc<canary::Analyzer>,
     shutdown: &Shutdown,
 ) {
     let namespaces = match scope {
@@ -259,6 +261,7 @@ async fn run_controllers(
             metrics.clone(),
             defaults.runtime_image.clone(),
             verifier.clone(),
+            analyzer.clone(),
             shutdown.requested(),
         )
     });

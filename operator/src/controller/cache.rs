@@ -18,7 +18,7 @@ use kube::{
         watcher,
     },
 };
-use modelplane_api::tenant_quota::TenantQuota;
+use modelplane_api::{canary::Canary, tenant_quota::TenantQuota};
 
 /// Label naming the ModelDeployment a runtime pod belongs to.
 pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
@@ -45,6 +45,8 @@ pub struct Cache {
     pub namespaces: Store<Namespace>,
     /// TenantQuotas (cluster-scoped): their admission records gate rollouts.
     pub tenant_quotas: Store<TenantQuota>,
+    /// Canaries: their status says which candidate runs beside stable, at which weight.
+    pub canaries: Store<Canary>,
 }
 
 /// Looks up a namespaced object in a store.
@@ -72,6 +74,7 @@ impl Cache {
             && ready(&self.pods)
             && ready(&self.namespaces)
             && ready(&self.tenant_quotas)
+            && ready(&self.canaries)
     }
 
     /// The runtime pods of the ModelDeployment `name` in `namespace`; costs a
@@ -303,6 +306,7 @@ mod tests {
             pod_index,
             namespaces: empty(),
             tenant_quotas: empty(),
+            canaries: empty(),
         }
     }
 

@@ -10,11 +10,11 @@ use modelplane_api::model_deployment::{
     self as md, ModelDeploymentSpec, ModelSource, ModelSpec, RuntimeSpec,
 };
 use modelplane_config::{
-    self as rc, Batching, Duration, HttpSource, Limits, ModelConfig, OciSource, RuntimeConfig,
-    ServerConfig, SignatureConfig, Source, VersionConfig, bundle_beside,
+    self as rc, Batching, CanaryConfig, Duration, HttpSource, Limits, MatchRule, ModelConfig,
+    OciSource, RuntimeConfig, ServerConfig, SignatureConfig, Source, VersionConfig, bundle_beside,
 };
 
-use super::Owner;
+use super::{CanaryTraffic, Owner};
 use crate::health::Blocker;
 
 /// Key of the config file in the ConfigMap.
@@ -42,6 +42,17 @@ pub fn render_runtime_config(
     insecure_registries: &[String],
     model_signature: Option<&SignatureConfig>,
 ) -> Result<RuntimeConfig, Blocker> {
+    render_with_candidate(spec, None, insecure_registries, model_signature)
+}
+
+/// [`render_runtime_config`] with a Canary's candidate served beside the stable version
+/// and the split that routes to it.
+pub fn render_with_candidate(
+    spec: &ModelDeploymentSpec,
+    candidate: Option<&CanaryTraffic>,
+    insecure_registries: &[String],
+    model_signature: Option<&SignatureConfig>,
+) -> Result<RuntimeConfig, Blocker> {
     let Some(model) = &spec.model else {
         return Err(Blocker {
             reason: "PipelineNotSupported",
@@ -55,7 +66,11 @@ pub fn render_runtime_config(
             ..ServerConfig::default()
         },
         models: vec![signed(
-            model_config(model, &spec.runtime, insecure_registries)?,
+            with_candidate(
+                model_config(model, &spec.runtime, insecure_registries)?,
+                candidate,
+                insecure_registries,
+            )?,
             model_signature,
             model.signature_bundle.as_ref(),
         )],
@@ -115,6 +130,7 @@ fn model_config(
             ..Limits::default()
         },
         generation: rc::Generation::default(),
+        canary: None,
         versions: vec![VersionConfig {
             version: version_label(&model.source),
             source: source(&model.source, insecure_registries)?,
@@ -126,6 +142,56 @@ fn model_config(
             signature: None,
         }],
     })
+}
+
+/// `model` with the candidate's version beside its stable one and the split to it; the
+/// stable version becomes the default.
+fn with_candidate(
+    mut model: ModelConfig,
+    candidate: Option<&CanaryTraffic>,
+    insecure_registries: &[String],
+) -> Result<ModelConfig, Blocker> {
+    let (Some(traffic), Some(stable)) = (candidate, model.versions.first().cloned()) else {
+        return Ok(model);
+    };
+    let stable_label = stable.version.clone();
+    let candidate_label = candidate_label(&stable_label, &traffic.source);
+    model.versions = vec![
+        VersionConfig {
+            version: stable_label.clone(),
+            ..stable.clone()
+        },
+        VersionConfig {
+            version: candidate_label.clone(),
+            source: source(&traffic.source, insecure_registries)?,
+            ..stable
+        },
+    ];
+    model.default_version = Some(stable_label);
+    model.canary = Some(CanaryConfig {
+        candidate: candidate_label,
+        weight: u32::try_from(traffic.weight.clamp(0, 100)).unwrap_or(0),
+        rules: traffic
+            .rules
+            .iter()
+            .map(|rule| MatchRule {
+                headers: rule.headers.clone(),
+                tenants: rule.tenants.clone(),
+            })
+            .collect(),
+        sticky_by: traffic.sticky_by.clone(),
+    });
+    Ok(model)
+}
+
+/// The candidate's version label in the runtime (and so in its metrics): its source's own
+/// label, suffixed when that is the stable version's.
+fn candidate_label(stable: &str, candidate: &ModelSource) -> String {
+    let mut label = version_label(candidate);
+    if label == stable {
+        label.push_str("-canary");
+    }
+    label
 }
 
 /// `model` with `signature` on every version, its bundle where `spec.model.signatureBundle`

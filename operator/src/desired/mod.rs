@@ -14,13 +14,16 @@ use k8s_openapi::api::{
     policy::v1::PodDisruptionBudget,
 };
 use kube::{Resource, ResourceExt, api::ObjectMeta};
-use modelplane_api::model_deployment::{ModelDeployment, ModelDeploymentSpec};
+use modelplane_api::{
+    canary::CanaryMatch,
+    model_deployment::{ModelDeployment, ModelDeploymentSpec, ModelSource},
+};
 use modelplane_config::{RuntimeConfig, SignatureConfig, TenantConfig};
 
 use crate::health::Blocker;
 
 pub use config::CONFIG_FILE;
-pub use config::{model_digest, render_runtime_config};
+pub use config::{model_digest, render_runtime_config, render_with_candidate};
 pub use deployment::{ROLLOUT_HASH_ANNOTATION, rollout_hash};
 pub use tenancy::{apply_tenancy, tenant_config};
 
@@ -76,6 +79,8 @@ pub struct Owner<'a> {
     pub spec: &'a ModelDeploymentSpec,
     /// The runtime budget of the tenant, from its TenantQuota (none without one).
     pub budget: Option<TenantConfig>,
+    /// A Canary's candidate served beside the stable model, with its split.
+    pub canary: Option<CanaryTraffic>,
     /// Controller ownerReference pointing at the ModelDeployment.
     owner_reference: k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
 }
@@ -90,6 +95,7 @@ impl<'a> Owner<'a> {
             tenant,
             spec: &md.spec,
             budget: None,
+            canary: None,
             owner_reference: md.controller_owner_ref(&())?,
         })
     }
@@ -97,6 +103,12 @@ impl<'a> Owner<'a> {
     /// The same owner with the tenant's runtime budget.
     pub fn with_budget(mut self, budget: Option<TenantConfig>) -> Self {
         self.budget = budget;
+        self
+    }
+
+    /// The same owner with a Canary's candidate beside the stable model.
+    pub fn with_canary(mut self, canary: Option<CanaryTraffic>) -> Self {
+        self.canary = canary;
         self
     }
 
@@ -111,6 +123,7 @@ impl<'a> Owner<'a> {
             tenant: self.tenant,
             spec,
             budget: self.budget.clone(),
+            canary: self.canary.clone(),
             owner_reference: self.owner_reference.clone(),
         }
     }
@@ -163,6 +176,22 @@ impl<'a> Owner<'a> {
     }
 }
 
+/// A Canary's candidate as the runtime serves it: loaded beside the stable model in every
+/// runtime pod, `weight` percent of the unmatched requests routed to it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CanaryTraffic {
+    /// The Canary's name.
+    pub canary: String,
+    /// The candidate's model source, pinned by digest.
+    pub source: ModelSource,
+    /// Percent of the requests no rule matches that go to the candidate.
+    pub weight: i32,
+    /// Requests that always go to the candidate.
+    pub rules: Vec<CanaryMatch>,
+    /// The header that keeps a user on one version.
+    pub sticky_by: Option<String>,
+}
+
 /// The tenant of a ModelDeployment: `spec.tenant`, else the namespace's
 /// `modelplane.io/tenant` label, else the namespace name.
 pub fn tenant_of(
@@ -188,8 +217,12 @@ pub fn desired_state(
     defaults: &Defaults,
     model_signature: Option<&SignatureConfig>,
 ) -> Result<Desired, Blocker> {
-    let mut config =
-        render_runtime_config(owner.spec, &defaults.insecure_registries, model_signature)?;
+    let mut config = render_with_candidate(
+        owner.spec,
+        owner.canary.as_ref(),
+        &defaults.insecure_registries,
+        model_signature,
+    )?;
     apply_tenancy(&mut config, owner.tenant, owner.budget.as_ref());
     config.validate().map_err(|error| {
         config::invalid(format!("the runtime would refuse this config: {error}"))

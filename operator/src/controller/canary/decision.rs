@@ -9,13 +9,16 @@ use modelplane_api::{
     model_deployment::ModelDeploymentSpec,
 };
 
-use super::candidate::{NotApplicable, candidate_spec};
+use super::{
+    candidate::{NotApplicable, candidate_spec},
+    progress::{self, Advance, Progressing},
+};
 use crate::{controller::model_deployment::Outcome, verification::inputs_hash};
 
 /// `Verified` reason while a check runs.
 pub const VERIFYING: &str = "Verifying";
-/// `Progressing` reason once the candidate is admitted: this version cannot shift traffic.
-pub const TRAFFIC_SHIFTING_UNAVAILABLE: &str = "TrafficShiftingUnavailable";
+/// `Progressing` reason of an admitted candidate before its rollout decides anything.
+pub const ADMITTED: &str = "Admitted";
 /// `Progressing` reason of a candidate refused under `Enforce`.
 pub const VERIFICATION_FAILED: &str = "VerificationFailed";
 /// Reason of a target that does not exist.
@@ -96,7 +99,8 @@ pub fn plan(
     status: &CanaryStatus,
     default_image: &str,
 ) -> Plan {
-    if canary.abort {
+    // An abort after promotion changes nothing: the target serves the candidate already.
+    if canary.abort && status.phase != CanaryPhase::Succeeded {
         return Plan::Report(Finding::Aborted);
     }
     let Some(target) = target else {
@@ -181,20 +185,44 @@ pub fn finding_of(outcome: Outcome, inputs: &str, keys: Vec<String>) -> Finding 
     }
 }
 
-/// The status that reports `finding`, observed at `generation`; transition times of conditions
-/// that did not flip, other condition types and the traffic fields are kept.
+/// The status that reports `finding` (and, for an admitted candidate, the rollout's
+/// `advance`), observed at `generation`; transition times of conditions that did not flip and
+/// other condition types are kept. A candidate that is not admitted gets no traffic.
 pub fn next_status(
     current: &CanaryStatus,
     finding: &Finding,
+    advance: Option<&Advance>,
     generation: Option<i64>,
     now: &Time,
 ) -> CanaryStatus {
-    let (phase, progressing) = phase_of(finding);
+    let (mut phase, mut progressing) = phase_of(finding);
     let verified = verified_of(finding);
+    let traffic = match (finding, advance) {
+        (Finding::Admitted { .. }, Some(advance)) => {
+            phase = advance.status.phase;
+            progressing = advance
+                .progressing
+                .as_ref()
+                .map(
+                    |Progressing {
+                         status,
+                         reason,
+                         message,
+                     }| { (*status, (*reason).to_owned(), message.clone()) },
+                )
+                .or_else(|| kept(current, condition_types::PROGRESSING))
+                .unwrap_or(progressing);
+            advance.status.clone()
+        }
+        _ => without_traffic(current),
+    };
     let condition = |type_: &str, (status, reason, message): (ConditionStatus, String, String)| {
         Condition::new(type_, status, reason, message, generation, now.clone())
     };
     let mut ours = vec![condition(condition_types::PROGRESSING, progressing)];
+    if let Some(analysis) = advance.and_then(|a| a.analysis.clone()) {
+        ours.push(condition(condition_types::ANALYSIS_PASSING, analysis));
+    }
     if let Some(verified) = verified {
         ours.insert(0, condition(condition_types::VERIFIED, verified));
     }
@@ -222,6 +250,22 @@ pub fn next_status(
         ),
         phase,
         candidate,
+        ..traffic
+    }
+}
+
+/// A condition of `current` as (status, reason, message).
+fn kept(current: &CanaryStatus, type_: &str) -> Option<ConditionContent> {
+    find_condition(&current.conditions, type_)
+        .map(|c| (c.status, c.reason.clone(), c.message.clone()))
+}
+
+/// `current` with no traffic on the candidate (the last analysis stays for the record).
+fn without_traffic(current: &CanaryStatus) -> CanaryStatus {
+    CanaryStatus {
+        weight: 0,
+        step_started_at: None,
+        next_analysis_at: None,
         ..current.clone()
     }
 }
@@ -246,7 +290,7 @@ fn phase_of(finding: &Finding) -> (CanaryPhase, ConditionContent) {
             CanaryPhase::RolledBack,
             not(
                 ABORTED,
-                "spec.abort is set: no traffic was shifted to the candidate, so the stable revision keeps serving every request".into(),
+                "spec.abort is set: the candidate gets no traffic and the stable revision serves every request".into(),
             ),
         ),
         Finding::Verifying { .. } => (
@@ -266,12 +310,10 @@ fn phase_of(finding: &Finding) -> (CanaryPhase, ConditionContent) {
         ),
         Finding::Admitted { record, .. } => (
             CanaryPhase::Pending,
-            not(
-                TRAFFIC_SHIFTING_UNAVAILABLE,
-                format!(
-                    "the candidate is admitted ({}); traffic shifting to a candidate is not available in this version of modelplane, so it gets no traffic and the canary stays Pending",
-                    pinned_summary(record)
-                ),
+            (
+                ConditionStatus::True,
+                ADMITTED.into(),
+                format!("the candidate is admitted ({})", pinned_summary(record)),
             ),
         ),
     }
@@ -336,14 +378,47 @@ pub fn events(before: &CanaryStatus, after: &CanaryStatus) -> Vec<Event> {
     }
     if let Some(progressing) = changed(condition_types::PROGRESSING) {
         let type_ = match progressing.reason.as_str() {
-            TARGET_NOT_FOUND | CANDIDATE_NOT_APPLICABLE => Some(EventType::Warning),
-            ABORTED | TRAFFIC_SHIFTING_UNAVAILABLE => Some(EventType::Normal),
-            _ => None,
+            // The verification Event tells these.
+            VERIFYING | VERIFICATION_FAILED => None,
+            TARGET_NOT_FOUND
+            | CANDIDATE_NOT_APPLICABLE
+            | progress::ANALYSIS_FAILED
+            | progress::INCONCLUSIVE_LIMIT
+            | progress::METRICS_UNAVAILABLE
+            | progress::INVALID_SPEC
+            | progress::QUOTA_NOT_ADMITTED => Some(EventType::Warning),
+            _ => Some(EventType::Normal),
         };
         if let Some(type_) = type_ {
             let note = progressing.message.clone();
             events.push(event(type_, &progressing.reason, note, "Canary"));
         }
+    }
+    let stepped = before.step != after.step || before.step_started_at != after.step_started_at;
+    if stepped && after.step_started_at.is_some() && after.phase == CanaryPhase::Progressing {
+        events.push(event(
+            EventType::Normal,
+            "StepStarted",
+            format!(
+                "step {}: {}% of requests go to the candidate",
+                after.step + 1,
+                after.weight
+            ),
+            "Step",
+        ));
+    }
+    let analysed = before.last_analysis.as_ref().map(|a| &a.time)
+        != after.last_analysis.as_ref().map(|a| &a.time);
+    if let (true, Some(analysis)) = (
+        analysed,
+        find_condition(&after.conditions, condition_types::ANALYSIS_PASSING),
+    ) {
+        let type_ = match analysis.status {
+            ConditionStatus::False => EventType::Warning,
+            _ => EventType::Normal,
+        };
+        let reason = format!("Analysis{}", analysis.reason);
+        events.push(event(type_, &reason, analysis.message.clone(), "Analyze"));
     }
     events
 }
@@ -357,22 +432,23 @@ fn verification_event(verified: &Condition, phase: CanaryPhase) -> Option<Event>
             format!("candidate {message}"),
             "Verify",
         )),
-        (ConditionStatus::False, CanaryPhase::Pending) => Some(event(
-            EventType::Warning,
-            &verified.reason,
-            format!("audit mode, candidate admitted unverified: {message}"),
-            "Verify",
-        )),
         (ConditionStatus::False, CanaryPhase::Verifying) => Some(event(
             EventType::Warning,
             &verified.reason,
             format!("candidate not verified yet, retrying with backoff: {message}"),
             "Verify",
         )),
-        (ConditionStatus::False, _) => Some(event(
+        (ConditionStatus::False, CanaryPhase::Failed) => Some(event(
             EventType::Warning,
             &verified.reason,
             format!("candidate refused, it gets no traffic: {message}"),
+            "Verify",
+        )),
+        // Any other phase follows an admission (Audit mode).
+        (ConditionStatus::False, _) => Some(event(
+            EventType::Warning,
+            &verified.reason,
+            format!("audit mode, candidate admitted unverified: {message}"),
             "Verify",
         )),
         (ConditionStatus::Unknown, _) => None,

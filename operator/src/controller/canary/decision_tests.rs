@@ -74,7 +74,7 @@ fn refused(inputs: &str, reason: &str, retry: bool) -> Finding {
 }
 
 fn status_of(finding: &Finding) -> CanaryStatus {
-    next_status(&CanaryStatus::default(), finding, Some(1), &at(0))
+    next_status(&CanaryStatus::default(), finding, None, Some(1), &at(0))
 }
 
 fn inputs_of(spec: &CanarySpec) -> String {
@@ -203,7 +203,7 @@ fn a_target_that_went_away_and_came_back_is_verified_again() {
     let gone = Finding::TargetNotFound {
         target: "resnet18".into(),
     };
-    let missing = next_status(&admitted, &gone, Some(1), &at(60));
+    let missing = next_status(&admitted, &gone, None, Some(1), &at(60));
     assert_eq!(missing.candidate, None);
     let next = plan(&spec, Some(&target()), &missing, IMAGE);
     assert!(
@@ -253,19 +253,19 @@ fn phases_and_conditions_follow_the_finding() {
             admitted("i", True, "Verified"),
             Pending,
             Some((True, "Verified")),
-            (False, TRAFFIC_SHIFTING_UNAVAILABLE),
+            (True, ADMITTED),
         ),
         (
             admitted("i", False, "NoSignature"),
             Pending,
             Some((False, "NoSignature")),
-            (False, TRAFFIC_SHIFTING_UNAVAILABLE),
+            (True, ADMITTED),
         ),
         (
             admitted("i", Unknown, "VerificationDisabled"),
             Pending,
             Some((Unknown, "VerificationDisabled")),
-            (False, TRAFFIC_SHIFTING_UNAVAILABLE),
+            (True, ADMITTED),
         ),
         (
             refused("i", "RegistryUnreachable", true),
@@ -293,21 +293,95 @@ fn phases_and_conditions_follow_the_finding() {
 }
 
 #[test]
-fn admitted_status_pins_the_candidate_and_says_traffic_shifting_is_unavailable() {
+fn admitted_status_pins_the_candidate_before_any_traffic() {
     let status = status_of(&admitted("i", ConditionStatus::True, "Verified"));
     let record = status.candidate.as_ref().expect("candidate");
     assert_eq!(record.image_digest, Some(digest('e')));
     assert_eq!(record.model_digest, Some(digest('b')));
+    assert_eq!(status.weight, 0);
     let progressing =
         find_condition(&status.conditions, condition_types::PROGRESSING).expect("progressing");
     assert!(
-        progressing
-            .message
-            .contains("not available in this version"),
+        progressing.message.contains(&digest('b')),
         "{}",
         progressing.message
     );
-    assert!(progressing.message.contains(&digest('b')));
+}
+
+/// The rollout's advance as the reconcile computes it for an admitted candidate.
+fn stepping(weight: i32) -> Advance {
+    Advance {
+        status: CanaryStatus {
+            phase: CanaryPhase::Progressing,
+            weight,
+            step_started_at: Some(at(0)),
+            ..CanaryStatus::default()
+        },
+        progressing: Some(Progressing {
+            status: ConditionStatus::True,
+            reason: progress::STEPPING,
+            message: format!("step 1 of 2: {weight}% of requests go to the candidate"),
+        }),
+        analysis: Some((
+            ConditionStatus::True,
+            "Passed".into(),
+            "errorRate Pass".into(),
+        )),
+        requeue: std::time::Duration::from_secs(60),
+    }
+}
+
+#[test]
+fn an_admitted_candidate_takes_the_rollouts_traffic_and_conditions() {
+    let finding = admitted("i", ConditionStatus::True, "Verified");
+    let status = next_status(
+        &CanaryStatus::default(),
+        &finding,
+        Some(&stepping(10)),
+        Some(1),
+        &at(0),
+    );
+    assert_eq!(
+        (status.phase, status.weight),
+        (CanaryPhase::Progressing, 10)
+    );
+    assert_eq!(
+        condition(&status, condition_types::PROGRESSING),
+        (ConditionStatus::True, progress::STEPPING.into())
+    );
+    assert_eq!(
+        condition(&status, condition_types::ANALYSIS_PASSING),
+        (ConditionStatus::True, "Passed".into())
+    );
+    assert_eq!(
+        condition(&status, condition_types::VERIFIED).0,
+        ConditionStatus::True
+    );
+}
+
+#[test]
+fn a_candidate_that_fails_verification_never_gets_traffic() {
+    let running = next_status(
+        &CanaryStatus::default(),
+        &admitted("i", ConditionStatus::True, "Verified"),
+        Some(&stepping(50)),
+        Some(1),
+        &at(0),
+    );
+    assert_eq!(running.weight, 50);
+    // The candidate changed and its new signature does not verify: even with an advance
+    // at hand (there is none for a refused candidate), the weight drops to 0.
+    for finding in [
+        refused("j", "WrongKey", false),
+        refused("j", "RegistryUnreachable", true),
+        Finding::Verifying { inputs: "j".into() },
+        Finding::Aborted,
+        Finding::TargetNotFound { target: "t".into() },
+    ] {
+        let status = next_status(&running, &finding, Some(&stepping(50)), Some(2), &at(60));
+        assert_eq!(status.weight, 0, "{finding:?}");
+        assert!(!progress::gets_traffic(&status), "{finding:?}");
+    }
 }
 
 #[test]
@@ -319,7 +393,7 @@ fn a_settled_status_is_computed_again_unchanged() {
         Finding::Aborted,
     ] {
         let first = status_of(&finding);
-        let again = next_status(&first, &finding, Some(1), &at(60));
+        let again = next_status(&first, &finding, None, Some(1), &at(60));
         assert_eq!(again, first, "{finding:?}");
         assert!(events(&first, &again).is_empty(), "{finding:?}");
     }
@@ -328,7 +402,7 @@ fn a_settled_status_is_computed_again_unchanged() {
 #[test]
 fn abort_keeps_the_verification_verdict() {
     let verified = status_of(&admitted("i", ConditionStatus::True, "Verified"));
-    let aborted = next_status(&verified, &Finding::Aborted, Some(2), &at(60));
+    let aborted = next_status(&verified, &Finding::Aborted, None, Some(2), &at(60));
     assert_eq!(aborted.phase, CanaryPhase::RolledBack);
     assert_eq!(
         condition(&aborted, condition_types::VERIFIED),
@@ -338,7 +412,7 @@ fn abort_keeps_the_verification_verdict() {
 }
 
 fn reasons(before: &CanaryStatus, after: &Finding) -> Vec<(String, String)> {
-    let after = next_status(before, after, Some(1), &at(60));
+    let after = next_status(before, after, None, Some(1), &at(60));
     events(before, &after)
         .into_iter()
         .map(|e| (format!("{:?}", e.type_), e.reason))
@@ -357,17 +431,11 @@ fn each_decision_publishes_one_event_per_change() {
     let cases = [
         (
             admitted("i", ConditionStatus::True, "Verified"),
-            pairs(&[
-                ("Normal", "Verified"),
-                ("Normal", TRAFFIC_SHIFTING_UNAVAILABLE),
-            ]),
+            pairs(&[("Normal", "Verified"), ("Normal", ADMITTED)]),
         ),
         (
             admitted("i", ConditionStatus::False, "NoSignature"),
-            pairs(&[
-                ("Warning", "NoSignature"),
-                ("Normal", TRAFFIC_SHIFTING_UNAVAILABLE),
-            ]),
+            pairs(&[("Warning", "NoSignature"), ("Normal", ADMITTED)]),
         ),
         (
             refused("i", "WrongKey", false),
@@ -379,7 +447,7 @@ fn each_decision_publishes_one_event_per_change() {
         ),
         (
             admitted("i", ConditionStatus::Unknown, "VerificationDisabled"),
-            pairs(&[("Normal", TRAFFIC_SHIFTING_UNAVAILABLE)]),
+            pairs(&[("Normal", ADMITTED)]),
         ),
     ];
     for (finding, expected) in cases {

@@ -1,19 +1,26 @@
-//! The Canary controller, first stage: candidate verification. No candidate ever gets
-//! traffic unverified: the candidate revision (the target's spec with the candidate's model
-//! source or runtime image) is resolved to digests and verified with the target's keys, mode
-//! and pull secrets, exactly like a ModelDeployment rollout, and the pinned digests are
-//! recorded in `status.candidate`.
+//! The Canary controller. No candidate ever gets traffic unverified: the candidate revision
+//! (the target's spec with the candidate's model source or runtime image) is resolved to
+//! digests and verified with the target's keys, mode and pull secrets, exactly like a
+//! ModelDeployment rollout, and the pinned digests are recorded in `status.candidate`.
 //!
-//! Traffic shifting, analysis and promotion are not implemented yet: an admitted candidate
-//! stays `Pending` with `Progressing=False`, reason `TrafficShiftingUnavailable`.
+//! An admitted candidate then rolls out ([`progress`]): each step's weight goes into the
+//! Canary's status, the target's ModelDeployment controller renders the candidate beside
+//! stable with that weight into its runtime config (every runtime pod routes by it, see
+//! `modelplane_config::CanaryConfig`), and every `analysis.interval` the candidate is
+//! judged against stable ([`analyze`]). Promotion asks the target to serve the candidate as
+//! its revision; the Canary succeeds once it does.
 //!
-//! Reconcile: plan (pure, [`plan`]), verify if the plan says so, write the status
-//! only when it changed, publish an Event per decision.
+//! Reconcile: plan (pure, [`plan`]), verify if the plan says so, advance the rollout (pure,
+//! [`advance`], after reading the metrics if an analysis is due), write the status only
+//! when it changed, publish an Event per decision.
 
+mod analyze;
 mod candidate;
 mod check;
 mod decision;
+mod progress;
 mod watch;
+mod window;
 
 #[cfg(test)]
 mod tests;
@@ -30,8 +37,12 @@ use kube::{
     runtime::{controller::Action, events::Recorder, reflector::Store},
 };
 use modelplane_api::{
-    canary::{Canary, CanaryStatus},
-    model_deployment::ModelDeployment,
+    canary::{
+        Canary, CanaryPhase, CanaryStatus, CandidateRevision, MetricResult, Promotion, SpecChange,
+        Verdict,
+    },
+    condition::{ConditionStatus, find_condition},
+    model_deployment::{ModelDeployment, condition_types as md_conditions},
 };
 use serde_json::json;
 
@@ -43,13 +54,14 @@ use crate::{
     verification::ArtifactVerifier,
 };
 
+pub use analyze::{Analyzer, Subject};
 pub use candidate::{NotApplicable, candidate_spec};
 pub use check::Holds;
 pub use decision::{
-    ABORTED, CANDIDATE_NOT_APPLICABLE, Finding, Plan, TARGET_NOT_FOUND,
-    TRAFFIC_SHIFTING_UNAVAILABLE, VERIFICATION_FAILED, VERIFYING, Verification, events, finding_of,
-    next_status, plan,
+    ABORTED, ADMITTED, CANDIDATE_NOT_APPLICABLE, Finding, Plan, TARGET_NOT_FOUND,
+    VERIFICATION_FAILED, VERIFYING, Verification, events, finding_of, next_status, plan,
 };
+pub use progress::{Advance, Interval, Observed, advance, analysis_due, gets_traffic, overall};
 pub use watch::{canaries_targeting, run};
 
 /// Kind label of this controller in metrics.
@@ -82,6 +94,8 @@ pub struct Context {
     pub backoff: Backoff,
     /// Candidates refused recently, not re-checked until their hold ends.
     pub holds: Holds,
+    /// Reads and judges the candidate's metrics.
+    pub analyzer: Arc<Analyzer>,
 }
 
 fn key(canary: &Canary) -> String {
@@ -117,6 +131,9 @@ pub fn error_policy(canary: Arc<Canary>, error: &Error, ctx: Arc<Context>) -> Ac
 #[tracing::instrument(skip_all, fields(object = %key(canary)))]
 async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Action> {
     if canary.meta().deletion_timestamp.is_some() {
+        ctx.analyzer.forget(&key(canary));
+        ctx.metrics
+            .forget_canary(&canary.namespace().unwrap_or_default(), &canary.name_any());
         return Ok(Action::await_change());
     }
     if futures::FutureExt::now_or_never(ctx.targets.wait_until_ready()).is_none_or(|r| r.is_err()) {
@@ -148,7 +165,7 @@ async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Action> {
                         let verifying = Finding::Verifying {
                             inputs: inputs.clone(),
                         };
-                        current = write_status(ctx, canary, &current, &verifying).await?;
+                        current = write_status(ctx, canary, &current, &verifying, None).await?;
                     }
                     let finding = check::verify(ctx, &namespace, &spec, &inputs).await?;
                     let delay = hold_after(ctx, &key(canary), &inputs, &finding);
@@ -157,8 +174,195 @@ async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Action> {
             }
         }
     };
-    write_status(ctx, canary, &current, &finding).await?;
-    Ok(Action::requeue(requeue.unwrap_or(RESYNC)))
+    let advance = match &finding {
+        Finding::Admitted { record, .. } => {
+            Some(roll(ctx, canary, target.as_deref(), &current, record).await)
+        }
+        _ => {
+            ctx.analyzer.forget(&key(canary));
+            None
+        }
+    };
+    let written = write_status(ctx, canary, &current, &finding, advance.as_ref()).await?;
+    ctx.metrics.set_canary(
+        &namespace,
+        &canary.name_any(),
+        phase_name(written.phase),
+        written.weight,
+    );
+    let requeue = [requeue, advance.map(|a| a.requeue)]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(RESYNC);
+    Ok(Action::requeue(requeue))
+}
+
+/// One reconcile of an admitted candidate's rollout: read what it depends on (the target,
+/// the metrics when an analysis is due), then [`advance`].
+async fn roll(
+    ctx: &Context,
+    canary: &Canary,
+    target: Option<&ModelDeployment>,
+    current: &CanaryStatus,
+    record: &CandidateRevision,
+) -> Advance {
+    let now = Timestamp::now();
+    let fresh = current.candidate.as_ref().map(|c| &c.inputs) != Some(&record.inputs);
+    let quota_admitted = target
+        .and_then(|t| t.status.as_ref())
+        .and_then(|s| find_condition(&s.conditions, md_conditions::QUOTA_ADMITTED))
+        .is_none_or(|c| c.status != ConditionStatus::False);
+    let due = !fresh && current.phase != CanaryPhase::Promoting && analysis_due(current, now);
+    let analysis = match (due, target) {
+        (true, Some(target)) => Some(run_analysis(ctx, canary, target).await),
+        _ => None,
+    };
+    if let Some(Interval::Judged(results)) = &analysis {
+        let namespace = canary.namespace().unwrap_or_default();
+        for result in results {
+            let verdict = format!("{:?}", result.verdict);
+            ctx.metrics
+                .count_verdict(&namespace, &canary.name_any(), &result.name, &verdict);
+        }
+    }
+    let seen = Observed {
+        now,
+        quota_admitted,
+        promoted: target.is_some_and(|t| promoted(canary, t, record)),
+        analysis,
+    };
+    let mut advance = advance(&canary.spec, current, fresh, &seen);
+    if advance.status.phase == CanaryPhase::Succeeded && current.phase != CanaryPhase::Succeeded {
+        advance.status.promotion = Some(promotion(canary, target, now));
+    }
+    let stepped = advance.status.step_started_at != current.step_started_at;
+    if let (true, Some(target)) = (stepped && gets_traffic(&advance.status), target) {
+        // The next interval is compared with what the pods count from here.
+        if let Some(subject) = subject(canary, target, None) {
+            ctx.analyzer
+                .baseline(&ctx.client, &canary.spec, &subject)
+                .await;
+        }
+    }
+    advance
+}
+
+/// Reads the metrics of the interval that ends now and judges them.
+async fn run_analysis(ctx: &Context, canary: &Canary, target: &ModelDeployment) -> Interval {
+    let namespace = canary.namespace().unwrap_or_default();
+    let versions = match analyze::versions(&ctx.client, &namespace, &target.name_any()).await {
+        Ok(versions) => versions,
+        Err(error) => {
+            return Interval::SourceError(format!(
+                "reading the runtime config of ModelDeployment {}: {error}",
+                target.name_any()
+            ));
+        }
+    };
+    match subject(canary, target, versions) {
+        Some(subject) if !subject.candidate.is_empty() => {
+            ctx.analyzer
+                .analyze(&ctx.client, &canary.spec, &subject)
+                .await
+        }
+        _ => Interval::Judged(vec![MetricResult {
+            name: "traffic".into(),
+            stable: None,
+            candidate: None,
+            stable_samples: None,
+            candidate_samples: None,
+            verdict: Verdict::Inconclusive,
+            message: Some(format!(
+                "the runtime config of ModelDeployment {} does not route to the candidate yet",
+                target.name_any()
+            )),
+        }]),
+    }
+}
+
+/// What the analysis reads: the target's model and, once its runtime config routes to the
+/// candidate, the stable and candidate version labels.
+fn subject(
+    canary: &Canary,
+    target: &ModelDeployment,
+    versions: Option<(String, String, String)>,
+) -> Option<Subject> {
+    let model = target.spec.model.as_ref()?.name.clone();
+    let (model, stable, candidate) = versions.unwrap_or((model, String::new(), String::new()));
+    Some(Subject {
+        key: key(canary),
+        namespace: canary.namespace()?,
+        target: target.name_any(),
+        model,
+        stable,
+        candidate,
+    })
+}
+
+/// Whether `target` serves this canary's candidate as its revision at its current generation.
+fn promoted(canary: &Canary, target: &ModelDeployment, record: &CandidateRevision) -> bool {
+    let Some(revision) = target.status.as_ref().and_then(|s| s.revision.as_ref()) else {
+        return false;
+    };
+    revision.promoted_by.as_deref() == Some(canary.name_any().as_str())
+        && revision.promoted_generation == target.metadata.generation
+        && (record.model_digest.is_none() || revision.model_digest == record.model_digest)
+}
+
+/// The promotion record: when, at which target generation, and what to commit to Git.
+fn promotion(canary: &Canary, target: Option<&ModelDeployment>, now: Timestamp) -> Promotion {
+    let candidate = &canary.spec.candidate;
+    let json = |value: serde_json::Result<String>| value.unwrap_or_default();
+    let mut changes = Vec::new();
+    if let Some(model) = &candidate.model {
+        changes.push(SpecChange {
+            field: "spec.model.source".into(),
+            value: json(serde_json::to_string(&model.source)),
+        });
+        if let Some(format) = &model.format {
+            changes.push(SpecChange {
+                field: "spec.model.format".into(),
+                value: json(serde_json::to_string(format)),
+            });
+        }
+        if let Some(tokenizer) = &model.tokenizer {
+            changes.push(SpecChange {
+                field: "spec.model.tokenizer".into(),
+                value: json(serde_json::to_string(tokenizer)),
+            });
+        }
+    }
+    if let Some(runtime) = &candidate.runtime {
+        changes.push(SpecChange {
+            field: "spec.runtime.image".into(),
+            value: json(serde_json::to_string(&runtime.image)),
+        });
+    }
+    if let Some(prompts) = &candidate.prompts {
+        changes.push(SpecChange {
+            field: "spec.prompts".into(),
+            value: json(serde_json::to_string(prompts)),
+        });
+    }
+    Promotion {
+        time: Some(Time(now)),
+        target_generation: target.and_then(|t| t.metadata.generation),
+        changes,
+    }
+}
+
+fn phase_name(phase: CanaryPhase) -> &'static str {
+    match phase {
+        CanaryPhase::Pending => "Pending",
+        CanaryPhase::Verifying => "Verifying",
+        CanaryPhase::Progressing => "Progressing",
+        CanaryPhase::Paused => "Paused",
+        CanaryPhase::Promoting => "Promoting",
+        CanaryPhase::Succeeded => "Succeeded",
+        CanaryPhase::RolledBack => "RolledBack",
+        CanaryPhase::Failed => "Failed",
+    }
 }
 
 /// Holds a refused candidate until its next check and returns the delay; releases an admitted one.
@@ -190,9 +394,10 @@ async fn write_status(
     canary: &Canary,
     current: &CanaryStatus,
     finding: &Finding,
+    advance: Option<&Advance>,
 ) -> Result<CanaryStatus> {
     let now = Time(Timestamp::now());
-    let next = next_status(current, finding, canary.meta().generation, &now);
+    let next = next_status(current, finding, advance, canary.meta().generation, &now);
     if &next == current {
         return Ok(next);
     }

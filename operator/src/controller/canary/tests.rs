@@ -22,7 +22,7 @@ use modelplane_api::{
 use modelplane_verify::{Failure, FailureReason, Mode};
 use serde_json::{Value, json};
 
-use super::{Context, Holds, RESYNC, SECRET_RETRY, reconcile};
+use super::{Context, Holds, RESYNC, SECRET_RETRY, progress::HOLD_WAIT, reconcile};
 use crate::{
     controller::Backoff,
     fixtures::{
@@ -59,7 +59,9 @@ fn canary(source: &str) -> Canary {
         "metadata": {"name": CANARY, "namespace": NAMESPACE, "uid": "uid-canary", "generation": 1},
         "spec": {"targetRef": {"name": "resnet18"},
                  "candidate": {"model": {"source": {"oci": source}}},
-                 "steps": [{"weight": 5}, {"weight": 50}]},
+                 "steps": [{"weight": 5}, {"weight": 50}],
+                 // Verification is what these tests are about: the rollout holds.
+                 "paused": true},
     }))
     .expect("canary")
 }
@@ -113,6 +115,8 @@ enum Step {
     Status,
     /// An Event with this reason.
     Event(&'static str),
+    /// A list of the target's runtime pods (the metrics baseline): answered with none.
+    Pods,
 }
 
 type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
@@ -170,6 +174,17 @@ async fn answer(step: &Step, request: Request<Body>, canary: &Canary) -> (Respon
             object["status"] = body["status"].clone();
             respond(StatusCode::OK, &object)
         }
+        Step::Pods => {
+            let want = format!("/api/v1/namespaces/{NAMESPACE}/pods");
+            assert!(
+                method == Method::GET && path == want && query.contains("labelSelector"),
+                "expected a list of the target's pods, got {got}"
+            );
+            respond(
+                StatusCode::OK,
+                &json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": []}),
+            )
+        }
         Step::Event(reason) => {
             let want = format!("/apis/events.k8s.io/v1/namespaces/{NAMESPACE}/events");
             // The recorder publishes a repeated (reason, action) as a PATCH of its series.
@@ -220,6 +235,7 @@ impl Harness {
             targets: store(targets),
             backoff: Backoff::default(),
             holds: Holds::default(),
+            analyzer: Arc::new(super::analyze::Analyzer::new(None)),
         };
         Self {
             ctx: Arc::new(ctx),
@@ -286,15 +302,12 @@ async fn a_signed_candidate_is_verified_pinned_and_held_before_traffic() {
     let registry = candidate_registry(true);
     let mut harness = Harness::new(&[target("Enforce")], registry.clone());
     let mut canary = canary(CANDIDATE_TAG);
-    let script = verifying_then(&[
-        Step::Event("Verified"),
-        Step::Event("TrafficShiftingUnavailable"),
-    ]);
+    let script = verifying_then(&[Step::Event("Verified"), Step::Event("PausedBySpec")]);
     let (action, statuses) = harness.reconcile(&mut canary, script).await;
 
     assert_eq!(statuses[0].phase, CanaryPhase::Verifying);
     let status = status(&canary);
-    assert_eq!(status.phase, CanaryPhase::Pending);
+    assert_eq!(status.phase, CanaryPhase::Paused);
     assert_eq!(verified(status), ("True".into(), "Verified".into()));
     let record = status.candidate.as_ref().expect("candidate");
     assert_eq!(record.image_digest.as_deref(), Some(RUNTIME_DIGEST));
@@ -304,7 +317,7 @@ async fn a_signed_candidate_is_verified_pinned_and_held_before_traffic() {
     assert!(record.verified_at.is_some());
     assert_eq!(record.keys.len(), 1);
     assert!(record.keys[0].starts_with("sha256:"), "{:?}", record.keys);
-    assert_eq!(action, Action::requeue(RESYNC));
+    assert_eq!(action, Action::requeue(HOLD_WAIT));
 }
 
 #[tokio::test]
@@ -312,17 +325,14 @@ async fn a_converged_canary_makes_no_request_and_asks_no_registry() {
     let registry = candidate_registry(true);
     let mut harness = Harness::new(&[target("Enforce")], registry.clone());
     let mut canary = canary(CANDIDATE_TAG);
-    let script = verifying_then(&[
-        Step::Event("Verified"),
-        Step::Event("TrafficShiftingUnavailable"),
-    ]);
+    let script = verifying_then(&[Step::Event("Verified"), Step::Event("PausedBySpec")]);
     harness.reconcile(&mut canary, script).await;
     let checks = registry.checks();
 
     let (action, statuses) = harness.reconcile(&mut canary, Vec::new()).await;
     assert!(statuses.is_empty());
     assert_eq!(registry.checks(), checks);
-    assert_eq!(action, Action::requeue(RESYNC));
+    assert_eq!(action, Action::requeue(HOLD_WAIT));
     // A fresh operator (no memory) trusts the status record as well.
     let mut restarted = Harness::new(&[target("Enforce")], registry.clone());
     restarted.reconcile(&mut canary, Vec::new()).await;
@@ -398,10 +408,7 @@ async fn a_tag_moved_after_verification_keeps_the_verified_digest_pinned() {
     let registry = candidate_registry(true);
     let mut harness = Harness::new(&[target("Enforce")], registry.clone());
     let mut canary = canary(CANDIDATE_TAG);
-    let script = verifying_then(&[
-        Step::Event("Verified"),
-        Step::Event("TrafficShiftingUnavailable"),
-    ]);
+    let script = verifying_then(&[Step::Event("Verified"), Step::Event("PausedBySpec")]);
     harness.reconcile(&mut canary, script).await;
 
     registry.tag(CANDIDATE_TAG, &digest('c'));
@@ -440,10 +447,10 @@ async fn an_unreachable_registry_is_retried_with_backoff_until_it_answers() {
         Step::KeySecret { found: true },
         Step::Status,
         Step::Event("Verified"),
-        Step::Event("TrafficShiftingUnavailable"),
+        Step::Event("PausedBySpec"),
     ];
     harness.reconcile(&mut canary, script).await;
-    assert_eq!(status(&canary).phase, CanaryPhase::Pending);
+    assert_eq!(status(&canary).phase, CanaryPhase::Paused);
     assert_eq!(
         verified(status(&canary)),
         ("True".into(), "Verified".into())
@@ -460,11 +467,8 @@ async fn a_missing_key_secret_refuses_under_enforce_and_admits_unverified_under_
         ),
         (
             "Audit",
-            CanaryPhase::Pending,
-            vec![
-                Step::Event("KeyMissing"),
-                Step::Event("TrafficShiftingUnavailable"),
-            ],
+            CanaryPhase::Paused,
+            vec![Step::Event("KeyMissing"), Step::Event("PausedBySpec")],
         ),
     ] {
         let mut harness = Harness::new(&[target(mode)], candidate_registry(true));
@@ -488,13 +492,10 @@ async fn a_missing_key_secret_refuses_under_enforce_and_admits_unverified_under_
 async fn audit_admits_an_unsigned_candidate_pinned_but_unverified() {
     let mut harness = Harness::new(&[target("Audit")], candidate_registry(false));
     let mut canary = canary(CANDIDATE_TAG);
-    let script = verifying_then(&[
-        Step::Event("NoSignature"),
-        Step::Event("TrafficShiftingUnavailable"),
-    ]);
+    let script = verifying_then(&[Step::Event("NoSignature"), Step::Event("PausedBySpec")]);
     harness.reconcile(&mut canary, script).await;
     let status = status(&canary);
-    assert_eq!(status.phase, CanaryPhase::Pending);
+    assert_eq!(status.phase, CanaryPhase::Paused);
     assert_eq!(verified(status), ("False".into(), "NoSignature".into()));
     let record = status.candidate.as_ref().expect("candidate");
     assert_eq!(record.model_digest, Some(digest('b')));
@@ -535,20 +536,14 @@ async fn a_changed_candidate_is_verified_again() {
         .sign(&digest('d'));
     let mut harness = Harness::new(&[target("Enforce")], registry.clone());
     let mut canary = canary(CANDIDATE_TAG);
-    let script = verifying_then(&[
-        Step::Event("Verified"),
-        Step::Event("TrafficShiftingUnavailable"),
-    ]);
+    let script = verifying_then(&[Step::Event("Verified"), Step::Event("PausedBySpec")]);
     harness.reconcile(&mut canary, script).await;
 
     let status_before = canary.status.clone();
     let mut changed = self::canary("registry.example/models/resnet18:v5");
     changed.metadata.generation = Some(2);
     changed.status = status_before;
-    let script = verifying_then(&[
-        Step::Event("Verified"),
-        Step::Event("TrafficShiftingUnavailable"),
-    ]);
+    let script = verifying_then(&[Step::Event("Verified"), Step::Event("PausedBySpec")]);
     harness.reconcile(&mut changed, script).await;
     let status = status(&changed);
     assert_eq!(status.observed_generation, Some(2));
@@ -576,11 +571,52 @@ async fn the_target_keeps_its_own_pinned_model_while_the_candidate_is_checked() 
     let registry = candidate_registry(true);
     let mut harness = Harness::new(&[target("Enforce")], registry.clone());
     let mut canary = canary(&oci('b'));
-    let script = verifying_then(&[
-        Step::Event("Verified"),
-        Step::Event("TrafficShiftingUnavailable"),
-    ]);
+    let script = verifying_then(&[Step::Event("Verified"), Step::Event("PausedBySpec")]);
     harness.reconcile(&mut canary, script).await;
     let record = status(&canary).candidate.as_ref().expect("candidate");
     assert_eq!(record.model_digest, Some(digest('b')));
+}
+
+#[tokio::test]
+async fn an_admitted_candidate_starts_its_first_step() {
+    let mut harness = Harness::new(&[target("Enforce")], candidate_registry(true));
+    let mut canary = canary(CANDIDATE_TAG);
+    canary.spec.paused = false;
+    let script = vec![
+        Step::Status,
+        Step::KeySecret { found: true },
+        Step::Pods,
+        Step::Status,
+        Step::Event("Verified"),
+        Step::Event("Stepping"),
+        Step::Event("StepStarted"),
+    ];
+    let (action, _) = harness.reconcile(&mut canary, script).await;
+    let status = status(&canary);
+    assert_eq!(
+        (status.phase, status.step, status.weight),
+        (CanaryPhase::Progressing, 0, 5)
+    );
+    assert!(status.step_started_at.is_some() && status.next_analysis_at.is_some());
+    // The next look is at the first analysis, one interval (1m) on.
+    assert_eq!(action, Action::requeue(Duration::from_secs(60)));
+    // Pausing it holds the weight, within one reconcile.
+    canary.spec.paused = true;
+    let script = vec![Step::Status, Step::Event("PausedBySpec")];
+    harness.reconcile(&mut canary, script).await;
+    let paused = status_of_canary(&canary);
+    assert_eq!((paused.phase, paused.weight), (CanaryPhase::Paused, 5));
+    // Aborting it sends every request to stable, within one reconcile.
+    canary.spec.abort = true;
+    let script = vec![Step::Status, Step::Event("Aborted")];
+    harness.reconcile(&mut canary, script).await;
+    let aborted = status_of_canary(&canary);
+    assert_eq!(
+        (aborted.phase, aborted.weight),
+        (CanaryPhase::RolledBack, 0)
+    );
+}
+
+fn status_of_canary(canary: &Canary) -> CanaryStatus {
+    status(canary).clone()
 }

@@ -16,7 +16,7 @@ use kube::{
 };
 use modelplane_api::{canary::Canary, model_deployment::ModelDeployment};
 
-use super::{Context, Holds, KIND, error_policy, reconcile};
+use super::{Analyzer, Context, Holds, KIND, error_policy, reconcile};
 use crate::{
     controller::{Backoff, projection::strip_bookkeeping},
     desired::FIELD_MANAGER,
@@ -41,6 +41,7 @@ pub async fn run(
     metrics: Arc<Metrics>,
     default_image: String,
     verifier: Arc<dyn ArtifactVerifier>,
+    analyzer: Arc<Analyzer>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let ns = namespace.as_deref();
@@ -71,6 +72,7 @@ pub async fn run(
         targets,
         backoff: Backoff::default(),
         holds: Holds::default(),
+        analyzer,
     });
     let scope = namespace.unwrap_or_else(|| "*".into());
     controller

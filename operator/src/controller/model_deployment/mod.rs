@@ -6,6 +6,7 @@
 //! status only when it changed.
 
 mod admission;
+mod canary;
 mod gate;
 mod status;
 mod sync;
@@ -51,6 +52,7 @@ use crate::{
 
 pub use crate::verification::VerifiedCondition;
 pub use admission::{QuotaView, quota_view, quotas};
+pub use canary::{Promotion, Rollout, mark_promoted, rollout, serving_spec};
 pub use gate::{Gate, HELD_RETRY, Holds, Outcome, conclude, effective_mode, held_retry};
 pub use status::{
     QuotaCondition, StatusInputs, VERIFIED, change_events, condition_events, next_status,
@@ -113,12 +115,16 @@ async fn reconcile_inner(md: &ModelDeployment, ctx: &Context) -> Result<Action> 
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let quota = quota_view(&ctx.cache, md, &namespace, &key(md));
-    let owner = Owner::new(md, &quota.tenant)
+    let rollout = rollout(md, &ctx.cache.canaries.state());
+    let serving = serving_spec(&md.spec, rollout.promotion.as_ref());
+    let declared = Owner::new(md, &quota.tenant)
         .ok_or(Error::MissingField("metadata.name/uid"))?
-        .with_budget(quota.budget.clone());
+        .with_budget(quota.budget.clone())
+        .with_canary(rollout.traffic.clone());
+    let owner = declared.with_spec(&serving);
     let condition = QuotaCondition::of(&quota.verdict);
     let result = if quota.verdict.rolls_out() {
-        converge(ctx, md, &owner, &condition).await
+        converge(ctx, md, &owner, &condition, rollout.promotion.as_ref()).await
     } else {
         hold_for_quota(ctx, md, &owner, &quota.verdict, &condition).await
     };
@@ -176,6 +182,7 @@ async fn converge(
     md: &ModelDeployment,
     owner: &Owner<'_>,
     quota: &QuotaCondition,
+    promotion: Option<&Promotion>,
 ) -> Result<Action> {
     let recorded = cached(&ctx.cache.deployments, &owner.namespace, &owner.name)
         .and_then(|deployment| PinnedRevision::read(&deployment));
@@ -187,7 +194,8 @@ async fn converge(
         None => gate::gate(ctx, &key(md), owner, recorded, &found.versions).await?,
     };
     let (blocker, applied) = match render(ctx, owner, &gate) {
-        Ok((desired, revision)) => {
+        Ok((desired, mut revision)) => {
+            mark_promoted(&mut revision, promotion);
             apply(ctx, md, owner, desired).await?;
             (None, Some(revision))
         }

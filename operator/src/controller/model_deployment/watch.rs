@@ -20,7 +20,9 @@ use kube::{
         watcher,
     },
 };
-use modelplane_api::{model_deployment::ModelDeployment, tenant_quota::TenantQuota};
+use modelplane_api::{
+    canary::Canary, model_deployment::ModelDeployment, tenant_quota::TenantQuota,
+};
 use serde::de::DeserializeOwned;
 
 use super::{KIND, error_policy, reconcile};
@@ -117,6 +119,33 @@ fn tenant_quota_watch(
     (reader, stream)
 }
 
+/// A cached watch of the Canaries: their status carries the candidate and weight a target
+/// renders into its runtime config.
+fn canary_watch(
+    client: &Client,
+    namespace: Option<&str>,
+) -> (
+    Store<Canary>,
+    impl Stream<Item = Result<Canary, watcher::Error>> + Send + 'static,
+) {
+    let (reader, writer) = reflector::store();
+    let stream = watcher(
+        api::<Canary>(client, namespace),
+        watcher::Config::default().any_semantic(),
+    )
+    .modify(strip_bookkeeping::<Canary>)
+    .default_backoff()
+    .reflect(writer)
+    .touched_objects();
+    (reader, stream)
+}
+
+/// The ModelDeployment a Canary targets.
+fn canary_target(canary: Canary) -> Option<ObjectRef<ModelDeployment>> {
+    let namespace = canary.metadata.namespace.as_deref()?;
+    Some(ObjectRef::new(&canary.spec.target_ref.name).within(namespace))
+}
+
 /// The ModelDeployment watch: the controller's store and its trigger stream.
 fn model_deployment_watch(
     client: &Client,
@@ -169,6 +198,7 @@ pub async fn run(
     });
     let (namespaces, namespace_events) = namespace_watch(&client, ns);
     let (tenant_quotas, tenant_quota_events) = tenant_quota_watch(&client);
+    let (canaries, canary_events) = canary_watch(&client, ns);
 
     let (model_deployments, model_deployment_events) = model_deployment_watch(&client, ns);
     let controller = Controller::for_stream(model_deployment_events, model_deployments.clone());
@@ -181,6 +211,7 @@ pub async fn run(
         pod_index,
         namespaces: namespaces.clone(),
         tenant_quotas: tenant_quotas.clone(),
+        canaries,
     };
     let ctx = Arc::new(Context {
         recorder: recorder(&client),
@@ -199,6 +230,7 @@ pub async fn run(
         .owns_stream(config_map_events.touched_objects())
         .owns_stream(budget_events.touched_objects())
         .watches_stream(pod_events.touched_objects(), pod_owner)
+        .watches_stream(canary_events, canary_target)
         .watches_stream(namespace_events, in_namespace(model_deployments.clone()))
         .watches_stream(
             tenant_quota_events,
