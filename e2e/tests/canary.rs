@@ -1,7 +1,9 @@
-//! The Canary controller against a real cluster: a candidate waits for its target, is then
-//! resolved and pinned, stays `Pending` without traffic (traffic shifting is not available
-//! yet), and `spec.abort` rolls it back; against a real registry, a signed candidate model
-//! is verified and pinned while unsigned and foreign-key candidates are refused.
+//! The Canary controller against a real cluster: a runtime-image candidate waits for its
+//! target, is then resolved and pinned, and is held `Pending` without traffic (only model
+//! candidates are split in the runtime), and `spec.abort` rolls it back; against a real
+//! registry, a signed candidate model is verified, pinned and starts its first step (the
+//! target's runtime config splits to it), while unsigned and foreign-key candidates are
+//! refused and get no traffic.
 //!
 //! The registry test needs, besides `KUBECONFIG`: `docker-registry` (Debian), the venv's
 //! `oras`, `openssl`.
@@ -119,8 +121,9 @@ async fn candidate_waits_for_its_target_is_pinned_and_gets_no_traffic() -> anyho
     // The target appears: the ModelDeployment watch re-reconciles the Canary.
     create_models_claim(&client, &ns.name).await?;
     apply_example(&client, &ns.name, "mlp-tensor.yaml").await?;
-    let admitted = progressing(&client, &ns.name, "TrafficShiftingUnavailable").await?;
+    let admitted = progressing(&client, &ns.name, "CandidateNotSplittable").await?;
     assert_eq!(format!("{:?}", admitted.phase), "Pending");
+    assert_eq!(admitted.weight, 0);
     // No traffic goes to the candidate: the target's pods still run the target's image.
     let deployments = Api::<Deployment>::namespaced(client.clone(), &ns.name);
     let deployment = eventually("the target's Deployment", TIMEOUT, || async {
@@ -253,8 +256,29 @@ async fn signed_candidate_is_pinned_and_unsigned_or_foreign_candidates_are_refus
     )
     .await?;
 
-    let signed = progressing_of(&client, &ns.name, "signed", "TrafficShiftingUnavailable").await?;
+    let signed = progressing_of(&client, &ns.name, "signed", "Stepping").await?;
     assert_eq!(reason(&signed, "Verified").as_deref(), Some("Verified"));
+    assert_eq!(format!("{:?}", signed.phase), "Progressing");
+    assert_eq!((signed.step, signed.weight), (0, 10));
+    // The target's runtime config now serves the pinned candidate beside stable at 10 %.
+    let config_maps: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(client.clone(), &ns.name);
+    let pinned_candidate = format!("@{candidate_digest}");
+    let config = eventually(
+        "the split in the target's runtime config",
+        TIMEOUT,
+        || async {
+            let text = config_maps
+                .get_opt(&format!("{target}-runtime-config"))
+                .await?
+                .and_then(|c| c.data)
+                .and_then(|d| d.get("config.yaml").cloned())
+                .unwrap_or_default();
+            Ok((text.contains("canary:") && text.contains(&pinned_candidate)).then_some(text))
+        },
+    )
+    .await?;
+    assert!(config.contains("weight: 10"), "{config}");
     let record = signed.candidate.expect("status.candidate");
     assert_eq!(record.model_digest, Some(candidate_digest));
     assert_eq!(record.image_digest, Some(image_digest));

@@ -14,10 +14,15 @@
 //! - the queue: a `VecDeque` push/pop (FIFO) against `modelplane_fair::FairQueue`
 //!   push, pop and charge with 2 and with 100 backlogged flows.
 
+#[path = "common/timing.rs"]
+mod timing;
+
 use std::collections::VecDeque;
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::Instant;
+
+use timing::{Case, time};
 
 use clap::Parser;
 use modelplane_config::RuntimeConfig;
@@ -39,34 +44,6 @@ struct Args {
     /// Write the results here as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
-}
-
-#[derive(serde::Serialize)]
-struct Case {
-    name: String,
-    p50_ns: u64,
-    p99_ns: u64,
-    mean_ns: f64,
-}
-
-fn time(name: &str, args: &Args, mut call: impl FnMut()) -> Case {
-    for _ in 0..args.warmup {
-        call();
-    }
-    let mut samples = Vec::with_capacity(args.iterations);
-    for _ in 0..args.iterations {
-        let t0 = Instant::now();
-        call();
-        samples.push(t0.elapsed().as_nanos() as u64);
-    }
-    samples.sort_unstable();
-    let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
-    Case {
-        name: name.to_owned(),
-        p50_ns: at(0.50),
-        p99_ns: at(0.99),
-        mean_ns: samples.iter().sum::<u64>() as f64 / samples.len() as f64,
-    }
 }
 
 fn tenancy() -> Tenancy {
@@ -92,7 +69,7 @@ fn fair_queue_case(name: &str, args: &Args, flows: usize) -> Case {
         }
     }
     let mut next = 0usize;
-    time(name, args, || {
+    time(name, args.warmup, args.iterations, || {
         let flow = &keys[next % flows];
         next += 1;
         black_box(queue.push(flow, next as u64));
@@ -111,14 +88,16 @@ fn main() {
 
     cases.push(time(
         "admit: no tenancy (TenantPermit::unlimited)",
-        &args,
+        args.warmup,
+        args.iterations,
         || {
             drop(black_box(TenantPermit::unlimited()));
         },
     ));
     cases.push(time(
         "admit: Tenancy::admit_as, all budgets set",
-        &args,
+        args.warmup,
+        args.iterations,
         || {
             let permit = tenancy.admit_as("a", "a", None, Instant::now());
             drop(black_box(permit.expect("within budget")));
@@ -126,7 +105,8 @@ fn main() {
     ));
     cases.push(time(
         "admit + reserve 300 tokens + settle (generation)",
-        &args,
+        args.warmup,
+        args.iterations,
         || {
             let now = Instant::now();
             let mut permit = tenancy
@@ -139,7 +119,8 @@ fn main() {
     ));
     cases.push(time(
         "admit: unknown tenant (no budget, label other)",
-        &args,
+        args.warmup,
+        args.iterations,
         || {
             let permit = tenancy.admit_as("zz", "zz", None, Instant::now());
             drop(black_box(permit.expect("no budget")));
@@ -148,11 +129,16 @@ fn main() {
 
     let mut fifo: VecDeque<u64> = (0..(2 * args.backlog) as u64).collect();
     let mut n = 0u64;
-    cases.push(time("queue: VecDeque push + pop (FIFO)", &args, || {
-        n += 1;
-        fifo.push_back(black_box(n));
-        black_box(fifo.pop_front());
-    }));
+    cases.push(time(
+        "queue: VecDeque push + pop (FIFO)",
+        args.warmup,
+        args.iterations,
+        || {
+            n += 1;
+            fifo.push_back(black_box(n));
+            black_box(fifo.pop_front());
+        },
+    ));
     cases.push(fair_queue_case(
         "queue: FairQueue push + pop + charge, 2 flows",
         &args,

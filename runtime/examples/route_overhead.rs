@@ -17,6 +17,9 @@
 //! No tracing subscriber is installed, so recording on the span costs what it costs on
 //! a disabled span; the route's counter is the real one.
 
+#[path = "common/timing.rs"]
+mod timing;
+
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,6 +34,7 @@ use modelplane_runtime::metrics::Metrics;
 use modelplane_runtime::model::{Backend, Signature, TensorSpec};
 use modelplane_runtime::serve::{Credential, Identity, Protocol, RequestContext, route};
 use modelplane_runtime::tensor::DataType;
+use timing::time;
 
 /// Times the route step with and without a canary.
 #[derive(Parser)]
@@ -44,34 +48,6 @@ struct Args {
     /// Write the results here as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
-}
-
-#[derive(serde::Serialize)]
-struct Case {
-    name: String,
-    p50_ns: u64,
-    p99_ns: u64,
-    mean_ns: f64,
-}
-
-fn time(name: &str, args: &Args, mut call: impl FnMut()) -> Case {
-    for _ in 0..args.warmup {
-        call();
-    }
-    let mut samples = Vec::with_capacity(args.iterations);
-    for _ in 0..args.iterations {
-        let t0 = Instant::now();
-        call();
-        samples.push(t0.elapsed().as_nanos() as u64);
-    }
-    samples.sort_unstable();
-    let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
-    Case {
-        name: name.to_owned(),
-        p50_ns: at(0.50),
-        p99_ns: at(0.99),
-        mean_ns: samples.iter().sum::<u64>() as f64 / samples.len() as f64,
-    }
 }
 
 /// A backend that is never run: routing does not reach the model.
@@ -181,7 +157,7 @@ fn main() {
 
     let mut cases = Vec::new();
     let mut case = |name: &str, catalog: &Catalog, ctx: &RequestContext| {
-        cases.push(time(name, &args, || {
+        cases.push(time(name, args.warmup, args.iterations, || {
             black_box(route(black_box(catalog), black_box(ctx)).expect("routed"));
         }));
     };

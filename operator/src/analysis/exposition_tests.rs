@@ -162,3 +162,21 @@ fn arbitrary_text_never_panics() {
         }
     }
 }
+
+/// `/metrics` of a real modelplane-runtime (`examples/runtime/local.yaml`) after 5
+/// successful and 3 malformed MLP requests and one 4-token chat completion.
+const CAPTURED: &str = include_str!("testdata/runtime_metrics.txt");
+
+#[test]
+fn a_real_runtime_exposition_is_read_whole() {
+    let mlp = parse(CAPTURED, "mlp").expect("parses").version("1");
+    assert_eq!(mlp.requests.get("success"), Some(&5));
+    assert_eq!(mlp.judged_requests(), 8);
+    assert_eq!(mlp.errors(), 0);
+    assert_eq!(mlp.latency.observations(), 8);
+    let chat = parse(CAPTURED, "smollm2").expect("parses").version("1");
+    assert_eq!(chat.generations_finished(), 1);
+    assert_eq!(chat.empty_outputs, 0);
+    assert_eq!(chat.time_to_first_token.observations(), 1);
+    assert!(!chat.time_per_output_token.is_empty());
+}

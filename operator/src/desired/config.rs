@@ -357,6 +357,42 @@ mod tests {
     }
 
     #[test]
+    fn a_canary_candidate_is_rendered_beside_stable_with_its_split() {
+        let stable = json!({"oci": "r.example/r18:1@sha256:".to_owned() + &"a".repeat(64)});
+        let candidate = format!("r.example/r18:2@sha256:{}", "b".repeat(64));
+        let traffic = CanaryTraffic {
+            canary: "r18-v2".into(),
+            source: serde_json::from_value(json!({"oci": candidate})).expect("source"),
+            weight: 10,
+            rules: vec![
+                serde_json::from_value(json!({"headers": {"x-canary": "true"}})).expect("rule"),
+            ],
+            sticky_by: Some("x-user".into()),
+        };
+        let config =
+            render_with_candidate(&spec(stable, None), Some(&traffic), &[], None).expect("renders");
+        let yaml = config.to_yaml().expect("yaml");
+        // What the runtime reads back is the same split.
+        let read = RuntimeConfig::from_yaml(&yaml).expect("the runtime accepts it");
+        let model = &read.models[0];
+        assert_eq!(model.versions.len(), 2, "{yaml}");
+        let canary = model.canary.as_ref().expect("canary");
+        assert_eq!(canary.weight, 10);
+        assert_eq!(canary.sticky_by.as_deref(), Some("x-user"));
+        assert_eq!(canary.rules[0].headers["x-canary"], "true");
+        assert_eq!(
+            model.default_version.as_deref(),
+            Some(model.versions[0].version.as_str())
+        );
+        assert_eq!(canary.candidate, model.versions[1].version);
+        assert_ne!(model.versions[0].version, model.versions[1].version);
+        assert!(
+            yaml.contains(&candidate) && yaml.contains("weight: 10"),
+            "{yaml}"
+        );
+    }
+
+    #[test]
     fn compound_request_timeout_reaches_the_runtime_exactly() {
         let pvc = json!({"pvc": {"claimName": "models", "path": "r18/v3/model.pt"}});
         let mut spec = spec(pvc, None);

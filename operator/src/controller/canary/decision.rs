@@ -386,7 +386,8 @@ pub fn events(before: &CanaryStatus, after: &CanaryStatus) -> Vec<Event> {
             | progress::INCONCLUSIVE_LIMIT
             | progress::METRICS_UNAVAILABLE
             | progress::INVALID_SPEC
-            | progress::QUOTA_NOT_ADMITTED => Some(EventType::Warning),
+            | progress::QUOTA_NOT_ADMITTED
+            | progress::NOT_SPLITTABLE => Some(EventType::Warning),
             _ => Some(EventType::Normal),
         };
         if let Some(type_) = type_ {

@@ -18,7 +18,7 @@ mod analyze;
 mod candidate;
 mod check;
 mod decision;
-mod progress;
+pub mod progress;
 mod watch;
 mod window;
 

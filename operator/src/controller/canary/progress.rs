@@ -45,6 +45,9 @@ pub const INCONCLUSIVE_LIMIT: &str = "InconclusiveLimit";
 pub const METRICS_UNAVAILABLE: &str = "MetricsUnavailable";
 /// `Progressing` reason of a spec the rollout cannot follow (a bad window or duration).
 pub const INVALID_SPEC: &str = "InvalidSpec";
+/// `Progressing` reason of a candidate the runtime cannot split to (it changes the runtime
+/// image or the prompts): verified and pinned, it gets no traffic.
+pub const NOT_SPLITTABLE: &str = "CandidateNotSplittable";
 
 /// Longest wait between two reconciles of a canary in flight.
 const MAX_WAIT: Duration = Duration::from_secs(300);
@@ -179,6 +182,24 @@ pub fn advance(spec: &CanarySpec, status: &CanaryStatus, fresh: bool, seen: &Obs
         CanaryPhase::Promoting => return promoting(spec, next, seen),
         _ => {}
     }
+    if let Some(what) = unsplittable(spec) {
+        next.phase = CanaryPhase::Pending;
+        next.weight = 0;
+        next.step_started_at = None;
+        next.next_analysis_at = None;
+        return Advance {
+            status: next,
+            progressing: Some(Progressing {
+                status: ConditionStatus::True,
+                reason: NOT_SPLITTABLE,
+                message: format!(
+                    "the candidate changes {what}: this version splits traffic only between two models in one runtime (a runtime image candidate as a second Deployment is not built yet), so it is verified and pinned but gets no traffic"
+                ),
+            }),
+            analysis: None,
+            requeue: MAX_WAIT,
+        };
+    }
     if next.step_started_at.is_none() {
         return start(spec, next, seen, window, &timing);
     }
@@ -195,6 +216,17 @@ pub fn advance(spec: &CanarySpec, status: &CanaryStatus, fresh: bool, seen: &Obs
     let mut advance = hold_or_step(spec, next, seen, window, &timing);
     advance.analysis = analysis;
     advance
+}
+
+/// What a candidate changes that the in-runtime split cannot serve, if anything.
+fn unsplittable(spec: &CanarySpec) -> Option<&'static str> {
+    let candidate = &spec.candidate;
+    match (&candidate.model, &candidate.runtime, &candidate.prompts) {
+        (_, Some(_), _) => Some("the runtime image"),
+        (_, _, Some(_)) => Some("the prompts"),
+        (None, None, None) => Some("nothing"),
+        (Some(_), None, None) => None,
+    }
 }
 
 /// What one interval's analysis did to the counters.
@@ -367,17 +399,7 @@ fn start(
         );
     }
     enter_step(spec, &mut next, 0, seen.now, timing);
-    let message = step_message(spec, &next);
-    Advance {
-        requeue: wait(&next, seen.now, timing),
-        status: next,
-        progressing: Some(Progressing {
-            status: ConditionStatus::True,
-            reason: STEPPING,
-            message,
-        }),
-        analysis: None,
-    }
+    stepping(spec, next, seen.now, timing)
 }
 
 /// A running rollout: hold (paused, window, inconclusive), stay, step on or promote.
@@ -436,15 +458,19 @@ fn hold_or_step(
         }
         enter_step(spec, &mut next, following, seen.now, timing);
     }
-    let message = step_message(spec, &next);
+    stepping(spec, next, seen.now, timing)
+}
+
+/// A step in progress: the weight applies until the next look.
+fn stepping(spec: &CanarySpec, next: CanaryStatus, now: Timestamp, timing: &Timing) -> Advance {
     Advance {
-        requeue: wait(&next, seen.now, timing),
-        status: next,
+        requeue: wait(&next, now, timing),
         progressing: Some(Progressing {
             status: ConditionStatus::True,
             reason: STEPPING,
-            message,
+            message: step_message(spec, &next),
         }),
+        status: next,
         analysis: None,
     }
 }

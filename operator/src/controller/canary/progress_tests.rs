@@ -514,3 +514,21 @@ fn the_overall_verdict_is_the_worst() {
         Verdict::Fail
     );
 }
+
+#[test]
+fn a_runtime_image_or_prompts_candidate_is_held_without_traffic() {
+    for candidate in [
+        json!({"runtime": {"image": "r.example/runtime@sha256:1111111111111111111111111111111111111111111111111111111111111111"}}),
+        json!({"model": {"source": {"oci": "r.example/m:v2"}}, "runtime": {"image": "r.example/runtime:2"}}),
+    ] {
+        let mut sim = Simulation::new(spec(json!({})));
+        sim.spec.candidate = serde_json::from_value(candidate).expect("candidate");
+        for _ in 0..3 {
+            let tick = sim.reconcile(HEALTHY);
+            assert_eq!((tick.phase, tick.weight), (CanaryPhase::Pending, 0));
+            assert_eq!(tick.reason, Some(NOT_SPLITTABLE));
+            assert!(tick.message.contains("runtime image"), "{}", tick.message);
+        }
+        assert!(!gets_traffic(&sim.status));
+    }
+}
