@@ -230,26 +230,19 @@ pub async fn window(
     let mut next = || answers.next().unwrap_or_default();
     let entry = |labels: &BTreeMap<String, String>| labels.get("version").cloned();
     let mut versions: BTreeMap<String, VersionSeries> = BTreeMap::new();
-    for (labels, value) in next() {
-        if let (Some(version), Some(outcome)) = (entry(&labels), labels.get("outcome")) {
-            *versions
-                .entry(version)
-                .or_default()
-                .requests
-                .entry(outcome.clone())
-                .or_default() += whole(value);
-        }
-    }
-    for (labels, value) in next() {
-        if let (Some(version), Some(outcome)) = (entry(&labels), labels.get("outcome")) {
-            *versions
-                .entry(version)
-                .or_default()
-                .generations
-                .entry(outcome.clone())
-                .or_default() += whole(value);
-        }
-    }
+    // By version and outcome, into the map `field` picks.
+    let mut by_outcome =
+        |samples: Vec<Sample>, field: fn(&mut VersionSeries) -> &mut BTreeMap<String, u64>| {
+            for (labels, value) in samples {
+                if let (Some(version), Some(outcome)) = (entry(&labels), labels.get("outcome")) {
+                    *field(versions.entry(version).or_default())
+                        .entry(outcome.clone())
+                        .or_default() += whole(value);
+                }
+            }
+        };
+    by_outcome(next(), |s| &mut s.requests);
+    by_outcome(next(), |s| &mut s.generations);
     for (labels, value) in next() {
         if let Some(version) = entry(&labels) {
             versions.entry(version).or_default().empty_outputs += whole(value);

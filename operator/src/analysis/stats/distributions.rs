@@ -105,11 +105,6 @@ pub fn wilson_lower(k: f64, n: f64, confidence: f64) -> f64 {
     wilson(k, n, -normal_quantile(confidence))
 }
 
-/// One-sided Wilson upper confidence bound of a proportion `k / n` at `confidence`.
-pub fn wilson_upper(k: f64, n: f64, confidence: f64) -> f64 {
-    wilson(k, n, normal_quantile(confidence))
-}
-
 /// Sums a unimodal discrete pmf from `first` to `last` given `ln pmf(first)` and the
 /// ratio `pmf(x + 1) / pmf(x)`, stopping once the terms are past the mode and negligible.
 fn tail_sum(first: u64, last: u64, ln_first: f64, ratio: impl Fn(u64) -> f64) -> f64 {

@@ -102,11 +102,6 @@ impl Metric {
             Self::TimePerOutputToken(q) => format!("timePerOutputToken{}", q.suffix()),
         }
     }
-
-    /// Whether the metric is a rate (a ratio) rather than a quantile (seconds).
-    pub fn is_rate(self) -> bool {
-        matches!(self, Self::ErrorRate | Self::EmptyOutputRate)
-    }
 }
 
 impl fmt::Display for Metric {

@@ -1,5 +1,5 @@
 use super::distributions::{
-    binomial_upper_tail, fisher_greater, ln_gamma, normal_quantile, wilson_lower, wilson_upper,
+    binomial_upper_tail, fisher_greater, ln_gamma, normal_quantile, wilson_lower,
 };
 use super::*;
 use crate::analysis::series::Histogram;
@@ -56,12 +56,10 @@ fn distributions_match_known_values() {
     assert_eq!(fisher_greater(0, 40, 1, 40), 1.0);
     // 3 of 3 events in the candidate's 10 of 20: C(10,3)/C(20,3) = 120/1140.
     assert!(close(fisher_greater(3, 10, 0, 10), 120.0 / 1140.0, 1e-10));
-    // Wilson bounds bracket the observed rate.
-    let (low, high) = (
-        wilson_lower(5.0, 100.0, 0.95),
-        wilson_upper(5.0, 100.0, 0.95),
-    );
-    assert!(low < 0.05 && 0.05 < high, "{low} {high}");
+    // The Wilson lower bound lies below the observed rate, and nears it with more samples.
+    let low = wilson_lower(5.0, 100.0, 0.95);
+    assert!(0.0 < low && low < 0.05, "{low}");
+    assert!(wilson_lower(50.0, 1000.0, 0.95) > low);
     assert_eq!(wilson_lower(0.0, 100.0, 0.95), 0.0);
 }
 
@@ -303,7 +301,6 @@ fn metric_names_round_trip() {
         Metric::from_name("latencyP99"),
         Some(Metric::Latency(Quantile::P99))
     );
-    assert!(Metric::ErrorRate.is_rate() && !Metric::Latency(Quantile::P50).is_rate());
 }
 
 #[test]

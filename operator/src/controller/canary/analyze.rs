@@ -136,7 +136,13 @@ impl Analyzer {
             MetricSource::Pods => {
                 let now = self.scrape(client, subject).await?;
                 let before = self.lock().insert(subject.key.clone(), now.clone());
-                Ok(before.map(|before| analysis::delta(&now, &before)))
+                Ok(before.map(|before| {
+                    let restarted = analysis::series::restarted_pods(&now, &before);
+                    if !restarted.is_empty() {
+                        tracing::info!(?restarted, canary = %subject.key, "pods restarted during the interval: their new counters count whole");
+                    }
+                    analysis::delta(&now, &before)
+                }))
             }
             MetricSource::Prometheus => {
                 let base = self.prometheus_url()?;

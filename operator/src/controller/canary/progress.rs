@@ -21,7 +21,7 @@ use modelplane_api::{
     units::parse_duration,
 };
 
-use super::window::{self, WindowError};
+use super::window;
 
 /// `Progressing` reason while the steps advance.
 pub const STEPPING: &str = "Stepping";
@@ -165,7 +165,7 @@ pub fn advance(spec: &CanarySpec, status: &CanaryStatus, fresh: bool, seen: &Obs
         Err(message) => return invalid(next, message),
     };
     let window = match spec.window.as_ref().map(|w| window::inside(w, seen.now)) {
-        Some(Err(error)) => return invalid(next, error_text(&error)),
+        Some(Err(error)) => return invalid(next, error.to_string()),
         Some(Ok(inside)) => inside,
         None => true,
     };
@@ -187,18 +187,10 @@ pub fn advance(spec: &CanarySpec, status: &CanaryStatus, fresh: bool, seen: &Obs
         next.weight = 0;
         next.step_started_at = None;
         next.next_analysis_at = None;
-        return Advance {
-            status: next,
-            progressing: Some(Progressing {
-                status: ConditionStatus::True,
-                reason: NOT_SPLITTABLE,
-                message: format!(
-                    "the candidate changes {what}: this version splits traffic only between two models in one runtime (a runtime image candidate as a second Deployment is not built yet), so it is verified and pinned but gets no traffic"
-                ),
-            }),
-            analysis: None,
-            requeue: MAX_WAIT,
-        };
+        let message = format!(
+            "the candidate changes {what}: this version splits traffic only between two models in one runtime (a runtime image candidate as a second Deployment is not built yet), so it is verified and pinned but gets no traffic"
+        );
+        return held(next, NOT_SPLITTABLE, message, MAX_WAIT);
     }
     if next.step_started_at.is_none() {
         return start(spec, next, seen, window, &timing);
@@ -361,15 +353,8 @@ fn start(
     window: bool,
     timing: &Timing,
 ) -> Advance {
-    let hold = |next: CanaryStatus, phase, reason, message| Advance {
-        status: CanaryStatus { phase, ..next },
-        progressing: Some(Progressing {
-            status: ConditionStatus::True,
-            reason,
-            message,
-        }),
-        analysis: None,
-        requeue: HOLD_WAIT,
+    let hold = |next: CanaryStatus, phase, reason, message| {
+        held(CanaryStatus { phase, ..next }, reason, message, HOLD_WAIT)
     };
     if !seen.quota_admitted {
         return hold(
@@ -438,16 +423,8 @@ fn hold_or_step(
             spec.steps.len(),
             next.weight
         );
-        return Advance {
-            requeue: wait(&next, seen.now, timing),
-            status: next,
-            progressing: Some(Progressing {
-                status: ConditionStatus::True,
-                reason,
-                message,
-            }),
-            analysis: None,
-        };
+        let requeue = wait(&next, seen.now, timing);
+        return held(next, reason, message, requeue);
     }
     next.phase = CanaryPhase::Progressing;
     if step_done(&next, seen.now, timing) {
@@ -461,18 +438,35 @@ fn hold_or_step(
     stepping(spec, next, seen.now, timing)
 }
 
+/// `status` with `Progressing` = `condition` for `reason`, looked at again after `requeue`.
+fn reported(
+    status: CanaryStatus,
+    condition: ConditionStatus,
+    reason: &'static str,
+    message: String,
+    requeue: Duration,
+) -> Advance {
+    Advance {
+        status,
+        progressing: Some(Progressing {
+            status: condition,
+            reason,
+            message,
+        }),
+        analysis: None,
+        requeue,
+    }
+}
+
+/// A rollout that moves or holds (`Progressing=True`).
+fn held(status: CanaryStatus, reason: &'static str, message: String, requeue: Duration) -> Advance {
+    reported(status, ConditionStatus::True, reason, message, requeue)
+}
+
 /// A step in progress: the weight applies until the next look.
 fn stepping(spec: &CanarySpec, next: CanaryStatus, now: Timestamp, timing: &Timing) -> Advance {
-    Advance {
-        requeue: wait(&next, now, timing),
-        progressing: Some(Progressing {
-            status: ConditionStatus::True,
-            reason: STEPPING,
-            message: step_message(spec, &next),
-        }),
-        status: next,
-        analysis: None,
-    }
+    let (message, requeue) = (step_message(spec, &next), wait(&next, now, timing));
+    held(next, STEPPING, message, requeue)
 }
 
 /// Whether the current step may end: its pause is over and an analysis judged during it
@@ -516,19 +510,11 @@ fn promoting(spec: &CanarySpec, mut next: CanaryStatus, seen: &Observed) -> Adva
         return ended(next, PROMOTED, promoted_message(spec));
     }
     next.phase = CanaryPhase::Promoting;
-    Advance {
-        status: next,
-        progressing: Some(Progressing {
-            status: ConditionStatus::True,
-            reason: PROMOTING,
-            message: format!(
-                "every step passed; ModelDeployment {} is taking the candidate in as its served revision",
-                spec.target_ref.name
-            ),
-        }),
-        analysis: None,
-        requeue: PROMOTION_WAIT,
-    }
+    let message = format!(
+        "every step passed; ModelDeployment {} is taking the candidate in as its served revision",
+        spec.target_ref.name
+    );
+    held(next, PROMOTING, message, PROMOTION_WAIT)
 }
 
 fn rolled_back(mut next: CanaryStatus, reason: &'static str, message: String) -> Advance {
@@ -543,17 +529,9 @@ fn rolled_back(mut next: CanaryStatus, reason: &'static str, message: String) ->
     ended(next, reason, message)
 }
 
+/// A rollout that ended (`Progressing=False`).
 fn ended(status: CanaryStatus, reason: &'static str, message: String) -> Advance {
-    Advance {
-        status,
-        progressing: Some(Progressing {
-            status: ConditionStatus::False,
-            reason,
-            message,
-        }),
-        analysis: None,
-        requeue: MAX_WAIT,
-    }
+    reported(status, ConditionStatus::False, reason, message, MAX_WAIT)
 }
 
 fn invalid(mut next: CanaryStatus, message: String) -> Advance {
@@ -639,10 +617,6 @@ fn window_text(spec: &CanarySpec) -> String {
     spec.window.as_ref().map_or_else(String::new, |w| {
         format!("{}-{} {}", w.start, w.end, w.time_zone)
     })
-}
-
-fn error_text(error: &WindowError) -> String {
-    error.to_string()
 }
 
 /// One line per metric: name, verdict, values and samples.
