@@ -47,6 +47,12 @@ pub fn steps_increasing_rule() -> String {
         .join(" && ")
 }
 
+/// The CEL rule on `spec`: a runtime-image candidate is split by replica count, behind the
+/// Service's load balancing, so no rule can pick its requests and no header keeps a user on it.
+pub const REPLICA_SPLIT_RULE: &str = "!has(self.candidate.runtime) || ((!has(self.match) || size(self.match) == 0) && !has(self.stickyBy))";
+/// The message of [`REPLICA_SPLIT_RULE`].
+pub const REPLICA_SPLIT_MESSAGE: &str = "spec.match and spec.stickyBy need a candidate without spec.candidate.runtime: a new runtime image runs as a second Deployment weighted by replica count, which cannot route by header or tenant or keep a user on one version";
+
 /// Desired rollout of a new version of a ModelDeployment.
 // Every printer column repeats `type_ = ...`, which clippy mistakes for a duplicate.
 #[allow(clippy::duplicated_attributes)]
@@ -85,6 +91,7 @@ pub fn steps_increasing_rule() -> String {
     json_path = ".metadata.creationTimestamp"
 ))]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(REPLICA_SPLIT_RULE).message(REPLICA_SPLIT_MESSAGE))]
 pub struct CanarySpec {
     /// The ModelDeployment (same namespace) to move to the candidate.
     pub target_ref: TargetRef,

@@ -151,11 +151,17 @@ fn with_candidate(
     candidate: Option<&CanaryTraffic>,
     insecure_registries: &[String],
 ) -> Result<ModelConfig, Blocker> {
-    let (Some(traffic), Some(stable)) = (candidate, model.versions.first().cloned()) else {
+    // Only a model candidate is split in the runtime.
+    let Some((traffic, candidate_source)) =
+        candidate.and_then(|traffic| Some((traffic, traffic.source.as_ref()?)))
+    else {
+        return Ok(model);
+    };
+    let Some(stable) = model.versions.first().cloned() else {
         return Ok(model);
     };
     let stable_label = stable.version.clone();
-    let candidate_label = candidate_label(&stable_label, &traffic.source);
+    let candidate_label = candidate_label(&stable_label, candidate_source);
     model.versions = vec![
         VersionConfig {
             version: stable_label.clone(),
@@ -163,7 +169,7 @@ fn with_candidate(
         },
         VersionConfig {
             version: candidate_label.clone(),
-            source: source(&traffic.source, insecure_registries)?,
+            source: source(candidate_source, insecure_registries)?,
             ..stable
         },
     ];
@@ -182,6 +188,22 @@ fn with_candidate(
         sticky_by: traffic.sticky_by.clone(),
     });
     Ok(model)
+}
+
+/// Labels the versions of a runtime-image candidate's config as [`candidate_label`] does, so
+/// that its metrics tell it from stable's even when it serves the same model.
+pub(super) fn label_as_candidate(
+    config: &mut RuntimeConfig,
+    stable: &ModelSource,
+    candidate: &ModelSource,
+) {
+    let label = candidate_label(&version_label(stable), candidate);
+    for model in &mut config.models {
+        for version in &mut model.versions {
+            version.version.clone_from(&label);
+        }
+        model.default_version = None;
+    }
 }
 
 /// The candidate's version label in the runtime (and so in its metrics): its source's own
@@ -362,7 +384,8 @@ mod tests {
         let candidate = format!("r.example/r18:2@sha256:{}", "b".repeat(64));
         let traffic = CanaryTraffic {
             canary: "r18-v2".into(),
-            source: serde_json::from_value(json!({"oci": candidate})).expect("source"),
+            source: Some(serde_json::from_value(json!({"oci": candidate})).expect("source")),
+            image: None,
             weight: 10,
             rules: vec![
                 serde_json::from_value(json!({"headers": {"x-canary": "true"}})).expect("rule"),

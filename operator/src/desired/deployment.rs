@@ -66,15 +66,15 @@ fn image<'a>(owner: &'a Owner<'_>, defaults: &'a Defaults) -> &'a str {
         .unwrap_or(&defaults.runtime_image)
 }
 
-/// The Deployment running modelplane-runtime.
+/// The Deployment running modelplane-runtime (the stable pods, or a runtime-image candidate's).
 pub fn deployment(owner: &Owner<'_>, defaults: &Defaults) -> Deployment {
     let cuda = owner.spec.runtime.device == Device::Cuda;
     Deployment {
-        metadata: owner.metadata(owner.name.clone()),
+        metadata: owner.metadata(owner.workload_name()),
         spec: Some(DeploymentSpec {
             replicas: Some(owner.spec.runtime.replicas),
             selector: LabelSelector {
-                match_labels: Some(owner.selector_labels()),
+                match_labels: Some(owner.pod_selector_labels()),
                 ..LabelSelector::default()
             },
             strategy: Some(strategy(cuda)),

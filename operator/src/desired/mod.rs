@@ -35,6 +35,11 @@ pub const MANAGED_BY: &str = "modelplane-operator";
 pub const MANAGED_BY_SELECTOR: &str = "app.kubernetes.io/managed-by=modelplane-operator";
 /// Label naming a ModelDeployment's tenant.
 pub const TENANT_LABEL: &str = "modelplane.io/tenant";
+/// Label on a runtime-image candidate's objects and pods (value [`CANARY_TRACK`]); stable
+/// pods have none, so their Deployment's (immutable) selector never had to change.
+pub const TRACK_LABEL: &str = "modelplane.io/track";
+/// Value of [`TRACK_LABEL`] on a runtime-image candidate.
+pub const CANARY_TRACK: &str = "canary";
 /// Name of the runtime container.
 pub const RUNTIME_CONTAINER: &str = "runtime";
 /// HTTP port of the runtime (Open Inference Protocol, OpenAI, `/metrics`).
@@ -64,6 +69,17 @@ pub struct Desired {
     pub service: Service,
     /// Present when there is more than one replica to keep available.
     pub pod_disruption_budget: Option<PodDisruptionBudget>,
+    /// A runtime-image candidate's own pods, behind the same Service.
+    pub candidate: Option<CandidateWorkload>,
+}
+
+/// The second Deployment a runtime-image candidate runs as, and its runtime config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CandidateWorkload {
+    /// The candidate's runtime config file.
+    pub config_map: ConfigMap,
+    /// The candidate's pods (`<name>-canary`).
+    pub deployment: Deployment,
 }
 
 /// Where the owned objects live and what they carry, taken from the ModelDeployment.
@@ -81,6 +97,8 @@ pub struct Owner<'a> {
     pub budget: Option<TenantConfig>,
     /// A Canary's candidate served beside the stable model, with its split.
     pub canary: Option<CanaryTraffic>,
+    /// Whether this renders the stable objects or a runtime-image candidate's.
+    pub track: Track,
     /// Controller ownerReference pointing at the ModelDeployment.
     owner_reference: k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
 }
@@ -96,6 +114,7 @@ impl<'a> Owner<'a> {
             spec: &md.spec,
             budget: None,
             canary: None,
+            track: Track::Stable,
             owner_reference: md.controller_owner_ref(&())?,
         })
     }
@@ -124,7 +143,30 @@ impl<'a> Owner<'a> {
             spec,
             budget: self.budget.clone(),
             canary: self.canary.clone(),
+            track: self.track,
             owner_reference: self.owner_reference.clone(),
+        }
+    }
+
+    /// The same owner rendering a runtime-image candidate's objects for `spec` (the
+    /// candidate's image, model and replica count).
+    pub fn candidate<'b>(&self, spec: &'b ModelDeploymentSpec) -> Owner<'b>
+    where
+        'a: 'b,
+    {
+        Owner {
+            canary: None,
+            track: Track::Canary,
+            ..self.with_spec(spec)
+        }
+    }
+
+    /// Name of the Deployment this owner renders: the ModelDeployment's, `-canary` for a
+    /// runtime-image candidate.
+    pub fn workload_name(&self) -> String {
+        match self.track {
+            Track::Stable => self.name.clone(),
+            Track::Canary => format!("{}-canary", self.name),
         }
     }
 
@@ -134,10 +176,23 @@ impl<'a> Owner<'a> {
         labels.insert("app.kubernetes.io/managed-by".into(), MANAGED_BY.into());
         labels.insert("app.kubernetes.io/component".into(), "model-server".into());
         labels.insert(TENANT_LABEL.into(), self.tenant.to_owned());
+        labels.extend(self.track_label());
         labels
     }
 
-    /// Labels that select the runtime pods (immutable, so no tenant in them).
+    /// Labels that select this owner's Deployment's pods: a candidate's add [`TRACK_LABEL`].
+    pub fn pod_selector_labels(&self) -> BTreeMap<String, String> {
+        let mut labels = self.selector_labels();
+        labels.extend(self.track_label());
+        labels
+    }
+
+    fn track_label(&self) -> Option<(String, String)> {
+        (self.track == Track::Canary).then(|| (TRACK_LABEL.to_owned(), CANARY_TRACK.to_owned()))
+    }
+
+    /// Labels that select every runtime pod of the ModelDeployment, stable and candidate:
+    /// the Service's, the PDB's and the scale subresource's (immutable, so no tenant in them).
     pub fn selector_labels(&self) -> BTreeMap<String, String> {
         BTreeMap::from([
             ("app.kubernetes.io/name".into(), "modelplane-runtime".into()),
@@ -167,7 +222,7 @@ impl<'a> Owner<'a> {
 
     /// Name of the runtime ConfigMap.
     pub fn config_map_name(&self) -> String {
-        format!("{}-runtime-config", self.name)
+        format!("{}-runtime-config", self.workload_name())
     }
 
     /// In-cluster DNS name of the Service.
@@ -176,20 +231,63 @@ impl<'a> Owner<'a> {
     }
 }
 
-/// A Canary's candidate as the runtime serves it: loaded beside the stable model in every
-/// runtime pod, `weight` percent of the unmatched requests routed to it.
+/// Which pods an [`Owner`] renders.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Track {
+    /// The ModelDeployment's own pods.
+    #[default]
+    Stable,
+    /// A runtime-image candidate's pods.
+    Canary,
+}
+
+/// A Canary's candidate as it serves. A model candidate is loaded beside the stable model in
+/// every runtime pod, `weight` percent of the unmatched requests routed to it exactly. A
+/// runtime-image candidate runs as a second Deployment behind the same Service, with as
+/// many replicas as bring its share of the pods nearest to `weight` (coarse).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CanaryTraffic {
     /// The Canary's name.
     pub canary: String,
-    /// The candidate's model source, pinned by digest.
-    pub source: ModelSource,
+    /// The candidate's model source, pinned by digest; `None` keeps the stable model.
+    pub source: Option<ModelSource>,
+    /// The candidate's runtime image, pinned by digest; `Some` splits by replicas.
+    pub image: Option<String>,
     /// Percent of the requests no rule matches that go to the candidate.
     pub weight: i32,
     /// Requests that always go to the candidate.
     pub rules: Vec<CanaryMatch>,
     /// The header that keeps a user on one version.
     pub sticky_by: Option<String>,
+}
+
+impl CanaryTraffic {
+    /// Whether the candidate runs as its own Deployment (it changes the runtime image).
+    pub fn by_replicas(&self) -> bool {
+        self.image.is_some()
+    }
+}
+
+/// Whether `pod` is a runtime-image candidate's.
+pub fn is_candidate(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
+    pod.labels().get(TRACK_LABEL).map(String::as_str) == Some(CANARY_TRACK)
+}
+
+/// Replicas of a runtime-image candidate beside `stable` replicas at `weight` percent: the
+/// count whose share of all pods, `c / (stable + c)`, is nearest `weight`, at least one and
+/// at most `stable` (the stable pods keep their count, so capacity never dips). None at
+/// weight 0 or when stable is scaled to zero. The Service balances connections, not requests, across the pods: the split is
+/// as coarse as the pod count.
+pub fn candidate_replicas(stable: i32, weight: i32) -> i32 {
+    if weight <= 0 || stable <= 0 {
+        return 0;
+    }
+    if weight >= 50 {
+        return stable;
+    }
+    let exact = f64::from(stable) * f64::from(weight) / f64::from(100 - weight);
+    // Bounded by `stable` above, so the cast cannot overflow.
+    (exact.round() as i32).clamp(1, stable)
 }
 
 /// The tenant of a ModelDeployment: `spec.tenant`, else the namespace's
@@ -217,25 +315,84 @@ pub fn desired_state(
     defaults: &Defaults,
     model_signature: Option<&SignatureConfig>,
 ) -> Result<Desired, Blocker> {
+    let split = owner
+        .canary
+        .as_ref()
+        .filter(|traffic| !traffic.by_replicas());
+    let config = to_yaml(runtime_config(owner, split, defaults, model_signature)?)?;
+    let candidate = match owner
+        .canary
+        .as_ref()
+        .filter(|traffic| traffic.by_replicas())
+    {
+        Some(traffic) => Some(candidate_workload(
+            owner,
+            traffic,
+            defaults,
+            model_signature,
+        )?),
+        None => None,
+    };
+    Ok(Desired {
+        config_map: config::config_map(owner, config),
+        deployment: deployment::deployment(owner, defaults),
+        service: service::service(owner),
+        pod_disruption_budget: service::pod_disruption_budget(owner),
+        candidate,
+    })
+}
+
+/// The runtime config of `owner`'s pods, with `split` (a model candidate) in it.
+fn runtime_config(
+    owner: &Owner<'_>,
+    split: Option<&CanaryTraffic>,
+    defaults: &Defaults,
+    model_signature: Option<&SignatureConfig>,
+) -> Result<RuntimeConfig, Blocker> {
     let mut config = render_with_candidate(
         owner.spec,
-        owner.canary.as_ref(),
+        split,
         &defaults.insecure_registries,
         model_signature,
     )?;
     apply_tenancy(&mut config, owner.tenant, owner.budget.as_ref());
+    Ok(config)
+}
+
+/// The config file, once the runtime would take it.
+fn to_yaml(config: RuntimeConfig) -> Result<String, Blocker> {
     config.validate().map_err(|error| {
         config::invalid(format!("the runtime would refuse this config: {error}"))
     })?;
-    let yaml = config.to_yaml().map_err(|error| Blocker {
+    config.to_yaml().map_err(|error| Blocker {
         reason: "InvalidRuntimeConfig",
         message: format!("the runtime config cannot be rendered: {error}"),
-    })?;
-    Ok(Desired {
-        config_map: config::config_map(owner, yaml),
-        deployment: deployment::deployment(owner, defaults),
-        service: service::service(owner),
-        pod_disruption_budget: service::pod_disruption_budget(owner),
+    })
+}
+
+/// The second Deployment and config of a runtime-image candidate: the target's spec with
+/// the candidate's image (and model, if it changes one too), at the replicas its weight gives.
+fn candidate_workload(
+    owner: &Owner<'_>,
+    traffic: &CanaryTraffic,
+    defaults: &Defaults,
+    model_signature: Option<&SignatureConfig>,
+) -> Result<CandidateWorkload, Blocker> {
+    let mut spec = owner.spec.clone();
+    spec.runtime.image.clone_from(&traffic.image);
+    spec.runtime.replicas = candidate_replicas(owner.spec.runtime.replicas, traffic.weight);
+    if let (Some(model), Some(source)) = (spec.model.as_mut(), &traffic.source) {
+        model.source = source.clone();
+    }
+    let candidate = owner.candidate(&spec);
+    let mut config = runtime_config(&candidate, None, defaults, model_signature)?;
+    if let (Some(stable), Some(model)) = (&owner.spec.model, &spec.model) {
+        config::label_as_candidate(&mut config, &stable.source, &model.source);
+    }
+    let config = to_yaml(config)?;
+    Ok(CandidateWorkload {
+        config_map: config::config_map(&candidate, config),
+        deployment: deployment::deployment(&candidate, defaults),
     })
 }
 

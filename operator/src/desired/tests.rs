@@ -354,3 +354,139 @@ fn models_in_insecure_registries_are_pulled_over_plain_http() {
     let remote = config_of(oci('a'));
     assert!(!remote.contains("plainHttp: true"), "{remote}");
 }
+
+fn image_candidate(source: Option<ModelSource>, weight: i32) -> CanaryTraffic {
+    CanaryTraffic {
+        canary: "resnet18-runtime-2".into(),
+        source,
+        image: Some(format!(
+            "ghcr.io/modelplane/runtime@sha256:{}",
+            "1".repeat(64)
+        )),
+        weight,
+        rules: Vec::new(),
+        sticky_by: None,
+    }
+}
+
+fn render_with(spec: Value, traffic: CanaryTraffic) -> Desired {
+    let md = model_deployment(spec);
+    let owner = Owner::new(&md, "team-a")
+        .expect("owner")
+        .with_canary(Some(traffic));
+    desired_state(&owner, &defaults(), None).expect("renders")
+}
+
+fn config_of(config_map: &ConfigMap) -> RuntimeConfig {
+    let yaml = &config_map.data.as_ref().expect("data")[CONFIG_FILE];
+    RuntimeConfig::from_yaml(yaml).expect("the runtime reads it")
+}
+
+fn labels_of(value: &Value) -> BTreeMap<String, String> {
+    serde_json::from_value(value.clone()).expect("labels")
+}
+
+#[test]
+fn a_runtime_image_candidate_runs_as_a_second_deployment_behind_the_same_service() {
+    let spec = with_runtime(json!({"replicas": 4, "resources": {"cpu": "2", "memory": "4Gi"}}));
+    let traffic = image_candidate(None, 20);
+    let image = traffic.image.clone().expect("image");
+    let desired = render_with(spec.clone(), traffic);
+    let plain = render(spec).expect("renders");
+    // Stable's objects are exactly what they are without a canary: nothing of it rolls.
+    assert_eq!(desired.deployment, plain.deployment);
+    assert_eq!(desired.config_map, plain.config_map);
+    assert_eq!(desired.service, plain.service);
+
+    let candidate = desired.candidate.expect("the candidate's workload");
+    let deployment = json_of(&candidate.deployment);
+    assert_eq!(deployment["metadata"]["name"], "resnet18-canary");
+    // 4 stable pods at 20 %: one candidate pod is a fifth of all.
+    assert_eq!(deployment["spec"]["replicas"], 1);
+    let pod = &deployment["spec"]["template"];
+    assert_eq!(pod["spec"]["containers"][0]["image"], json!(image));
+    assert_eq!(
+        pod["spec"]["volumes"][0]["configMap"]["name"],
+        "resnet18-canary-runtime-config"
+    );
+    assert_eq!(
+        candidate.config_map.metadata.name.as_deref(),
+        Some("resnet18-canary-runtime-config")
+    );
+
+    // The Service selects both; each Deployment's selector only its own pods.
+    let candidate_labels = labels_of(&pod["metadata"]["labels"]);
+    let stable_labels =
+        labels_of(&json_of(&desired.deployment)["spec"]["template"]["metadata"]["labels"]);
+    let selects = |selector: &Value, labels: &BTreeMap<String, String>| {
+        labels_of(selector)
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v))
+    };
+    let service_selector = &json_of(&desired.service)["spec"]["selector"];
+    assert!(selects(service_selector, &candidate_labels));
+    assert!(selects(service_selector, &stable_labels));
+    let candidate_selector = &deployment["spec"]["selector"]["matchLabels"];
+    assert!(selects(candidate_selector, &candidate_labels));
+    assert!(!selects(candidate_selector, &stable_labels));
+    assert_eq!(
+        candidate_labels.get(TRACK_LABEL).map(String::as_str),
+        Some(CANARY_TRACK)
+    );
+
+    // The candidate serves stable's model under its own version label: the analysis tells
+    // the two apart by it.
+    let stable = config_of(&desired.config_map);
+    let served = config_of(&candidate.config_map);
+    assert_eq!(served.models[0].versions.len(), 1);
+    assert_eq!(
+        served.models[0].versions[0].source,
+        stable.models[0].versions[0].source
+    );
+    assert_eq!(
+        crate::controller::canary::analyze::replica_split_of(&stable, &served),
+        Some(("resnet18".into(), "v3".into(), "v3-canary".into()))
+    );
+}
+
+#[test]
+fn a_runtime_image_and_model_candidate_serves_its_model_in_its_own_pods() {
+    let model: ModelSource = serde_json::from_value(json!({"oci": format!(
+        "registry.example/models/resnet18:v4@sha256:{}",
+        "b".repeat(64)
+    )}))
+    .expect("source");
+    let desired = render_with(resnet18_spec(), image_candidate(Some(model.clone()), 5));
+    let stable = config_of(&desired.config_map);
+    assert!(
+        stable.models[0].canary.is_none(),
+        "no split in stable's pods"
+    );
+    assert_eq!(stable.models[0].versions.len(), 1);
+    let candidate = desired.candidate.expect("the candidate's workload");
+    let served = config_of(&candidate.config_map);
+    assert_eq!(served.models[0].versions[0].version, "v4");
+    assert_eq!(
+        crate::controller::canary::analyze::replica_split_of(&stable, &served),
+        Some(("resnet18".into(), "v3".into(), "v4".into()))
+    );
+    // One stable replica: the smallest candidate is one pod, half of all (coarse).
+    assert_eq!(json_of(&candidate.deployment)["spec"]["replicas"], 1);
+}
+
+#[test]
+fn candidate_replicas_come_nearest_the_weight_without_taking_stable_pods() {
+    #[rustfmt::skip]
+    let table = [
+        // (stable, weight, candidate)
+        (4, 0, 0), (1, 5, 1), (4, 20, 1), (10, 10, 1), (10, 25, 3), (9, 40, 6),
+        (10, 50, 10), (10, 90, 10), (3, 100, 3), (0, 10, 0),
+    ];
+    for (stable, weight, expected) in table {
+        assert_eq!(
+            candidate_replicas(stable, weight),
+            expected,
+            "{stable} at {weight}%"
+        );
+    }
+}

@@ -1,6 +1,6 @@
 use serde_json::{Value, json};
 
-use super::{Refused, assert_admitted, assert_all_refused, set};
+use super::{Refused, assert_admitted, assert_all_refused, remove, set};
 
 const KIND: &str = "Canary";
 
@@ -52,14 +52,57 @@ fn well_formed_canaries_are_admitted() {
         "ten steps",
         &weights(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]),
     );
+    assert_admitted(KIND, "image only", &image_candidate());
     assert_admitted(
         KIND,
-        "image only",
-        &set(
-            canary(),
-            "/spec/candidate",
-            json!({"runtime": {"image": "ghcr.io/modelplane/runtime:0.2.0"}}),
-        ),
+        "image with empty match",
+        &set(image_candidate(), "/spec/match", json!([])),
+    );
+}
+
+/// The full Canary with a runtime-image candidate, without `match` and `stickyBy`.
+fn image_candidate() -> Value {
+    let image = set(
+        canary(),
+        "/spec/candidate",
+        json!({"runtime": {"image": "ghcr.io/modelplane/runtime:0.2.0"}}),
+    );
+    remove(remove(image, "/spec/match"), "/spec/stickyBy")
+}
+
+#[test]
+fn a_runtime_image_candidate_takes_no_match_rules_or_stickiness() {
+    let says = "weighted by replica count";
+    assert_all_refused(
+        KIND,
+        vec![
+            Refused {
+                case: "image with match",
+                object: set(
+                    image_candidate(),
+                    "/spec/match",
+                    json!([{"headers": {"x-canary": "true"}}]),
+                ),
+                path: "spec",
+                says,
+            },
+            Refused {
+                case: "image with stickyBy",
+                object: set(image_candidate(), "/spec/stickyBy", json!("x-user-id")),
+                path: "spec",
+                says,
+            },
+            Refused {
+                case: "image and model with match",
+                object: set(
+                    canary(),
+                    "/spec/candidate/runtime",
+                    json!({"image": "ghcr.io/modelplane/runtime:0.2.0"}),
+                ),
+                path: "spec",
+                says,
+            },
+        ],
     );
 }
 

@@ -352,23 +352,32 @@ fn scrape_target(pod: &Pod) -> Option<(String, String)> {
     ))
 }
 
-/// The model name and the stable and candidate version labels the target's runtime config
-/// routes between; `None` while it serves no candidate (not rendered yet).
+/// The model name and the stable and candidate version labels the target's runtime configs
+/// route between: the split in its config (a model candidate), else its config beside the
+/// candidate Deployment's (a runtime-image candidate); `None` while no candidate is rendered.
 pub async fn versions(
     client: &Client,
     namespace: &str,
     target: &str,
 ) -> kube::Result<Option<(String, String, String)>> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-    let Some(config_map) = api.get_opt(&format!("{target}-runtime-config")).await? else {
+    let read = |config_map: Option<ConfigMap>| {
+        config_map?
+            .data?
+            .get(CONFIG_FILE)
+            .and_then(|yaml| RuntimeConfig::from_yaml(yaml).ok())
+    };
+    let Some(stable) = read(api.get_opt(&format!("{target}-runtime-config")).await?) else {
         return Ok(None);
     };
-    Ok(config_map
-        .data
-        .as_ref()
-        .and_then(|data| data.get(CONFIG_FILE))
-        .and_then(|yaml| RuntimeConfig::from_yaml(yaml).ok())
-        .and_then(|config| split_of(&config)))
+    if let Some(split) = split_of(&stable) {
+        return Ok(Some(split));
+    }
+    let candidate = read(
+        api.get_opt(&format!("{target}-canary-runtime-config"))
+            .await?,
+    );
+    Ok(candidate.and_then(|candidate| replica_split_of(&stable, &candidate)))
 }
 
 /// The first model with a canary: (model, stable label, candidate label).
@@ -378,6 +387,23 @@ pub fn split_of(config: &RuntimeConfig) -> Option<(String, String, String)> {
         let stable = model.default_version()?.to_owned();
         Some((model.name.clone(), stable, canary.candidate.clone()))
     })
+}
+
+/// A runtime-image candidate's split: the stable config's first model and its version, and
+/// the candidate config's version of that model (labelled apart from stable's).
+pub fn replica_split_of(
+    stable: &RuntimeConfig,
+    candidate: &RuntimeConfig,
+) -> Option<(String, String, String)> {
+    let model = stable.models.first()?;
+    let stable_label = model.default_version()?.to_owned();
+    let candidate_label = candidate
+        .models
+        .iter()
+        .find(|m| m.name == model.name)?
+        .default_version()?
+        .to_owned();
+    (candidate_label != stable_label).then(|| (model.name.clone(), stable_label, candidate_label))
 }
 
 #[cfg(test)]

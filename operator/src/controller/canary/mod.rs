@@ -14,7 +14,7 @@
 //! [`advance`], after reading the metrics if an analysis is due), write the status only
 //! when it changed, publish an Event per decision.
 
-mod analyze;
+pub(crate) mod analyze;
 mod candidate;
 mod check;
 mod decision;

@@ -45,8 +45,8 @@ pub const INCONCLUSIVE_LIMIT: &str = "InconclusiveLimit";
 pub const METRICS_UNAVAILABLE: &str = "MetricsUnavailable";
 /// `Progressing` reason of a spec the rollout cannot follow (a bad window or duration).
 pub const INVALID_SPEC: &str = "InvalidSpec";
-/// `Progressing` reason of a candidate the runtime cannot split to (it changes the runtime
-/// image or the prompts): verified and pinned, it gets no traffic.
+/// `Progressing` reason of a candidate no split serves (it changes the prompts): verified
+/// and pinned, it gets no traffic.
 pub const NOT_SPLITTABLE: &str = "CandidateNotSplittable";
 
 /// Longest wait between two reconciles of a canary in flight.
@@ -188,7 +188,7 @@ pub fn advance(spec: &CanarySpec, status: &CanaryStatus, fresh: bool, seen: &Obs
         next.step_started_at = None;
         next.next_analysis_at = None;
         let message = format!(
-            "the candidate changes {what}: this version splits traffic only between two models in one runtime (a runtime image candidate as a second Deployment is not built yet), so it is verified and pinned but gets no traffic"
+            "the candidate changes {what}: this version splits traffic between two models in one runtime or between two runtime images' Deployments, not between prompt sets, so it is verified and pinned but gets no traffic"
         );
         return held(next, NOT_SPLITTABLE, message, MAX_WAIT);
     }
@@ -210,14 +210,14 @@ pub fn advance(spec: &CanarySpec, status: &CanaryStatus, fresh: bool, seen: &Obs
     advance
 }
 
-/// What a candidate changes that the in-runtime split cannot serve, if anything.
+/// What a candidate changes that no split can serve, if anything: a model candidate is
+/// split in the runtime, a runtime-image candidate by replicas; prompts are not split yet.
 fn unsplittable(spec: &CanarySpec) -> Option<&'static str> {
     let candidate = &spec.candidate;
     match (&candidate.model, &candidate.runtime, &candidate.prompts) {
-        (_, Some(_), _) => Some("the runtime image"),
         (_, _, Some(_)) => Some("the prompts"),
         (None, None, None) => Some("nothing"),
-        (Some(_), None, None) => None,
+        _ => None,
     }
 }
 
@@ -598,12 +598,13 @@ fn at(from: Timestamp, after: Duration) -> Time {
 }
 
 fn step_message(spec: &CanarySpec, status: &CanaryStatus) -> String {
-    format!(
-        "step {} of {}: {}% of requests go to the candidate",
-        status.step + 1,
-        spec.steps.len(),
-        status.weight
-    )
+    let (step, steps, weight) = (status.step + 1, spec.steps.len(), status.weight);
+    if spec.candidate.runtime.is_some() {
+        return format!(
+            "step {step} of {steps}: weight {weight}%, served by the candidate's own Deployment with the replica count nearest that share of the pods (coarse: the Service balances connections, not requests)"
+        );
+    }
+    format!("step {step} of {steps}: {weight}% of requests go to the candidate")
 }
 
 fn promoted_message(spec: &CanarySpec) -> String {

@@ -516,10 +516,10 @@ fn the_overall_verdict_is_the_worst() {
 }
 
 #[test]
-fn a_runtime_image_or_prompts_candidate_is_held_without_traffic() {
+fn a_prompts_candidate_is_held_without_traffic() {
     for candidate in [
-        json!({"runtime": {"image": "r.example/runtime@sha256:1111111111111111111111111111111111111111111111111111111111111111"}}),
-        json!({"model": {"source": {"oci": "r.example/m:v2"}}, "runtime": {"image": "r.example/runtime:2"}}),
+        json!({"prompts": [{"name": "p", "variants": {"v1": {"system": "s"}}, "default": "v1"}]}),
+        json!({"runtime": {"image": "r.example/runtime:2"}, "prompts": [{"name": "p", "variants": {"v1": {"system": "s"}}, "default": "v1"}]}),
     ] {
         let mut sim = Simulation::new(spec(json!({})));
         sim.spec.candidate = serde_json::from_value(candidate).expect("candidate");
@@ -527,8 +527,37 @@ fn a_runtime_image_or_prompts_candidate_is_held_without_traffic() {
             let tick = sim.reconcile(HEALTHY);
             assert_eq!((tick.phase, tick.weight), (CanaryPhase::Pending, 0));
             assert_eq!(tick.reason, Some(NOT_SPLITTABLE));
-            assert!(tick.message.contains("runtime image"), "{}", tick.message);
+            assert!(tick.message.contains("prompts"), "{}", tick.message);
         }
+        assert!(!gets_traffic(&sim.status));
+    }
+}
+
+#[test]
+fn a_runtime_image_candidate_steps_by_replicas_and_rolls_back_on_errors() {
+    for candidate in [
+        json!({"runtime": {"image": "r.example/runtime@sha256:1111111111111111111111111111111111111111111111111111111111111111"}}),
+        json!({"model": {"source": {"oci": "r.example/m:v2"}}, "runtime": {"image": "r.example/runtime:2"}}),
+    ] {
+        let mut sim = Simulation::new(spec(json!({})));
+        sim.spec.candidate = serde_json::from_value(candidate).expect("candidate");
+        let tick = sim.reconcile(HEALTHY);
+        assert_eq!(
+            (tick.phase, tick.reason),
+            (CanaryPhase::Progressing, Some(STEPPING))
+        );
+        assert!(tick.weight > 0);
+        assert!(tick.message.contains("replica count"), "{}", tick.message);
+        assert!(gets_traffic(&sim.status));
+        let bad = Traffic {
+            candidate_errors: 0.2,
+            ..HEALTHY
+        };
+        assert_eq!(sim.run(20, |_, _| bad), CanaryPhase::RolledBack);
+        assert_eq!(
+            (sim.last().weight, sim.last().reason),
+            (0, Some(ANALYSIS_FAILED))
+        );
         assert!(!gets_traffic(&sim.status));
     }
 }

@@ -109,18 +109,31 @@ fn recorded(revision: Option<&Revision>, generation: Option<i64>) -> Option<Prom
     })
 }
 
-/// The candidate a Canary has beside stable: a model candidate, verified and pinned, whose
-/// rollout has started and not ended.
+/// The candidate a Canary has beside stable: a model or runtime-image candidate, verified
+/// and pinned, whose rollout has started and not ended.
 fn traffic(canary: &Canary) -> Option<CanaryTraffic> {
     let status = canary.status.as_ref()?;
     if !gets_traffic(status) {
         return None;
     }
-    canary.spec.candidate.model.as_ref()?;
-    let source = status.candidate.as_ref()?.model_source.clone()?;
+    let record = status.candidate.as_ref()?;
+    let candidate = &canary.spec.candidate;
+    // Pinned values only: a changed field the record does not pin yet gets no traffic.
+    let source = match candidate.model {
+        Some(_) => Some(record.model_source.clone()?),
+        None => None,
+    };
+    let image = match candidate.runtime {
+        Some(_) => Some(record.image.clone()?),
+        None => None,
+    };
+    if source.is_none() && image.is_none() {
+        return None;
+    }
     Some(CanaryTraffic {
         canary: canary.metadata.name.clone()?,
         source,
+        image,
         weight: status.weight,
         rules: canary.spec.match_.clone(),
         sticky_by: canary.spec.sticky_by.clone(),
@@ -207,7 +220,11 @@ mod tests {
         );
         let traffic = rollout.traffic.expect("traffic");
         assert_eq!(traffic.weight, 5);
-        assert_eq!(traffic.source.oci.as_deref(), Some(PINNED));
+        assert_eq!(traffic.source.expect("model").oci.as_deref(), Some(PINNED));
+        assert_eq!(
+            traffic.image, None,
+            "the candidate keeps the target's image"
+        );
         assert_eq!(traffic.rules.len(), 1);
         assert_eq!(traffic.sticky_by.as_deref(), Some("x-user-id"));
         assert_eq!(rollout.promotion, None);

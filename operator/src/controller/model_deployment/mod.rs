@@ -42,7 +42,7 @@ use crate::{
     Error, Result,
     controller::{Context, cached},
     desired::{
-        Desired, FIELD_MANAGER, Owner, RUNTIME_CONTAINER, Reference, desired_state,
+        Desired, FIELD_MANAGER, Owner, RUNTIME_CONTAINER, Reference, desired_state, is_candidate,
         rebudgeted_config_map, references, rollout_hash,
     },
     health::{Blocker, Observation, assess, running_image_digest},
@@ -376,7 +376,13 @@ async fn write_status(
     quota: Option<&QuotaCondition>,
 ) -> Result<()> {
     let deployment = cached(&ctx.cache.deployments, &owner.namespace, &owner.name);
-    let pods = ctx.cache.pods_of(&owner.namespace, &owner.name);
+    // A runtime-image candidate's pods are the Canary's to judge, not the target's health.
+    let pods: Vec<_> = ctx
+        .cache
+        .pods_of(&owner.namespace, &owner.name)
+        .into_iter()
+        .filter(|pod| !is_candidate(pod))
+        .collect();
     let mut assessment = assess(&Observation {
         desired_replicas: md.spec.runtime.replicas,
         deployment: deployment.as_deref(),

@@ -2,10 +2,7 @@
 
 use std::{fmt::Debug, sync::Arc};
 
-use k8s_openapi::{
-    NamespaceResourceScope,
-    api::{core::v1::ConfigMap, policy::v1::PodDisruptionBudget},
-};
+use k8s_openapi::{NamespaceResourceScope, api::core::v1::ConfigMap};
 use kube::{
     Api, Resource, ResourceExt,
     api::{DeleteParams, Patch, PatchParams},
@@ -16,7 +13,7 @@ use serde_json::Value;
 use crate::{
     Error, Result,
     controller::{Context, cached},
-    desired::{Desired, FIELD_MANAGER, Owner},
+    desired::{CandidateWorkload, Desired, FIELD_MANAGER, Owner},
     drift::{Verdict, compare, stamp},
 };
 
@@ -58,7 +55,36 @@ pub async fn sync_owned(ctx: &Context, owner: &Owner<'_>, desired: Desired) -> R
     let budget = cached(&cache.pod_disruption_budgets, ns, &owner.name);
     match desired.pod_disruption_budget {
         Some(wanted) => changes.extend(apply_if_needed(ctx, &wanted, budget).await?),
-        None => changes.extend(delete_budget(ctx, owner, budget).await?),
+        None => changes.extend(delete_owned(ctx, owner, budget).await?),
+    }
+    // Boxed: one more state in this future would overflow a debug build's test stack.
+    changes.extend(Box::pin(sync_candidate(ctx, owner, desired.candidate)).await?);
+    Ok(changes)
+}
+
+/// Applies a runtime-image candidate's Deployment and config, or deletes them once no
+/// candidate runs (a rollback takes its pods away at once).
+async fn sync_candidate(
+    ctx: &Context,
+    owner: &Owner<'_>,
+    candidate: Option<CandidateWorkload>,
+) -> Result<Vec<Change>> {
+    let ns = owner.namespace.as_str();
+    let cache = &ctx.cache;
+    let track = owner.candidate(owner.spec);
+    let deployment = cached(&cache.deployments, ns, &track.workload_name());
+    let config_map = cached(&cache.config_maps, ns, &track.config_map_name());
+    let mut changes = Vec::new();
+    match candidate {
+        Some(wanted) => {
+            // The config first: the new pods start with it.
+            changes.extend(apply_if_needed(ctx, &wanted.config_map, config_map).await?);
+            changes.extend(apply_if_needed(ctx, &wanted.deployment, deployment).await?);
+        }
+        None => {
+            changes.extend(delete_owned(ctx, owner, deployment).await?);
+            changes.extend(delete_owned(ctx, owner, config_map).await?);
+        }
     }
     Ok(changes)
 }
@@ -135,12 +161,19 @@ where
     }))
 }
 
-/// Deletes the PodDisruptionBudget once replicas drop to one (only if we own it).
-async fn delete_budget(
+/// Deletes `observed` (a PodDisruptionBudget once replicas drop to one, a candidate's
+/// objects once no candidate runs), only if the ModelDeployment controls it.
+async fn delete_owned<K>(
     ctx: &Context,
     owner: &Owner<'_>,
-    observed: Option<Arc<PodDisruptionBudget>>,
-) -> Result<Option<Change>> {
+    observed: Option<Arc<K>>,
+) -> Result<Option<Change>>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + DeserializeOwned
+        + Clone
+        + Debug,
+{
     let Some(observed) = observed else {
         return Ok(None);
     };
@@ -151,18 +184,26 @@ async fn delete_budget(
     if !ours {
         return Ok(None);
     }
-    let api: Api<PodDisruptionBudget> = Api::namespaced(ctx.client.clone(), &owner.namespace);
-    api.delete(&owner.name, &DeleteParams::default())
-        .await
-        .map_err(|source| Error::Apply {
-            action: "delete",
-            kind: "PodDisruptionBudget".into(),
-            name: owner.name.clone(),
-            source: Box::new(source),
-        })?;
+    let name = observed.name_any();
+    let kind = K::kind(&()).into_owned();
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &owner.namespace);
+    match api.delete(&name, &DeleteParams::default()).await {
+        Ok(_) => {}
+        // Gone already (the cache lags a delete by one event).
+        Err(kube::Error::Api(status)) if status.code == 404 => return Ok(None),
+        Err(source) => {
+            return Err(Error::Apply {
+                action: "delete",
+                kind,
+                name,
+                source: Box::new(source),
+            });
+        }
+    }
+    tracing::info!(%kind, %name, "deleted owned object");
     Ok(Some(Change {
-        kind: "PodDisruptionBudget".into(),
-        name: owner.name.clone(),
+        kind,
+        name,
         action: ChangeAction::Deleted,
     }))
 }

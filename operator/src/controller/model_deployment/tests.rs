@@ -711,3 +711,67 @@ async fn a_failed_reconcile_still_reports_the_fields_not_acted_on() {
         ("True".into(), "UnsupportedFields".into())
     );
 }
+
+/// A Canary moving the ModelDeployment to a new runtime image, in `phase` at `weight`.
+fn image_canary(phase: &str, weight: i32) -> modelplane_api::canary::Canary {
+    let image = format!("ghcr.io/modelplane/runtime@sha256:{}", "2".repeat(64));
+    serde_json::from_value(json!({
+        "apiVersion": "serving.modelplane.io/v1alpha1", "kind": "Canary",
+        "metadata": {"name": "resnet18-runtime-2", "namespace": crate::fixtures::NAMESPACE,
+                     "creationTimestamp": "2026-12-01T00:00:00Z"},
+        "spec": {"targetRef": {"name": NAME},
+                 "candidate": {"runtime": {"image": "ghcr.io/modelplane/runtime:0.2.0"}},
+                 "steps": [{"weight": 10}, {"weight": 50}]},
+        "status": {"phase": phase, "weight": weight, "stepStartedAt": "2026-12-04T08:00:00Z",
+                   "candidate": {"inputs": "h", "image": image, "imageDigest": format!("sha256:{}", "2".repeat(64))}},
+    }))
+    .expect("canary")
+}
+
+#[tokio::test]
+async fn a_runtime_image_canary_runs_its_own_deployment_until_it_rolls_back() {
+    let (mut cluster, md) = converged(&model_deployment(resnet18_spec()), create_script()).await;
+    cluster.canaries.push(image_canary("Progressing", 10));
+    let recorded = reconcile_with(
+        &cluster,
+        &md,
+        vec![
+            Expect::Apply {
+                path: path("v1", "configmaps", "resnet18-canary-runtime-config"),
+            },
+            Expect::Apply {
+                path: path("apps/v1", "deployments", "resnet18-canary"),
+            },
+            Expect::Event { reason: "Created" },
+        ],
+    )
+    .await;
+    // Stable's own objects were not touched: only the candidate's were applied.
+    let deployment = applied(&recorded, "Deployment");
+    assert_eq!(deployment["metadata"]["name"], "resnet18-canary");
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["containers"][0]["image"],
+        format!("ghcr.io/modelplane/runtime@sha256:{}", "2".repeat(64))
+    );
+    assert_eq!(deployment["spec"]["replicas"], 1);
+
+    // Rolled back: the candidate's pods and config go at once.
+    let mut running = cluster.clone();
+    running.canaries = vec![image_canary("RolledBack", 0)];
+    running.serve(applied(&recorded, "ConfigMap"));
+    running.serve(deployment);
+    reconcile_with(
+        &running,
+        &md,
+        vec![
+            Expect::Delete {
+                path: path("apps/v1", "deployments", "resnet18-canary"),
+            },
+            Expect::Delete {
+                path: path("v1", "configmaps", "resnet18-canary-runtime-config"),
+            },
+            Expect::Event { reason: "Updated" },
+        ],
+    )
+    .await;
+}
