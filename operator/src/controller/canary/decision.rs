@@ -397,15 +397,13 @@ pub fn events(before: &CanaryStatus, after: &CanaryStatus) -> Vec<Event> {
     }
     let stepped = before.step != after.step || before.step_started_at != after.step_started_at;
     if stepped && after.step_started_at.is_some() && after.phase == CanaryPhase::Progressing {
+        // One action per step: the event recorder folds Events of one action and reason into
+        // a series that keeps the first note, which would hide every later step.
         events.push(event(
             EventType::Normal,
             "StepStarted",
-            format!(
-                "step {}: {}% of requests go to the candidate",
-                after.step + 1,
-                after.weight
-            ),
-            "Step",
+            format!("step {}: weight {}%", after.step + 1, after.weight),
+            &format!("Step{}", after.step + 1),
         ));
     }
     let analysed = before.last_analysis.as_ref().map(|a| &a.time)

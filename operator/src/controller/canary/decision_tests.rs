@@ -540,3 +540,28 @@ fn the_gate_outcome_admits_or_refuses_as_the_mode_says() {
         }
     }
 }
+
+#[test]
+fn every_step_gets_an_event_of_its_own() {
+    let step = |index: i32, weight: i32, started: i64| CanaryStatus {
+        phase: CanaryPhase::Progressing,
+        step: index,
+        weight,
+        step_started_at: Some(at(started)),
+        ..CanaryStatus::default()
+    };
+    let first = events(&CanaryStatus::default(), &step(0, 10, 0));
+    let second = events(&step(0, 10, 0), &step(1, 50, 60));
+    let started = |events: &[kube::runtime::events::Event]| {
+        events
+            .iter()
+            .find(|e| e.reason == "StepStarted")
+            .map(|e| (e.action.clone(), e.note.clone()))
+            .expect("StepStarted")
+    };
+    let (first, second) = (started(&first), started(&second));
+    assert_eq!(first.1.as_deref(), Some("step 1: weight 10%"));
+    assert_eq!(second.1.as_deref(), Some("step 2: weight 50%"));
+    // Distinct actions: the recorder would fold the second into the first's series.
+    assert_ne!(first.0, second.0);
+}

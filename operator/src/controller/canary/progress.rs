@@ -470,7 +470,7 @@ fn stepping(spec: &CanarySpec, next: CanaryStatus, now: Timestamp, timing: &Timi
 }
 
 /// Whether the current step may end: its pause is over and an analysis judged during it
-/// passed (the last one).
+/// (after it started) passed (the last one).
 fn step_done(status: &CanaryStatus, now: Timestamp, timing: &Timing) -> bool {
     let Some(started) = status.step_started_at.as_ref() else {
         return false;
@@ -480,10 +480,12 @@ fn step_done(status: &CanaryStatus, now: Timestamp, timing: &Timing) -> bool {
         .and_then(|i| timing.pauses.get(i))
         .copied()
         .unwrap_or_default();
+    // Strictly after the start: the analysis that ended the previous step is stamped with
+    // the instant this one started, and it judged the previous weight.
     let passed = status
         .last_analysis
         .as_ref()
-        .is_some_and(|a| a.verdict == Some(Verdict::Pass) && a.time.0 >= started.0);
+        .is_some_and(|a| a.verdict == Some(Verdict::Pass) && a.time.0 > started.0);
     passed && at(started.0, pause).0 <= now
 }
 

@@ -77,6 +77,9 @@ struct Simulation {
     quota_admitted: bool,
     ticks: Vec<Tick>,
     last_analysis: Option<Timestamp>,
+    /// Reconcile once more at the same instant after every status change, as the watch on
+    /// the Canary does after its status is written.
+    echo_writes: bool,
 }
 
 impl Simulation {
@@ -91,6 +94,7 @@ impl Simulation {
             quota_admitted: true,
             ticks: Vec::new(),
             last_analysis: None,
+            echo_writes: false,
         }
     }
 
@@ -104,7 +108,18 @@ impl Simulation {
             promoted: self.status.phase == CanaryPhase::Promoting,
             analysis,
         };
-        let advance = advance(&self.spec, &self.status, fresh, &observed);
+        let mut advance = advance(&self.spec, &self.status, fresh, &observed);
+        if self.echo_writes && advance.status != self.status {
+            let echo = Observed {
+                analysis: None,
+                promoted: advance.status.phase == CanaryPhase::Promoting,
+                ..observed
+            };
+            let again = super::advance(&self.spec, &advance.status, false, &echo);
+            if again.status != advance.status {
+                advance = again;
+            }
+        }
         let verdict = advance
             .status
             .last_analysis
@@ -201,6 +216,27 @@ fn a_healthy_candidate_steps_through_and_succeeds() {
     assert!(elapsed >= SignedDuration::from_mins(4), "{elapsed:?}");
     assert!(elapsed <= SignedDuration::from_mins(8), "{elapsed:?}");
     assert!(sim.ticks.iter().all(|t| t.verdict != Some(Verdict::Fail)));
+}
+
+#[test]
+fn steps_without_pauses_each_pass_their_own_analysis() {
+    let mut sim = Simulation::new(spec(json!({
+        "steps": [{"weight": 10}, {"weight": 25}, {"weight": 50}],
+    })));
+    sim.echo_writes = true;
+    assert_eq!(sim.run(100, |_, _| HEALTHY), CanaryPhase::Succeeded);
+    assert_eq!(sim.weights(), vec![10, 25, 50, 100]);
+    // Each weight was judged by a passing analysis of an interval it applied in.
+    for weight in [10, 25, 50] {
+        let judged = sim
+            .ticks
+            .windows(2)
+            .any(|w| w[0].weight == weight && w[1].verdict == Some(Verdict::Pass));
+        assert!(
+            judged,
+            "weight {weight} advanced without an analysis of its own"
+        );
+    }
 }
 
 #[test]
