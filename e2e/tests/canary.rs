@@ -636,3 +636,65 @@ async fn an_erroring_candidate_is_rolled_back_within_one_interval() -> anyhow::R
     assert!(started.elapsed() < TIMEOUT, "{:?}", started.elapsed());
     Ok(())
 }
+
+#[tokio::test]
+async fn a_runtime_image_candidate_waits_for_quota_room_for_its_own_pods() -> anyhow::Result<()> {
+    let Some(client) = cluster("a_runtime_image_candidate_waits_for_quota").await else {
+        return Ok(());
+    };
+    install_crds(&client).await?;
+    let ns = TestNamespace::create(&client, "canary-quota").await?;
+    let mut operator = Operator::spawn(&[&ns.name])?;
+    let quota_name = format!("{}-quota", ns.name);
+    let apply_quota = |cpu: &'static str| {
+        let client = client.clone();
+        let (quota_name, namespace) = (quota_name.clone(), ns.name.clone());
+        async move {
+            let quota = json!({
+                "apiVersion": "serving.modelplane.io/v1alpha1", "kind": "TenantQuota",
+                "metadata": {"name": quota_name},
+                "spec": {"namespaces": [namespace], "hard": {"cpu": cpu}},
+            });
+            Api::<modelplane_api::TenantQuota>::all(client)
+                .patch(
+                    &quota_name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&quota),
+                )
+                .await
+        }
+    };
+    // The target's 2 pods of 500m fill the quota; the candidate's pods at its largest step
+    // (50 %: as many as stable's) do not fit.
+    apply_quota("1").await?;
+    create_models_claim(&client, &ns.name).await?;
+    apply_example(&client, &ns.name, "mlp-tensor.yaml").await?;
+    apply_mlp_canary(&client, &ns.name, false).await?;
+    let held = progressing(&client, &ns.name, "QuotaNotAdmitted").await?;
+    assert_eq!(
+        (format!("{:?}", held.phase), held.weight),
+        ("Pending".into(), 0)
+    );
+    let message = held
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Progressing")
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(
+        message.contains("cpu: needs 1, 1 over the quota of 1"),
+        "{message}"
+    );
+    let deployments = Api::<Deployment>::namespaced(client.clone(), &ns.name);
+    assert!(deployments.get_opt("mlp-canary").await?.is_none());
+
+    // Room for it: the candidate starts and its pod runs.
+    apply_quota("2").await?;
+    let stepping = progressing(&client, &ns.name, "Stepping").await?;
+    assert_eq!(stepping.weight, 10);
+    images_of(&client, &ns.name, "mlp-canary").await?;
+    operator.assert_running()?;
+    let quotas = Api::<modelplane_api::TenantQuota>::all(client.clone());
+    quotas.delete(&quota_name, &Default::default()).await?;
+    ns.delete().await
+}

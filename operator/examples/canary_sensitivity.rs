@@ -154,7 +154,7 @@ fn time_to_weight_zero(rng: &mut Rng) -> f64 {
         });
         let seen = Observed {
             now,
-            quota_admitted: true,
+            quota_hold: None,
             promoted: status.phase == CanaryPhase::Promoting,
             analysis,
         };

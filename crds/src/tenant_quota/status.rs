@@ -95,7 +95,8 @@ pub struct QuotaSummary {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RejectedDeployment {
-    /// The ModelDeployment as `namespace/name`.
+    /// The ModelDeployment as `namespace/name` (a runtime-image Canary's own pods as
+    /// `namespace/name (Canary)`).
     pub name: String,
     /// Which limit it would exceed, and by how much.
     pub reason: String,
@@ -113,7 +114,8 @@ pub struct RejectedDeployment {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Admission {
-    /// The ModelDeployment as `namespace/name`.
+    /// The ModelDeployment as `namespace/name` (a runtime-image Canary's own pods as
+    /// `namespace/name (Canary)`).
     pub name: String,
     /// Its `metadata.uid` (a deleted and recreated one is admitted afresh).
     pub uid: String,

@@ -30,7 +30,21 @@ pub const TENANT_NOT_ALLOWED: &str = "TenantNotAllowed";
 /// `RejectedDeployment.cause` of a ModelDeployment whose footprint cannot be counted.
 pub const RESOURCES_UNSET: &str = "ResourcesUnset";
 
-/// One admitted ModelDeployment, as the record holds it.
+/// Suffix of the record name of a runtime-image Canary's candidate pods.
+const CANARY_SUFFIX: &str = " (Canary)";
+
+/// The record name of the candidate pods of Canary `name` (a runtime-image candidate runs
+/// its own Deployment beside the target's, and is admitted like a ModelDeployment).
+pub fn canary_entry_name(namespace: &str, name: &str) -> String {
+    format!("{namespace}/{name}{CANARY_SUFFIX}")
+}
+
+/// Whether a record name is a Canary's candidate pods (which count no ModelDeployment).
+pub fn is_canary_entry(name: &str) -> bool {
+    name.ends_with(CANARY_SUFFIX)
+}
+
+/// One admitted ModelDeployment (or a Canary's candidate pods), as the record holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     /// `namespace/name`.
@@ -54,7 +68,10 @@ impl Entry {
             Resource::Memory.parse(&admission.memory).ok()?,
         );
         amounts.set(Resource::Replicas, u128::try_from(admission.replicas).ok()?);
-        amounts.set(Resource::ModelDeployments, 1);
+        amounts.set(
+            Resource::ModelDeployments,
+            u128::from(!is_canary_entry(&admission.name)),
+        );
         Some(Self {
             name: admission.name.clone(),
             uid: admission.uid.clone(),

@@ -212,6 +212,30 @@ pub enum FootprintError {
     },
 }
 
+/// What a runtime-image candidate's own pods cost beside the target's `runtime` under
+/// `limits`: the most replicas any of its step `weights` gives it (a weight of 100 is the
+/// promotion, which replaces the image in the target's own pods), each pod as the
+/// target's; it counts no ModelDeployment.
+pub fn candidate_footprint(
+    runtime: &RuntimeSpec,
+    weights: impl IntoIterator<Item = i32>,
+    limits: &Limits,
+) -> Result<Amounts, FootprintError> {
+    let replicas = weights
+        .into_iter()
+        .filter(|weight| *weight < 100)
+        .map(|weight| crate::desired::candidate_replicas(runtime.replicas, weight))
+        .max()
+        .unwrap_or(0);
+    let pods = RuntimeSpec {
+        replicas,
+        ..runtime.clone()
+    };
+    let mut amounts = footprint(&pods, limits)?;
+    amounts.set(Resource::ModelDeployments, 0);
+    Ok(amounts)
+}
+
 /// What the pods of `runtime` cost in total under `limits`: replicas × per-pod CPU, memory
 /// and GPUs (GPUs only with `device: cuda`, one per pod unless `resources.gpu` says
 /// otherwise, as the rendered Deployment requests), plus one ModelDeployment. A resource

@@ -8,7 +8,9 @@ pub mod footprint;
 pub mod scope;
 pub mod verdict;
 
-pub use admission::{Candidate, Decision, Entry, Ineligible, decide, over_limit};
-pub use footprint::{Amounts, FootprintError, Limits, Resource, footprint};
+pub use admission::{
+    Candidate, Decision, Entry, Ineligible, canary_entry_name, decide, is_canary_entry, over_limit,
+};
+pub use footprint::{Amounts, FootprintError, Limits, Resource, candidate_footprint, footprint};
 pub use scope::{Governs, QuotaScope, TenantSource, governing, resolve_tenant};
 pub use verdict::{Governor, Subject, Verdict, ran_unlimited, verdict};

@@ -30,10 +30,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
+use k8s_openapi::{
+    api::core::v1::Namespace, apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp,
+};
 use kube::{
     Api, Client, Resource, ResourceExt,
-    api::{Patch, PatchParams},
+    api::{ListParams, Patch, PatchParams},
     runtime::{controller::Action, events::Recorder, reflector::Store},
 };
 use modelplane_api::{
@@ -43,14 +45,19 @@ use modelplane_api::{
     },
     condition::{ConditionStatus, find_condition},
     model_deployment::{ModelDeployment, condition_types as md_conditions},
+    tenant_quota::TenantQuota,
 };
 use serde_json::json;
 
 use crate::{
     Error, Result,
-    controller::{Backoff, cached, model_deployment::held_retry},
+    controller::{
+        Backoff, cached,
+        model_deployment::{Admittee, gate, held_retry, scoped},
+    },
     desired::FIELD_MANAGER,
     metrics::Metrics,
+    quota::{Verdict as QuotaVerdict, canary_entry_name},
     verification::ArtifactVerifier,
 };
 
@@ -209,10 +216,13 @@ async fn roll(
 ) -> Advance {
     let now = Timestamp::now();
     let fresh = current.candidate.as_ref().map(|c| &c.inputs) != Some(&record.inputs);
-    let quota_admitted = target
-        .and_then(|t| t.status.as_ref())
-        .and_then(|s| find_condition(&s.conditions, md_conditions::QUOTA_ADMITTED))
-        .is_none_or(|c| c.status != ConditionStatus::False);
+    let quota_hold = match target {
+        // Only the first step waits for the quota.
+        Some(target) if current.step_started_at.is_none() || fresh => {
+            quota_hold(ctx, canary, target).await
+        }
+        _ => None,
+    };
     let due = !fresh && current.phase != CanaryPhase::Promoting && analysis_due(current, now);
     let analysis = match (due, target) {
         (true, Some(target)) => Some(run_analysis(ctx, canary, target).await),
@@ -228,7 +238,7 @@ async fn roll(
     }
     let seen = Observed {
         now,
-        quota_admitted,
+        quota_hold,
         promoted: target.is_some_and(|t| promoted(canary, t, record)),
         analysis,
     };
@@ -246,6 +256,57 @@ async fn roll(
         }
     }
     advance
+}
+
+/// Why the quota does not admit the candidate yet, if it does not: the target's
+/// `QuotaAdmitted` is False, or (a runtime-image candidate, whose own pods the TenantQuota
+/// controller admits like a ModelDeployment) its pods are refused or not decided yet. Read
+/// from the API (quotas are few, and this runs only before the first step).
+async fn quota_hold(ctx: &Context, canary: &Canary, target: &ModelDeployment) -> Option<String> {
+    let refused = target
+        .status
+        .as_ref()
+        .and_then(|s| find_condition(&s.conditions, md_conditions::QUOTA_ADMITTED))
+        .is_some_and(|c| c.status == ConditionStatus::False);
+    if refused {
+        return Some("the target's QuotaAdmitted is False".into());
+    }
+    canary.spec.candidate.runtime.as_ref()?;
+    let namespace = canary.namespace()?;
+    let quotas = match Api::<TenantQuota>::all(ctx.client.clone())
+        .list(&ListParams::default())
+        .await
+    {
+        Ok(list) => list.items.into_iter().map(Arc::new).collect(),
+        Err(error) => return Some(format!("the TenantQuotas cannot be read: {error}")),
+    };
+    let labels = match Api::<Namespace>::all(ctx.client.clone())
+        .get_opt(&namespace)
+        .await
+    {
+        Ok(found) => found.and_then(|ns| ns.metadata.labels),
+        Err(error) => return Some(format!("namespace {namespace} cannot be read: {error}")),
+    };
+    let key = canary_entry_name(&namespace, &canary.name_any());
+    let subject = Admittee {
+        key: &key,
+        uid: canary.metadata.uid.as_deref().unwrap_or_default(),
+        generation: canary.metadata.generation.unwrap_or_default(),
+        current: None,
+    };
+    let (_, verdict) = gate(
+        &scoped(quotas),
+        &target.spec,
+        &namespace,
+        labels.as_ref(),
+        &subject,
+    );
+    match verdict {
+        QuotaVerdict::NotLimited { .. } | QuotaVerdict::Admitted { .. } => None,
+        QuotaVerdict::Refused { message, .. } | QuotaVerdict::Pending { message } => Some(format!(
+            "the candidate's own pods (a second Deployment beside the target's): {message}"
+        )),
+    }
 }
 
 /// Reads the metrics of the interval that ends now and judges them.

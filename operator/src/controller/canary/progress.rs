@@ -74,8 +74,10 @@ pub enum Interval {
 pub struct Observed {
     /// Now.
     pub now: Timestamp,
-    /// Whether the target's quota admits it (its `QuotaAdmitted` is not False).
-    pub quota_admitted: bool,
+    /// Why the quota does not admit the candidate yet (the target's `QuotaAdmitted` is False,
+    /// or a runtime-image candidate's own pods are refused or not decided yet); `None` when
+    /// it does. Only the first step waits for it.
+    pub quota_hold: Option<String>,
     /// Whether the target now serves the candidate as its revision (promotion done).
     pub promoted: bool,
     /// The analysis run in this reconcile, if one was due ([`analysis_due`]).
@@ -356,12 +358,12 @@ fn start(
     let hold = |next: CanaryStatus, phase, reason, message| {
         held(CanaryStatus { phase, ..next }, reason, message, HOLD_WAIT)
     };
-    if !seen.quota_admitted {
+    if let Some(why) = &seen.quota_hold {
         return hold(
             next,
             CanaryPhase::Pending,
             QUOTA_NOT_ADMITTED,
-            "the target's QuotaAdmitted is False: the candidate gets no traffic until the tenant's quota admits the target".into(),
+            format!("{why}: the candidate gets no traffic until the tenant's quota admits it"),
         );
     }
     if spec.paused {

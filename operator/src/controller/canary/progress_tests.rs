@@ -74,7 +74,7 @@ struct Simulation {
     status: CanaryStatus,
     now: Timestamp,
     started: Timestamp,
-    quota_admitted: bool,
+    quota_hold: Option<String>,
     ticks: Vec<Tick>,
     last_analysis: Option<Timestamp>,
     /// Reconcile once more at the same instant after every status change, as the watch on
@@ -91,7 +91,7 @@ impl Simulation {
             status: CanaryStatus::default(),
             now,
             started: now,
-            quota_admitted: true,
+            quota_hold: None,
             ticks: Vec::new(),
             last_analysis: None,
             echo_writes: false,
@@ -104,7 +104,7 @@ impl Simulation {
         let analysis = analysis_due(&self.status, self.now).then(|| self.interval(traffic));
         let observed = Observed {
             now: self.now,
-            quota_admitted: self.quota_admitted,
+            quota_hold: self.quota_hold.clone(),
             promoted: self.status.phase == CanaryPhase::Promoting,
             analysis,
         };
@@ -428,13 +428,19 @@ fn outside_the_window_nothing_starts_or_advances() {
 #[test]
 fn quota_not_admitted_holds_the_candidate_without_traffic() {
     let mut sim = Simulation::new(spec(json!({})));
-    sim.quota_admitted = false;
+    sim.quota_hold =
+        Some("TenantQuota team-a refused generation 1: cpu: needs 4, 2 over the quota of 6".into());
     let tick = sim.reconcile(HEALTHY);
     assert_eq!(
         (tick.phase, tick.reason, tick.weight),
         (CanaryPhase::Pending, Some(QUOTA_NOT_ADMITTED), 0)
     );
-    sim.quota_admitted = true;
+    assert!(
+        tick.message.contains("2 over the quota of 6"),
+        "{}",
+        tick.message
+    );
+    sim.quota_hold = None;
     assert_eq!(sim.run(100, |_, _| HEALTHY), CanaryPhase::Succeeded);
 }
 
@@ -445,7 +451,7 @@ fn unreadable_metrics_have_their_own_limit() {
     let mut now: Timestamp = "2026-12-02T12:00:00Z".parse().expect("time");
     let observe = |now, analysis| Observed {
         now,
-        quota_admitted: true,
+        quota_hold: None,
         promoted: false,
         analysis,
     };
@@ -517,7 +523,7 @@ fn an_ended_rollout_stays_ended() {
         true,
         &Observed {
             now: sim.now,
-            quota_admitted: true,
+            quota_hold: None,
             promoted: false,
             analysis: None,
         },

@@ -1,5 +1,6 @@
-//! Wiring: the Canary watch, and the ModelDeployment watch that re-reconciles the Canaries
-//! targeting a ModelDeployment when it appears, changes or goes away.
+//! Wiring: the Canary watch, the ModelDeployment watch that re-reconciles the Canaries
+//! targeting a ModelDeployment when it appears, changes or goes away, and the TenantQuota
+//! watch that re-reconciles the runtime-image Canaries waiting for their pods' admission.
 
 use std::{future::Future, sync::Arc};
 
@@ -14,7 +15,9 @@ use kube::{
         watcher,
     },
 };
-use modelplane_api::{canary::Canary, model_deployment::ModelDeployment};
+use modelplane_api::{
+    canary::Canary, model_deployment::ModelDeployment, tenant_quota::TenantQuota,
+};
 
 use super::{Analyzer, Context, Holds, KIND, error_policy, reconcile};
 use crate::{
@@ -54,6 +57,12 @@ pub async fn run(
     .default_backoff()
     .reflect(writer)
     .touched_objects();
+    let quota_events = watcher(
+        Api::<TenantQuota>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .touched_objects();
     let controller = Controller::new(
         api::<Canary>(&client, ns),
         watcher::Config::default().any_semantic(),
@@ -75,9 +84,13 @@ pub async fn run(
         analyzer,
     });
     let scope = namespace.unwrap_or_else(|| "*".into());
+    let waiting = canaries.clone();
     controller
         .watches_stream(target_events, move |md| {
             canaries_targeting(&canaries.state(), &md)
+        })
+        .watches_stream(quota_events, move |_: TenantQuota| {
+            waiting_for_quota(&waiting.state())
         })
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
@@ -89,6 +102,22 @@ pub async fn run(
         })
         .await;
     tracing::info!(kind = KIND, scope = %scope, "controller stopped");
+}
+
+/// The runtime-image Canaries among `canaries` that have not started (their own pods wait
+/// for a quota's admission).
+pub fn waiting_for_quota(canaries: &[Arc<Canary>]) -> Vec<ObjectRef<Canary>> {
+    canaries
+        .iter()
+        .filter(|canary| canary.spec.candidate.runtime.is_some())
+        .filter(|canary| {
+            canary
+                .status
+                .as_ref()
+                .is_none_or(|status| status.step_started_at.is_none())
+        })
+        .map(|canary| ObjectRef::from_obj(canary.as_ref()))
+        .collect()
 }
 
 /// The Canaries among `canaries` whose `spec.targetRef` names `target`.
@@ -125,6 +154,27 @@ mod tests {
             }))
             .expect("canary"),
         )
+    }
+
+    #[test]
+    fn a_quota_change_maps_to_the_runtime_image_canaries_not_started_yet() {
+        let mut started = canary("team-a", "started", "m");
+        Arc::make_mut(&mut started).status = Some(
+            serde_json::from_value(
+                json!({"phase": "Progressing", "stepStartedAt": "2026-12-04T08:00:00Z"}),
+            )
+            .expect("status"),
+        );
+        let mut model = canary("team-a", "model", "m");
+        Arc::make_mut(&mut model).spec.candidate =
+            serde_json::from_value(json!({"model": {"source": {"oci": "r.example/m:2"}}}))
+                .expect("candidate");
+        let canaries = [canary("team-a", "waiting", "m"), started, model];
+        let names: Vec<String> = waiting_for_quota(&canaries)
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(names, ["waiting"]);
     }
 
     #[test]

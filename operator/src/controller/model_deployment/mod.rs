@@ -51,7 +51,7 @@ use crate::{
 };
 
 pub use crate::verification::VerifiedCondition;
-pub use admission::{QuotaView, quota_view, quotas};
+pub use admission::{Admittee, QuotaView, gate, quota_view, quotas, scoped};
 pub use canary::{Promotion, Rollout, mark_promoted, rollout, serving_spec};
 pub use gate::{Gate, HELD_RETRY, Holds, Outcome, conclude, effective_mode, held_retry};
 pub use status::{

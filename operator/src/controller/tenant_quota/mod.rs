@@ -31,7 +31,9 @@ use kube::{
         reflector::{ObjectRef, Store},
     },
 };
-use modelplane_api::{model_deployment::ModelDeployment, tenant_quota::TenantQuota};
+use modelplane_api::{
+    canary::Canary, model_deployment::ModelDeployment, tenant_quota::TenantQuota,
+};
 use serde_json::json;
 
 use crate::{
@@ -39,7 +41,7 @@ use crate::{
     controller::Backoff,
     desired::FIELD_MANAGER,
     metrics::Metrics,
-    quota::{Entry, Limits, QuotaScope, decide},
+    quota::{Entry, Limits, QuotaScope, decide, is_canary_entry},
 };
 
 pub use candidates::{candidates, scopes};
@@ -67,6 +69,9 @@ pub struct Context {
     pub quotas: Store<TenantQuota>,
     /// The ModelDeployments of each watched namespace (or of all), projected for admission.
     pub model_deployments: Vec<Store<ModelDeployment>>,
+    /// The Canaries of each watched namespace (or of all): a runtime-image candidate's pods
+    /// are admitted too.
+    pub canaries: Vec<Store<Canary>>,
     /// Every namespace, for labels and selectors.
     pub namespaces: Store<Namespace>,
     /// Retry delays.
@@ -81,7 +86,10 @@ impl Context {
         {
             futures::FutureExt::now_or_never(store.wait_until_ready()).is_some_and(|r| r.is_ok())
         }
-        ready(&self.quotas) && ready(&self.namespaces) && self.model_deployments.iter().all(ready)
+        ready(&self.quotas)
+            && ready(&self.namespaces)
+            && self.model_deployments.iter().all(ready)
+            && self.canaries.iter().all(ready)
     }
 }
 
@@ -161,6 +169,13 @@ async fn departed(
     let mut departed = BTreeSet::new();
     for entry in record {
         if found.iter().any(|c| c.uid == entry.uid) {
+            continue;
+        }
+        // A Canary's candidate pods: no longer a candidate means it ended, was deleted or
+        // no longer changes the image (the Canary caches are synced, and a Canary not yet
+        // seen holds no entry).
+        if is_canary_entry(&entry.name) {
+            departed.insert(entry.uid.clone());
             continue;
         }
         let Some((namespace, name)) = entry.name.split_once('/') else {

@@ -11,6 +11,7 @@ use http::{Method, Request, Response, StatusCode};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::{Client, client::Body, runtime::events::Recorder};
 use modelplane_api::{
+    canary::Canary,
     model_deployment::ModelDeployment,
     tenant_quota::{TenantQuota, TenantQuotaStatus},
 };
@@ -194,6 +195,16 @@ pub fn model_deployment(name: &str, second: u32, replicas: i32) -> ModelDeployme
 
 /// One operator's view: its caches and its client.
 pub fn context(api: &FakeApi, quotas: &[TenantQuota], mds: &[ModelDeployment]) -> Arc<Context> {
+    context_with(api, quotas, mds, &[])
+}
+
+/// [`context`] with Canaries in the caches.
+pub fn context_with(
+    api: &FakeApi,
+    quotas: &[TenantQuota],
+    mds: &[ModelDeployment],
+    canaries: &[Canary],
+) -> Arc<Context> {
     let client = api.client();
     let namespace: Namespace =
         serde_json::from_value(json!({"metadata": {"name": "team-a"}})).expect("namespace");
@@ -203,6 +214,7 @@ pub fn context(api: &FakeApi, quotas: &[TenantQuota], mds: &[ModelDeployment]) -
         metrics: Arc::new(Metrics::default()),
         quotas: store(quotas),
         model_deployments: vec![store(mds)],
+        canaries: vec![store(canaries)],
         namespaces: store(&[namespace]),
         backoff: Backoff::default(),
     })
@@ -375,4 +387,64 @@ async fn another_tenant_in_a_covered_namespace_is_refused_not_counted() {
         Some("TenantNotAllowed")
     );
     assert_eq!(status.used.replicas, 1);
+}
+
+/// A runtime-image Canary `team-a/<name>` on `target` stepping through `weights`, in `phase`.
+fn image_canary(name: &str, target: &str, weights: &[i32], phase: &str) -> Canary {
+    let steps: Vec<Value> = weights.iter().map(|w| json!({"weight": w})).collect();
+    serde_json::from_value(json!({
+        "apiVersion": "serving.modelplane.io/v1alpha1", "kind": "Canary",
+        "metadata": {"name": name, "namespace": "team-a", "uid": format!("uid-{name}"),
+                     "generation": 1, "creationTimestamp": "2026-01-01T01:00:00Z"},
+        "spec": {"targetRef": {"name": target},
+                 "candidate": {"runtime": {"image": "r.example/runtime:2"}},
+                 "steps": steps},
+        "status": {"phase": phase},
+    }))
+    .expect("canary")
+}
+
+async fn reconcile_canaries(api: &FakeApi, mds: &[ModelDeployment], canaries: &[Canary]) {
+    let quota = api.quota("team-a");
+    let ctx = context_with(api, std::slice::from_ref(&quota), mds, canaries);
+    reconcile(Arc::new(quota), ctx)
+        .await
+        .expect("reconcile succeeds");
+}
+
+#[tokio::test]
+async fn a_runtime_image_canarys_pods_are_admitted_only_with_room_and_released_when_it_ends() {
+    // 4 pods of 1 CPU run; the Canary's largest step below 100 (50 %) needs 4 more.
+    let mds = [model_deployment("m", 1, 4)];
+    let api = FakeApi::new(&[quota(json!({"cpu": "6"}))], &mds);
+    let canary = image_canary("m-runtime-2", "m", &[10, 50, 100], "Pending");
+    reconcile_canaries(&api, &mds, std::slice::from_ref(&canary)).await;
+    let status = api.quota("team-a").status.expect("status");
+    assert_eq!(admitted(&status), ["team-a/m"]);
+    assert_eq!(refused(&status), ["team-a/m-runtime-2 (Canary)"]);
+    assert_eq!(
+        status.rejected[0].reason,
+        "cpu: needs 4, 2 over the quota of 6 (4 in use by other ModelDeployments)"
+    );
+
+    // Steps that stay small fit: 10 % of 4 pods is one more pod.
+    let small = image_canary("m-runtime-2", "m", &[10, 20], "Pending");
+    reconcile_canaries(&api, &mds, std::slice::from_ref(&small)).await;
+    let status = api.quota("team-a").status.expect("status");
+    assert_eq!(
+        admitted(&status),
+        ["team-a/m", "team-a/m-runtime-2 (Canary)"]
+    );
+    assert_eq!(status.used.cpu.as_deref(), Some("5"));
+    assert_eq!(
+        status.used.model_deployments, 1,
+        "a Canary is no ModelDeployment"
+    );
+
+    // Rolled back: its pods are gone, and so is its entry.
+    let ended = image_canary("m-runtime-2", "m", &[10, 20], "RolledBack");
+    reconcile_canaries(&api, &mds, std::slice::from_ref(&ended)).await;
+    let status = api.quota("team-a").status.expect("status");
+    assert_eq!(admitted(&status), ["team-a/m"]);
+    assert_eq!(status.used.cpu.as_deref(), Some("4"));
 }

@@ -1,4 +1,4 @@
-//! Wiring: the TenantQuota watch, and the ModelDeployment and Namespace watches that
+//! Wiring: the TenantQuota watch, and the ModelDeployment, Canary and Namespace watches that
 //! re-reconcile the quotas a change may concern.
 
 use std::{future::Future, sync::Arc};
@@ -13,14 +13,16 @@ use kube::{
         watcher,
     },
 };
-use modelplane_api::{model_deployment::ModelDeployment, tenant_quota::TenantQuota};
+use modelplane_api::{
+    canary::Canary, model_deployment::ModelDeployment, tenant_quota::TenantQuota,
+};
 
 use super::{Context, KIND, error_policy, reconcile};
 use crate::{
     controller::{
         Backoff,
         model_deployment::recorder,
-        projection::{project_for_quota, project_namespace},
+        projection::{project_for_quota, project_namespace, strip_bookkeeping},
     },
     metrics::Metrics,
     quota::{QuotaScope, resolve_tenant},
@@ -47,6 +49,22 @@ fn model_deployments(
     (reader, stream)
 }
 
+/// A Canary watch of one namespace (or all).
+fn canaries(client: &Client, namespace: Option<&str>) -> (Store<Canary>, Watched<Canary>) {
+    let api = match namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    };
+    let (reader, writer) = reflector::store();
+    let stream = watcher(api, watcher::Config::default().any_semantic())
+        .modify(strip_bookkeeping::<Canary>)
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects()
+        .boxed();
+    (reader, stream)
+}
+
 /// Runs the TenantQuota controller over the ModelDeployments of `namespaces` (`None`: all)
 /// until `shutdown`.
 pub async fn run(
@@ -58,6 +76,10 @@ pub async fn run(
     let (stores, streams): (Vec<_>, Vec<_>) = namespaces
         .iter()
         .map(|namespace| model_deployments(&client, namespace.as_deref()))
+        .unzip();
+    let (canary_stores, canary_streams): (Vec<_>, Vec<_>) = namespaces
+        .iter()
+        .map(|namespace| canaries(&client, namespace.as_deref()))
         .unzip();
     let (namespace_store, writer) = reflector::store();
     let namespace_events = watcher(
@@ -79,6 +101,7 @@ pub async fn run(
         metrics,
         quotas: quotas.clone(),
         model_deployments: stores,
+        canaries: canary_stores,
         namespaces: namespace_store.clone(),
         backoff: Backoff::default(),
     });
@@ -89,6 +112,17 @@ pub async fn run(
     for stream in streams {
         let mapper = concerned_quotas(quotas.clone(), namespace_store.clone());
         controller = controller.watches_stream(stream, mapper);
+    }
+    // Only runtime-image candidates run pods of their own; such Canaries are few, so every
+    // quota looks at each change of one.
+    for stream in canary_streams {
+        let quotas = quotas.clone();
+        controller = controller.watches_stream(stream, move |canary: Canary| {
+            match canary.spec.candidate.runtime {
+                Some(_) => all_quotas(&quotas),
+                None => Vec::new(),
+            }
+        });
     }
     controller
         .graceful_shutdown_on(shutdown)
