@@ -193,9 +193,21 @@ impl Operator {
     /// Like [`Operator::spawn`], with `extra` flags (e.g. `--insecure-registry=…`).
     pub fn spawn_with(namespaces: &[&str], extra: &[String]) -> anyhow::Result<Self> {
         let lease_namespace = namespaces.first().context("at least one namespace")?;
-        let child = Command::new(operator_binary()?)
+        let mut command = Command::new(operator_binary()?);
+        // The operator's own credentials, e.g. the chart's ServiceAccount, to check its RBAC.
+        if let Some(kubeconfig) = std::env::var_os("MODELPLANE_E2E_OPERATOR_KUBECONFIG") {
+            command.env("KUBECONFIG", kubeconfig);
+        }
+        // The Lease in a namespace of its own (the chart's Role covers only the release
+        // namespace), under a name of this test's.
+        match std::env::var("MODELPLANE_E2E_LEASE_NAMESPACE") {
+            Ok(namespace) => command
+                .arg(format!("--lease-namespace={namespace}"))
+                .arg(format!("--lease-name=modelplane-e2e-{lease_namespace}")),
+            Err(_) => command.arg(format!("--lease-namespace={lease_namespace}")),
+        };
+        let child = command
             .arg(format!("--namespaces={}", namespaces.join(",")))
-            .arg(format!("--lease-namespace={lease_namespace}"))
             .arg(format!("--runtime-image={}", runtime_image()))
             .args(extra)
             .args([

@@ -27,15 +27,21 @@ pub fn workload_rules() -> Vec<PolicyRule> {
             &["modeldeployments/status", "canaries/status"],
             &["get", "patch"],
         ),
-        // Server-side apply creates through PATCH, which needs `create` as well.
+        // Server-side apply creates through PATCH, which needs `create` as well. A
+        // runtime-image Canary's own Deployment and ConfigMap are deleted when it ends.
         rule(
             "apps",
             &["deployments"],
-            &["get", "list", "watch", "create", "patch"],
+            &["get", "list", "watch", "create", "patch", "delete"],
         ),
         rule(
             "",
-            &["configmaps", "services"],
+            &["configmaps"],
+            &["get", "list", "watch", "create", "patch", "delete"],
+        ),
+        rule(
+            "",
+            &["services"],
             &["get", "list", "watch", "create", "patch"],
         ),
         // PDBs are deleted when replicas drop to one; the rest is left to garbage collection.
