@@ -367,6 +367,10 @@ pub struct Generation {
     /// Most tokens (prompt chunks and decodes together) in one step.
     #[serde(default = "default_max_batch_tokens")]
     pub max_batch_tokens: u32,
+    /// Reuse the KV cache of a prompt prefix a slot still holds (a shared system prompt),
+    /// instead of computing it again. On by default; the output is the same either way.
+    #[serde(default = "default_prefix_caching")]
+    pub prefix_caching: bool,
 }
 
 impl Default for Generation {
@@ -377,8 +381,13 @@ impl Default for Generation {
             prefill_chunk: default_prefill_chunk(),
             max_waiting: default_max_waiting(),
             max_batch_tokens: default_max_batch_tokens(),
+            prefix_caching: default_prefix_caching(),
         }
     }
+}
+
+fn default_prefix_caching() -> bool {
+    true
 }
 
 impl Generation {

@@ -89,6 +89,8 @@ class StepRows:
         write_positions: Tensor,
         context: int,
         mask: Tensor,
+        slot_list: List[int],
+        ends: List[int],
     ):
         self.slots = slots
         self.positions = positions
@@ -97,6 +99,10 @@ class StepRows:
         self.write_positions = write_positions
         self.context = context
         self.mask = mask
+        # Host copies, read once per step: each row attends over its own slot's first
+        # ``ends[b]`` positions, in place.
+        self.slot_list = slot_list
+        self.ends = ends
 
 
 def _step_rows(slots: Tensor, starts: Tensor, lengths: Tensor, t: int, groups: int, capacity: int) -> StepRows:
@@ -112,7 +118,9 @@ def _step_rows(slots: Tensor, starts: Tensor, lengths: Tensor, t: int, groups: i
     mask = keys.view(1, 1, 1, context) <= positions.view(positions.shape[0], 1, t, 1)
     mask = mask.repeat(1, 1, groups, 1)  # [B, 1, G*T, ctx], matching the folded heads
     write_slots = slots.unsqueeze(1).expand(slots.shape[0], t)[valid]
-    return StepRows(slots, positions, valid, write_slots, positions[valid], context, mask)
+    slot_list: List[int] = slots.tolist()
+    ends: List[int] = (starts + lengths).tolist()
+    return StepRows(slots, positions, valid, write_slots, positions[valid], context, mask, slot_list, ends)
 
 
 class Attention(nn.Module):
@@ -153,13 +161,24 @@ class Attention(nn.Module):
         index: List[Optional[Tensor]] = [rows.write_slots, None, rows.write_positions]
         k_cache.index_put_(index, k_new)
         v_cache.index_put_(index, v_new)
-        # ...then attend over each row's whole context, read back from the cache.
-        keys = k_cache.narrow(2, 0, rows.context).index_select(0, rows.slots)
-        values = v_cache.narrow(2, 0, rows.context).index_select(0, rows.slots)
-
+        # ...then attend over each row's own context where it lies in the cache: a view of
+        # its slot's first ``end`` positions, never a copy, so a step reads the tokens its
+        # rows attend to and no more (no gather, no padding to the longest row).
         # GQA without copying K/V: fold the query heads of a group into the time axis.
         q = q.reshape(b, self.num_kv_heads, self.groups * t, self.head_dim)
-        out = F.scaled_dot_product_attention(q, keys, values, attn_mask=rows.mask, scale=self.scale)
+        outs: List[Tensor] = []
+        for i in range(b):
+            slot, end = rows.slot_list[i], rows.ends[i]
+            keys = k_cache[slot].narrow(1, 0, end).unsqueeze(0)
+            values = v_cache[slot].narrow(1, 0, end).unsqueeze(0)
+            query = q.narrow(0, i, 1)
+            if t == 1:
+                # One new token sees every cached position: no mask.
+                outs.append(F.scaled_dot_product_attention(query, keys, values, scale=self.scale))
+            else:
+                mask = rows.mask.narrow(0, i, 1).narrow(3, 0, end)
+                outs.append(F.scaled_dot_product_attention(query, keys, values, attn_mask=mask, scale=self.scale))
+        out = torch.cat(outs, 0)
         out = out.reshape(b, self.num_heads, t, self.head_dim).transpose(1, 2)
         return self.o_proj(out.reshape(b, t, self.num_heads * self.head_dim))
 

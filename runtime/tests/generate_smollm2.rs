@@ -66,3 +66,69 @@ async fn smollm2_knows_the_capital_of_france() {
     );
     running.shutdown().await;
 }
+
+/// Greedy ids of chat `questions` (each through SmolLM2's template, which puts the same
+/// system prompt first), one after another and then two at once, with prefix caching on
+/// or off; and the prefix cache hits counted.
+async fn chat_ids(prefix_caching: bool, questions: &[&str]) -> (Vec<Vec<u32>>, f64) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let yaml = tiny_config(
+        dir.path(),
+        &smollm2(),
+        &format!("generation: {{slots: 2, context: 256, prefixCaching: {prefix_caching}}}"),
+    )
+    .replace("intraOpThreads: 1", "intraOpThreads: 2");
+    let running = start_inline(&yaml).await;
+    let version = serving(&running, "tiny");
+    let codec = version.text_codec().expect("a tokenizer");
+    let prompts: Vec<Vec<u32>> = questions
+        .iter()
+        .map(|question| {
+            let messages = [ChatMessage {
+                role: "user".into(),
+                content: (*question).into(),
+            }];
+            let text = codec
+                .apply_chat_template(&messages, true)
+                .expect("template renders");
+            codec.encode(&text, false).expect("encodes")
+        })
+        .collect();
+    let (alone, together) = prompts.split_at(prompts.len() - 2);
+    let mut out = Vec::new();
+    for prompt in alone {
+        out.push(generate_ids(&running, "tiny", prompt, 12).await);
+    }
+    let (a, b) = tokio::join!(
+        generate_ids(&running, "tiny", &together[0], 12),
+        generate_ids(&running, "tiny", &together[1], 12)
+    );
+    out.extend([a, b]);
+    let hits = metric(
+        &running,
+        "modelplane_generate_prefix_cache_hits_total{model=\"tiny\",version=\"1\"}",
+    )
+    .await
+    .unwrap_or(0.0);
+    (out, hits)
+}
+
+#[tokio::test]
+async fn prefix_caching_reuses_the_system_prompt_and_changes_no_token() {
+    let questions = [
+        "What is the capital of France?",
+        "Name a primary colour.",
+        "What is two plus two?",
+        "Say hello.",
+        "What is the largest ocean?",
+    ];
+    let (cached, hits) = chat_ids(true, &questions).await;
+    let (plain, no_hits) = chat_ids(false, &questions).await;
+    assert_eq!(
+        cached, plain,
+        "the same greedy tokens with the cache on and off"
+    );
+    assert_eq!(no_hits, 0.0);
+    // Every request after the first reuses at least the template's system prompt.
+    assert!(hits >= 4.0 * 20.0, "prefix cache hits {hits}");
+}

@@ -13,6 +13,7 @@
 //! places requests in the fair queue (refusing, or shedding another tenant's newest,
 //! when it is full), then wakes the thread.
 
+mod prefix;
 mod scheduler;
 mod sequence;
 mod worker;
@@ -92,6 +93,14 @@ pub trait StepModel: Send {
         }
         Ok(RowLogits::full_rows(&logits, vocab_size))
     }
+
+    /// Copies the cached keys and values of positions `0..len` of slot `from` into the
+    /// same positions of slot `to` (prefix caching), leaving every other slot and position
+    /// as it is. `Ok(false)`: this model cannot, and the engine prefills the prefix instead.
+    fn copy_prefix(&mut self, from: u32, to: u32, len: u32) -> Result<bool, StepError> {
+        let _ = (from, to, len);
+        Ok(false)
+    }
 }
 
 /// How the engine queues and batches.
@@ -110,6 +119,9 @@ pub struct EngineSettings {
     /// a second call one more pass over the weights; SmolLM2 on one CPU core
     /// (measured on a busy machine): ~3–10 ms per token, ~50–100 ms per call.
     pub mix_padding_tokens: u32,
+    /// Reuse the keys and values of a prompt prefix that a slot still holds (or copy them
+    /// from another slot) instead of prefilling it again; see `engine/prefix.rs`.
+    pub prefix_caching: bool,
 }
 
 impl Default for EngineSettings {
@@ -119,6 +131,7 @@ impl Default for EngineSettings {
             prefill_chunk: 64,
             max_batch_tokens: 512,
             mix_padding_tokens: 16,
+            prefix_caching: true,
         }
     }
 }

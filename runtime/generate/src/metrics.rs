@@ -119,6 +119,8 @@ pub struct GenerationFamilies {
     tokens: Family<TokenLabels, Counter>,
     requests: Family<OutcomeLabels, Counter>,
     empty_outputs: Family<VersionLabels, Counter>,
+    prefix_queries: Family<VersionLabels, Counter>,
+    prefix_hits: Family<VersionLabels, Counter>,
     running: Family<VersionLabels, Gauge>,
     waiting: Family<VersionLabels, Gauge>,
     kv_slots_used: Family<VersionLabels, Gauge>,
@@ -137,6 +139,8 @@ impl GenerationFamilies {
             tokens: Family::default(),
             requests: Family::default(),
             empty_outputs: Family::default(),
+            prefix_queries: Family::default(),
+            prefix_hits: Family::default(),
             running: Family::default(),
             waiting: Family::default(),
             kv_slots_used: Family::default(),
@@ -183,6 +187,16 @@ impl GenerationFamilies {
             "Generations that finished normally (stop or length) with no output token or \
              whitespace-only text",
             self.empty_outputs.clone(),
+        );
+        r.register(
+            "modelplane_generate_prefix_cache_queries",
+            "Prompt tokens of admitted requests looked up in the prefix cache",
+            self.prefix_queries.clone(),
+        );
+        r.register(
+            "modelplane_generate_prefix_cache_hits",
+            "Prompt tokens whose keys and values were reused from the prefix cache, not prefilled",
+            self.prefix_hits.clone(),
         );
         r.register(
             "modelplane_generate_running_requests",
@@ -236,6 +250,8 @@ impl GenerationFamilies {
             output_tokens: self.tokens.get_or_create_owned(&tokens("output")),
             requests: self.requests.clone(),
             empty_outputs: self.empty_outputs.get_or_create_owned(&labels),
+            prefix_queries: self.prefix_queries.get_or_create_owned(&labels),
+            prefix_hits: self.prefix_hits.get_or_create_owned(&labels),
             running: GaugeShare::new(self.running.get_or_create_owned(&labels)),
             waiting: GaugeShare::new(self.waiting.get_or_create_owned(&labels)),
             kv_slots_used: GaugeShare::new(self.kv_slots_used.get_or_create_owned(&labels)),
@@ -283,6 +299,8 @@ pub struct GenerationMetrics {
     output_tokens: Counter,
     requests: Family<OutcomeLabels, Counter>,
     empty_outputs: Counter,
+    prefix_queries: Counter,
+    prefix_hits: Counter,
     running: GaugeShare,
     waiting: GaugeShare,
     kv_slots_used: GaugeShare,
@@ -306,6 +324,12 @@ impl GenerationMetrics {
     /// Counts a request's prompt tokens as it takes a slot.
     pub fn admitted(&self, prompt_tokens: usize) {
         self.input_tokens.inc_by(as_u64(prompt_tokens));
+    }
+
+    /// Counts a prompt looked up in the prefix cache and the tokens of it found there.
+    pub fn prefix_lookup(&self, prompt_tokens: u32, cached_tokens: u32) {
+        self.prefix_queries.inc_by(u64::from(prompt_tokens));
+        self.prefix_hits.inc_by(u64::from(cached_tokens));
     }
 
     /// Records the time to a request's first token.

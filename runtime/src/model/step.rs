@@ -217,6 +217,24 @@ impl StepModel for TorchStepModel {
             .collect();
         Self::copy_selected(&logits, &selections)
     }
+
+    /// Copies positions `0..len` of slot `from` into slot `to` of every layer's keys and
+    /// values, in place on the cache's device (layout `[layer, kv, slot, kv_head,
+    /// position, head_dim]`, contract §3): one strided copy instead of `len` tokens of
+    /// prefill.
+    fn copy_prefix(&mut self, from: u32, to: u32, len: u32) -> Result<bool, StepError> {
+        let slots = i64::from(self.shape.slots);
+        let (from, to, len) = (i64::from(from), i64::from(to), i64::from(len));
+        if from == to || from >= slots || to >= slots || len > i64::from(self.shape.context) {
+            return Err(StepError(format!(
+                "copy_prefix: slots {from} -> {to} of {slots}, {len} positions"
+            )));
+        }
+        let source = self.cache.narrow(2, from, 1).narrow(4, 0, len);
+        let mut target = self.cache.narrow(2, to, 1).narrow(4, 0, len);
+        tch::no_grad(|| target.f_copy_(&source)).map_err(|err| StepError(torch_message(&err)))?;
+        Ok(true)
+    }
 }
 
 /// The module's `config()`: shape facts by name.

@@ -124,6 +124,7 @@ pub(super) fn engine_settings(generation: &Generation) -> EngineSettings {
         max_waiting: generation.max_waiting,
         prefill_chunk: generation.prefill_chunk,
         max_batch_tokens: generation.max_batch_tokens,
+        prefix_caching: generation.prefix_caching,
         ..EngineSettings::default()
     }
 }

@@ -96,6 +96,27 @@ impl Sequence {
         )
     }
 
+    /// Starts feeding the prompt at `cached`: its slot already holds the keys and values
+    /// of the prompt's first `cached` tokens (prefix caching; less than the prompt).
+    pub fn reuse_prefix(&mut self, cached: u32) {
+        self.fed = cached.min(self.prompt_len.saturating_sub(1));
+    }
+
+    /// The tokens whose keys and values the slot holds, positions `0..fed`.
+    pub fn cached_tokens(&self) -> &[u32] {
+        &self.tokens[..self.fed as usize]
+    }
+
+    /// The tokens the slot holds once the sequence has ended: none after a failed step
+    /// (what it wrote is not trusted), else [`Self::cached_tokens`].
+    pub fn into_cached_tokens(mut self) -> Vec<u32> {
+        if matches!(self.ended, Some(Outcome::Error)) {
+            return Vec::new();
+        }
+        self.tokens.truncate(self.fed as usize);
+        self.tokens
+    }
+
     /// What the scheduler needs.
     pub fn view(&self) -> SequenceView {
         SequenceView {

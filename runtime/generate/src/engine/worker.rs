@@ -2,7 +2,6 @@
 //! the free slots, and runs iterations until every [`super::Engine`] is gone and the
 //! work they queued is done.
 
-use std::collections::BTreeSet;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -10,6 +9,7 @@ use std::sync::mpsc::Receiver;
 use std::time::Instant;
 
 use super::StreamEvent;
+use super::prefix::FreeSlots;
 use super::scheduler::{self, Call, SequenceView};
 use super::sequence::{Sequence, Vocabulary};
 use super::{EngineError, EngineSettings, ModelShape, RowLogits, Selection, Shared, StepError};
@@ -63,7 +63,8 @@ pub(super) struct Worker {
     wake: Receiver<()>,
     /// In admission order, which is the order prompts are prefilled in.
     running: Vec<Sequence>,
-    free_slots: BTreeSet<u32>,
+    /// Free slots, least recently freed first, with the prefixes they still hold.
+    free_slots: FreeSlots,
     shared: Arc<Shared>,
     codec: Arc<TextCodec>,
     eos_token_ids: Vec<u32>,
@@ -87,7 +88,7 @@ impl Worker {
         Self {
             wake,
             running: Vec::new(),
-            free_slots: (0..shape.slots).collect(),
+            free_slots: FreeSlots::new(shape.slots, settings.prefix_caching),
             shared,
             codec,
             eos_token_ids,
@@ -103,7 +104,7 @@ impl Worker {
         self.publish();
         while self.receive() {
             self.reap(Instant::now());
-            self.admit();
+            self.admit(model.as_mut());
             self.iterate(model.as_mut());
             self.charge_generated();
             self.retire();
@@ -161,27 +162,51 @@ impl Worker {
         self.retire();
     }
 
-    /// Moves waiting requests into free slots in fair order, charging each its prompt.
-    fn admit(&mut self) {
+    /// Moves waiting requests into free slots in fair order, charging each its prompt;
+    /// each takes the slot that holds its longest cached prefix (`prefix.rs`).
+    fn admit(&mut self, model: &mut dyn StepModel) {
         let mut queue = self.shared.queue();
-        while !queue.is_empty() {
-            let Some(slot) = self.free_slots.pop_first() else {
-                break;
-            };
+        while !queue.is_empty() && !self.free_slots.is_empty() {
             let Some((flow, submission)) = queue.pop() else {
-                self.free_slots.insert(slot);
                 break;
             };
             let fair = &submission.request.fair;
             let prompt = submission.request.prompt.len() as u64;
             queue.charge(&flow, fair.input_cost(prompt));
-            let sequence = Sequence::admit(submission, slot);
+            let running = self
+                .running
+                .iter()
+                .map(|sequence| (sequence.slot(), sequence.cached_tokens()));
+            let Some(placement) = self.free_slots.place(&submission.request.prompt, running) else {
+                // Not reached: the loop runs only while a slot is free.
+                let _ = submission
+                    .events
+                    .send(StreamEvent::Failed(EngineError::Shed(
+                        "no free KV cache slot".into(),
+                    )));
+                break;
+            };
+            let cached = match placement.copy_from {
+                Some(from) => match model.copy_prefix(from, placement.slot, placement.cached) {
+                    Ok(true) => placement.cached,
+                    Ok(false) => 0,
+                    Err(error) => {
+                        tracing::warn!(%error, from, to = placement.slot, "prefix copy failed; prefilling");
+                        0
+                    }
+                },
+                None => placement.cached,
+            };
+            let mut sequence = Sequence::admit(submission, placement.slot);
+            sequence.reuse_prefix(cached);
             tracing::debug!(
-                slot,
+                slot = placement.slot,
                 prompt_tokens = sequence.prompt_len(),
+                cached,
                 "request admitted"
             );
             self.metrics.admitted(sequence.prompt_len() as usize);
+            self.metrics.prefix_lookup(sequence.prompt_len(), cached);
             self.running.push(sequence);
         }
         // Running before waiting goes down: `Engine::submit` admits up to the free
@@ -255,23 +280,22 @@ impl Worker {
         }
     }
 
-    /// Frees the slots of the sequences that ended.
+    /// Frees the slots of the sequences that ended; each keeps what it cached.
     fn retire(&mut self) {
-        let free_slots = &mut self.free_slots;
         let before = self.running.len();
-        self.running.retain(|sequence| {
-            if let Some(outcome) = sequence.ended() {
-                tracing::debug!(
-                    slot = sequence.slot(),
-                    outcome = outcome.label(),
-                    "request left"
-                );
-                free_slots.insert(sequence.slot());
-                false
-            } else {
-                true
-            }
-        });
+        let (ended, running): (Vec<Sequence>, Vec<Sequence>) = std::mem::take(&mut self.running)
+            .into_iter()
+            .partition(|sequence| sequence.ended().is_some());
+        self.running = running;
+        for sequence in ended {
+            let slot = sequence.slot();
+            tracing::debug!(
+                slot,
+                outcome = sequence.ended().map(|o| o.label()),
+                "request left"
+            );
+            self.free_slots.release(slot, sequence.into_cached_tokens());
+        }
         if self.running.len() != before {
             self.publish();
         }

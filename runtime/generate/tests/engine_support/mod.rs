@@ -73,6 +73,8 @@ pub struct Log {
     pub violations: Vec<String>,
     /// What the engine asked of each row, per call.
     pub selections: Vec<Vec<Selection>>,
+    /// Prefix copies: `(from, to, len)`.
+    pub copies: Vec<(u32, u32, u32)>,
 }
 
 /// The toy model.
@@ -84,6 +86,8 @@ pub struct ToyModel {
     select: bool,
     log: Arc<Mutex<Log>>,
     dropped: Arc<AtomicBool>,
+    /// Whether `copy_prefix` copies.
+    copies: bool,
 }
 
 impl ToyModel {
@@ -94,8 +98,10 @@ impl ToyModel {
                 return Err(format!("slot {} repeated or out of range", row.slot));
             }
             seen.push(row.slot);
+            // A row continues its slot, or reuses a prefix the slot holds (prefix
+            // caching): it may not start past what the slot holds.
             let held = self.cache[row.slot as usize].len();
-            if row.start != 0 && row.start as usize != held {
+            if row.start as usize > held {
                 return Err(format!(
                     "slot {} holds {held} tokens but the row starts at {}",
                     row.slot, row.start
@@ -152,6 +158,26 @@ impl StepModel for ToyModel {
             out[next_token(history) as usize] = 1.0;
         }
         Ok(logits)
+    }
+
+    fn copy_prefix(&mut self, from: u32, to: u32, len: u32) -> Result<bool, StepError> {
+        if !self.copies {
+            return Ok(false);
+        }
+        let mut log = self.log.lock().expect("log");
+        let source = &self.cache[from as usize];
+        if len as usize > source.len() || from == to {
+            let violation = format!(
+                "copy of {len} tokens from slot {from} (holds {}) to {to}",
+                source.len()
+            );
+            log.violations.push(violation.clone());
+            return Err(StepError(violation));
+        }
+        let prefix = source[..len as usize].to_vec();
+        log.copies.push((from, to, len));
+        self.cache[to as usize] = prefix;
+        Ok(true)
     }
 
     fn step_selected(
@@ -233,6 +259,8 @@ pub struct Setup {
     pub settings: EngineSettings,
     /// The model answers only what each row needs (argmax, top-k) instead of full rows.
     pub select: bool,
+    /// The model copies prefixes between slots when the engine asks.
+    pub copies: bool,
 }
 
 impl Default for Setup {
@@ -243,6 +271,7 @@ impl Default for Setup {
             delay: Duration::ZERO,
             settings: EngineSettings::default(),
             select: false,
+            copies: true,
         }
     }
 }
@@ -263,6 +292,7 @@ impl Harness {
             select: setup.select,
             log: Arc::clone(&log),
             dropped: Arc::clone(&dropped),
+            copies: setup.copies,
         };
         let mut registry = Registry::default();
         let metrics: GenerationMetrics =
@@ -288,6 +318,11 @@ impl Harness {
     /// The rows of every call so far.
     pub fn calls(&self) -> Vec<Vec<Row>> {
         self.log.lock().expect("log").calls.clone()
+    }
+
+    /// The prefix copies so far: `(from, to, len)`.
+    pub fn copies(&self) -> Vec<(u32, u32, u32)> {
+        self.log.lock().expect("log").copies.clone()
     }
 
     /// What the engine asked of the rows of every call so far.
