@@ -17,6 +17,7 @@ command -v curl >/dev/null || need_apt+=(curl)
 command -v taskset >/dev/null || need_apt+=(util-linux)
 command -v unzip >/dev/null || need_apt+=(unzip)
 command -v readelf >/dev/null || need_apt+=(binutils)
+command -v lua5.1 >/dev/null || need_apt+=(lua5.1)   # the Argo CD health checks' tests
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: apt-get install ${need_apt[*]}"
   apt-get update -qq
