@@ -22,6 +22,9 @@ step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "Dockerfiles (hadolint)"
+hadolint Dockerfile.operator Dockerfile.runtime
+
 step "Helm chart"
 K8S_BIN="$(bash scripts/k8s-tools.sh)"
 "$K8S_BIN/helm" lint --strict charts/modelplane
