@@ -44,6 +44,8 @@
 #      BENCH_PLAIN_SECONDS  seconds per batch size in the plain loop (default 2)
 #      BENCH_MAX_TOKENS     generate: max_tokens of every request (default 256)
 #      BENCH_TRANSFORMERS=0 generate: skip transformers' generate (≈ 20 s to load)
+#      BENCH_PREFIX_CACHING=0  generate: the runtime with prefixCaching: false (the points
+#                      repeat the 12 prompts, so with it on, repeats reuse whole prompts)
 #      BENCH_REPEATS        tenancy: rounds of (alone, flooded) per model (default 3)
 #      BENCH_SKIP_BUILD=1   use the release binaries already built
 #
@@ -260,6 +262,7 @@ GEN_MODEL=smollm2
 GEN_CONCURRENCY=(1 16 64)
 GEN_GRPC_CONCURRENCY=16
 MAX_TOKENS="${BENCH_MAX_TOKENS:-256}"
+if [ "${BENCH_PREFIX_CACHING:-1}" = 0 ]; then PREFIX_CACHING=false; else PREFIX_CACHING=true; fi
 
 llm_baseline() {
   echo "== Python baselines (bench/llm_baseline.py, CPU $SERVER_CPU, one libtorch thread)"
@@ -313,7 +316,7 @@ server: {http: "127.0.0.1:$http", grpc: "127.0.0.1:$grpc", cacheDir: "$OUT/cache
 models:
 - name: $GEN_MODEL
   task: generate
-  generation: {slots: $slots, context: $((384 + MAX_TOKENS)), maxWaiting: 256}
+  generation: {slots: $slots, context: $((384 + MAX_TOKENS)), maxWaiting: 256, prefixCaching: $PREFIX_CACHING}
   limits: {maxInFlight: 1024, maxQueue: 1024, requestTimeout: 300s}
   versions: [{version: "1", source: {path: "$ROOT/examples/models/$GEN_MODEL"}}]
 EOF

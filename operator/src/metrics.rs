@@ -57,6 +57,17 @@ pub struct VerdictLabels {
     pub verdict: String,
 }
 
+/// Labels of a TenantQuota's gauges.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QuotaLabels {
+    /// The TenantQuota's name.
+    pub quota: String,
+    /// Its tenant.
+    pub tenant: String,
+    /// `cpu` (cores), `memory` (bytes), `gpu`, `replicas` or `modelDeployments`.
+    pub resource: String,
+}
+
 /// The phases a Canary's phase gauge has a series for.
 const CANARY_PHASES: [&str; 8] = [
     "Pending",
@@ -82,6 +93,8 @@ pub struct Metrics {
     canary_phase: Family<CanaryPhaseLabels, Gauge>,
     canary_weight: Family<CanaryLabels, Gauge>,
     canary_verdicts: Family<VerdictLabels, Counter>,
+    quota_used: Family<QuotaLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    quota_hard: Family<QuotaLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
 }
 
 impl Default for Metrics {
@@ -135,6 +148,18 @@ impl Default for Metrics {
             "Analysis verdicts per Canary and metric",
             canary_verdicts.clone(),
         );
+        let quota_used = Family::<QuotaLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        let quota_hard = Family::<QuotaLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "quota_used",
+            "What a TenantQuota's admitted ModelDeployments (and Canary pods) may use, by resource",
+            quota_used.clone(),
+        );
+        registry.register(
+            "quota_hard",
+            "A TenantQuota's spec.hard, by resource (absent: not limited)",
+            quota_hard.clone(),
+        );
         Self {
             registry: root,
             reconciles,
@@ -146,6 +171,8 @@ impl Default for Metrics {
             canary_phase,
             canary_weight,
             canary_verdicts,
+            quota_used,
+            quota_hard,
         }
     }
 }
@@ -183,6 +210,40 @@ impl Metrics {
     /// the [`modelplane_verify::Verifier`].
     pub fn verification(&self) -> modelplane_verify::Metrics {
         self.verification.clone()
+    }
+
+    /// Records what a TenantQuota admitted and its limits, `(resource, used, hard)` with CPU
+    /// in cores and memory in bytes.
+    pub fn set_quota(&self, quota: &str, tenant: &str, amounts: &[(&str, f64, Option<f64>)]) {
+        for (resource, used, hard) in amounts {
+            let labels = QuotaLabels {
+                quota: quota.to_owned(),
+                tenant: tenant.to_owned(),
+                resource: (*resource).to_owned(),
+            };
+            self.quota_used.get_or_create(&labels).set(*used);
+            match hard {
+                Some(hard) => {
+                    self.quota_hard.get_or_create(&labels).set(*hard);
+                }
+                None => {
+                    self.quota_hard.remove(&labels);
+                }
+            }
+        }
+    }
+
+    /// Forgets a deleted TenantQuota's series of `resources`.
+    pub fn forget_quota(&self, quota: &str, tenant: &str, resources: &[&str]) {
+        for resource in resources {
+            let labels = QuotaLabels {
+                quota: quota.to_owned(),
+                tenant: tenant.to_owned(),
+                resource: (*resource).to_owned(),
+            };
+            self.quota_used.remove(&labels);
+            self.quota_hard.remove(&labels);
+        }
     }
 
     /// Records a Canary's phase and weight.
@@ -274,7 +335,77 @@ impl ReconcileTimer<'_> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
+
+    /// The metric names the queries of a Grafana dashboard (JSON) read.
+    fn dashboard_metrics(json: &str) -> BTreeSet<String> {
+        let board: serde_json::Value = serde_json::from_str(json).expect("dashboard JSON");
+        let mut names = BTreeSet::new();
+        let panels = board["panels"].as_array().expect("panels");
+        for expr in panels
+            .iter()
+            .flat_map(|p| p["targets"].as_array().into_iter().flatten())
+            .filter_map(|t| t["expr"].as_str())
+        {
+            let mut rest = expr;
+            while let Some(at) = rest.find("modelplane_") {
+                let name: String = rest[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                    .collect();
+                rest = &rest[at + name.len()..];
+                names.insert(name);
+            }
+        }
+        names
+    }
+
+    #[test]
+    fn every_operator_dashboard_query_names_a_metric_the_operator_exports() {
+        // A family shows in the exposition once it has a series: record one of each.
+        let metrics = Metrics::default();
+        metrics.reconcile_started("Canary").finish("success");
+        metrics.set_objects_managed("Deployment", "*", 1);
+        metrics.set_leader(true);
+        metrics.set_canary("ns", "c", "Progressing", 10);
+        metrics.count_verdict("ns", "c", "errorRate", "Pass");
+        metrics.set_quota("q", "t", &[("cpu", 1.0, Some(2.0))]);
+        metrics.verification().record(
+            modelplane_verify::metrics::Artifact::Image,
+            "Verified",
+            true,
+            std::time::Duration::from_millis(3),
+        );
+        let exported: BTreeSet<String> = metrics
+            .render()
+            .lines()
+            .filter_map(|line| line.strip_prefix("# TYPE "))
+            .filter_map(|line| line.split(' ').next())
+            .map(str::to_owned)
+            .collect();
+        let family = |name: &str| {
+            ["_total", "_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .filter(|base| exported.contains(*base))
+                .unwrap_or(name)
+                .to_owned()
+        };
+        let used = dashboard_metrics(include_str!(
+            "../../charts/modelplane/dashboards/operator.json"
+        ));
+        assert!(used.len() >= 8, "{used:?}");
+        let missing: Vec<&String> = used
+            .iter()
+            .filter(|n| !exported.contains(&family(n)))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "not exported: {missing:?}; exported: {exported:?}"
+        );
+    }
 
     #[test]
     fn finished_reconcile_is_counted_by_kind_and_outcome() {

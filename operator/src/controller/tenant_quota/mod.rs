@@ -41,7 +41,7 @@ use crate::{
     controller::Backoff,
     desired::FIELD_MANAGER,
     metrics::Metrics,
-    quota::{Entry, Limits, QuotaScope, decide, is_canary_entry},
+    quota::{Entry, Limits, QuotaScope, Resource as QuotaResource, decide, is_canary_entry},
 };
 
 pub use candidates::{candidates, scopes};
@@ -118,6 +118,11 @@ pub fn error_policy(quota: Arc<TenantQuota>, error: &Error, ctx: Arc<Context>) -
 #[tracing::instrument(skip_all, fields(quota = %quota.name_any()))]
 async fn reconcile_inner(quota: &TenantQuota, ctx: &Context) -> Result<Action> {
     if quota.meta().deletion_timestamp.is_some() {
+        if let Some(this) = QuotaScope::of(quota) {
+            let resources = QuotaResource::ALL.map(QuotaResource::field);
+            ctx.metrics
+                .forget_quota(&this.name, &this.tenant, &resources);
+        }
         return Ok(Action::await_change());
     }
     if !ctx.is_synced() {
@@ -139,8 +144,38 @@ async fn reconcile_inner(quota: &TenantQuota, ctx: &Context) -> Result<Action> {
     let record = read_record(&current);
     let departed = departed(ctx, &record, &found).await?;
     let decision = decide(&limits, &record, &found, &departed);
+    publish_usage(ctx, &this, &limits, &decision);
     let next = next_status(quota, &current, &this, &limits, &decision, &now);
     write_status(ctx, quota, &current, next).await
+}
+
+/// Sets the quota's used and hard gauges from the decision.
+fn publish_usage(
+    ctx: &Context,
+    this: &QuotaScope,
+    limits: &Limits,
+    decision: &crate::quota::Decision,
+) {
+    let scale = |resource: QuotaResource, amount: u128| {
+        // CPU and memory are counted in thousandths (millicores, millibytes); the gauges
+        // are in cores and bytes.
+        let amount = amount as f64;
+        match resource {
+            QuotaResource::Cpu | QuotaResource::Memory => amount / 1000.0,
+            _ => amount,
+        }
+    };
+    let amounts: Vec<(&str, f64, Option<f64>)> = QuotaResource::ALL
+        .iter()
+        .map(|&resource| {
+            (
+                resource.field(),
+                scale(resource, decision.used.get(resource)),
+                limits.get(resource).map(|hard| scale(resource, hard)),
+            )
+        })
+        .collect();
+    ctx.metrics.set_quota(&this.name, &this.tenant, &amounts);
 }
 
 /// The record in `status`; an entry that does not parse (never written so) is dropped.

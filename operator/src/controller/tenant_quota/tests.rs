@@ -448,3 +448,36 @@ async fn a_runtime_image_canarys_pods_are_admitted_only_with_room_and_released_w
     assert_eq!(admitted(&status), ["team-a/m"]);
     assert_eq!(status.used.cpu.as_deref(), Some("4"));
 }
+
+#[tokio::test]
+async fn the_quotas_use_and_limits_are_exported_as_gauges() {
+    let mds = [model_deployment("a", 1, 2), model_deployment("b", 2, 3)];
+    let api = FakeApi::new(&[quota(json!({"cpu": "4", "memory": "8Gi"}))], &mds);
+    let quota = api.quota("team-a");
+    let ctx = context(&api, std::slice::from_ref(&quota), &mds);
+    reconcile(Arc::new(quota), ctx.clone())
+        .await
+        .expect("reconcile succeeds");
+    let text = ctx.metrics.render();
+    let sample = |name: &str, resource: &str| {
+        let prefix = format!(
+            "modelplane_operator_{name}{{quota=\"team-a\",tenant=\"team-a\",resource=\"{resource}\"}} "
+        );
+        text.lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .map(|value| value.parse::<f64>().expect("a number"))
+    };
+    // `a` (2 pods of 1 CPU, 1Gi) fits; `b` (3 more) does not.
+    assert_eq!(sample("quota_used", "cpu"), Some(2.0), "{text}");
+    assert_eq!(
+        sample("quota_used", "memory"),
+        Some(2.0 * 1024.0 * 1024.0 * 1024.0)
+    );
+    assert_eq!(sample("quota_used", "modelDeployments"), Some(1.0));
+    assert_eq!(sample("quota_hard", "cpu"), Some(4.0));
+    assert_eq!(
+        sample("quota_hard", "replicas"),
+        None,
+        "not limited: no series"
+    );
+}
