@@ -75,9 +75,51 @@ def test_other_valid_values_render_and_reach_the_operator():
         ('operator.resources.requests.cpu="lots"', "/operator/resources/requests/cpu"),
         ('operator.metrics.port=70000', "/operator/metrics/port"),
         ('operatr={}', "operatr"),
+        ('operator.leaderElection={"enabled":false}', "/operator/replicas"),
     ],
 )
 def test_bad_values_are_refused_naming_the_field(setting, names):
     result = template(setting)
     assert result.returncode != 0, f"{setting} rendered"
+    # One replica without leader election is fine.
+    assert template('operator.leaderElection={"enabled":false}', "operator.replicas=1").returncode == 0
     assert "schema" in result.stderr and names in result.stderr, result.stderr
+
+
+def kinds_named(docs: list, kind: str) -> list:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def test_the_operator_keeps_one_replica_through_a_drain_only_when_it_has_two():
+    for replicas, budgets in [(2, 1), (3, 1), (1, 0), (0, 0)]:
+        result = template(f"operator.replicas={replicas}")
+        assert result.returncode == 0, result.stderr
+        docs = documents(result.stdout)
+        deployment = kinds_named(docs, "Deployment")[0]
+        assert deployment["spec"]["replicas"] == replicas, "0 is kept, not defaulted"
+        assert len(kinds_named(docs, "PodDisruptionBudget")) == budgets, replicas
+    off = documents(template("podDisruptionBudget.enabled=false").stdout)
+    assert not kinds_named(off, "PodDisruptionBudget")
+
+
+def test_monitors_scrape_the_operator_and_the_runtime_pods_of_the_watched_namespaces():
+    assert not kinds_named(documents(template().stdout), "PodMonitor")
+    result = template(
+        "monitoring.serviceMonitor=true",
+        "monitoring.podMonitor=true",
+        'monitoring.labels={"release":"prometheus"}',
+        'operator.namespaces=["team-a"]',
+    )
+    assert result.returncode == 0, result.stderr
+    docs = documents(result.stdout)
+    pod_monitor = kinds_named(docs, "PodMonitor")[0]
+    assert pod_monitor["spec"]["namespaceSelector"] == {"matchNames": ["team-a"]}
+    assert pod_monitor["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] == "modelplane-runtime"
+    assert pod_monitor["metadata"]["labels"]["release"] == "prometheus"
+    service_monitor = kinds_named(docs, "ServiceMonitor")[0]
+    service = next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"].endswith("-metrics"))
+    selector = service_monitor["spec"]["selector"]["matchLabels"]
+    assert all(service["metadata"]["labels"].get(k) == v for k, v in selector.items())
+    assert service_monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    everywhere = documents(template("monitoring.podMonitor=true").stdout)
+    assert kinds_named(everywhere, "PodMonitor")[0]["spec"]["namespaceSelector"] == {"any": True}
