@@ -40,4 +40,4 @@ step "SBOMs (CycloneDX) of the binaries, checked for well-formedness"
 bash scripts/sbom.sh
 
 step "Python tests (real clients against the built binaries)"
-python -m pytest -q -p no:cacheprovider examples/tests examples/llm_tests runtime/tests/interop runtime/tests/openai bench/tests charts/tests
+python -m pytest -q -p no:cacheprovider examples/tests examples/llm_tests runtime/tests/interop runtime/tests/openai bench/tests charts/tests crds/tests
