@@ -419,7 +419,10 @@ impl MetricsPod {
             "metadata": {"name": format!("{target}-stand-in"),
                          "labels": {"app.kubernetes.io/name": "modelplane-runtime",
                                     "app.kubernetes.io/instance": target}},
-            "spec": {"containers": [{"name": "runtime", "image": candidate_image()}]},
+            // Bound to a node that does not exist: no scheduler or kubelet touches it (on
+            // kind too), so the status set below stays as set.
+            "spec": {"nodeName": "modelplane-e2e-no-such-node",
+                     "containers": [{"name": "runtime", "image": candidate_image()}]},
         }))?;
         let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), namespace);
         pods.create(&PostParams::default(), &pod).await?;
