@@ -1,11 +1,9 @@
 -- Health of a Canary (serving.modelplane.io/v1alpha1).
-local hs = {}
-local waiting = unobserved(obj)
+local waiting = waiting_health(obj)
 if waiting ~= nil then
-  hs.status = "Progressing"
-  hs.message = waiting
-  return hs
+  return waiting
 end
+local hs = {}
 local phase = obj.status.phase or "Pending"
 local progressing = condition(obj, "Progressing")
 local reason = progressing and progressing.reason or ""

@@ -34,3 +34,20 @@ local function say(c, fallback)
   end
   return c.reason or fallback
 end
+
+-- The health for a status not written for this generation yet, else nil.
+local function waiting_health(obj)
+  local waiting = unobserved(obj)
+  if waiting == nil then
+    return nil
+  end
+  return { status = "Progressing", message = waiting }
+end
+
+-- `status` with the condition's reason and message when condition `c` has status `value`.
+local function when(c, value, status, fallback)
+  if c ~= nil and c.status == value then
+    return { status = status, message = say(c, fallback) }
+  end
+  return nil
+end

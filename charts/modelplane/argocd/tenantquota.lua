@@ -1,23 +1,11 @@
 -- Health of a TenantQuota (serving.modelplane.io/v1alpha1).
-local hs = {}
-local waiting = unobserved(obj)
-if waiting ~= nil then
-  hs.status = "Progressing"
-  hs.message = waiting
+local hs = waiting_health(obj)
+if hs ~= nil then
   return hs
 end
 local ready = condition(obj, "Ready")
 if ready == nil or ready.status ~= "True" then
-  hs.status = "Degraded"
-  hs.message = say(ready, "The quota is not in force")
-  return hs
+  return { status = "Degraded", message = say(ready, "The quota is not in force") }
 end
-local exceeded = condition(obj, "Exceeded")
-if exceeded ~= nil and exceeded.status == "True" then
-  hs.status = "Degraded"
-  hs.message = say(exceeded, "Exceeded")
-  return hs
-end
-hs.status = "Healthy"
-hs.message = say(ready, "Enforced")
-return hs
+return when(condition(obj, "Exceeded"), "True", "Degraded", "Exceeded")
+  or { status = "Healthy", message = say(ready, "Enforced") }

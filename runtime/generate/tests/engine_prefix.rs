@@ -81,18 +81,18 @@ async fn a_shared_prefix_is_reused_and_the_output_is_that_of_a_full_prefill() {
     }
 }
 
-#[tokio::test]
-async fn a_prefix_held_by_a_running_request_is_copied_into_a_new_slot() {
-    // The first request runs long; the second shares its 40-token prefix and arrives while
-    // it runs: no free slot holds the prefix, the running one does.
+/// A long request sharing `chat`'s 40-token prefix runs; `chat(1)` arrives while it does
+/// (slow steps), so no free slot holds the prefix and the running one does. Returns the
+/// harness after both ended with their reference tokens.
+async fn join_a_running_prefix(copies: bool) -> Harness {
     let first = {
         let mut tokens = prompt(7, 40);
         tokens.extend(long_running_prompt(6, 40));
         tokens
     };
     let second = chat(1);
-    // Slow steps: the first request is still running when the second arrives.
     let harness = Harness::start(Setup {
+        copies,
         delay: std::time::Duration::from_millis(5),
         ..setup(true, 2)
     })
@@ -110,38 +110,19 @@ async fn a_prefix_held_by_a_running_request_is_copied_into_a_new_slot() {
     let out = collect_tokens(vec![running, joined]).await;
     assert_eq!(out, vec![reference(&first, 40), reference(&second, 12)]);
     harness.assert_no_violations();
-    let copies = harness.copies();
+    harness
+}
+
+#[tokio::test]
+async fn a_prefix_held_by_a_running_request_is_copied_into_a_new_slot() {
+    let copies = join_a_running_prefix(true).await.copies();
     assert_eq!(copies.len(), 1, "{copies:?}");
     assert_eq!(copies[0].2, 40, "the shared prefix, not more: {copies:?}");
 }
 
 #[tokio::test]
 async fn a_model_that_cannot_copy_prefills_instead() {
-    let first = {
-        let mut tokens = prompt(7, 40);
-        tokens.extend(long_running_prompt(6, 40));
-        tokens
-    };
-    let second = chat(1);
-    let harness = Harness::start(Setup {
-        copies: false,
-        delay: std::time::Duration::from_millis(5),
-        ..setup(true, 2)
-    })
-    .await;
-    let running = harness
-        .engine
-        .submit(greedy(first.clone(), 40))
-        .expect("admitted");
-    assert!(engine_support::eventually(|| !harness.calls().is_empty()).await);
-    let joined = harness
-        .engine
-        .submit(greedy(second.clone(), 12))
-        .expect("admitted");
-    let out = collect_tokens(vec![running, joined]).await;
-    assert_eq!(out, vec![reference(&first, 40), reference(&second, 12)]);
-    harness.assert_no_violations();
-    assert!(harness.copies().is_empty());
+    assert!(join_a_running_prefix(false).await.copies().is_empty());
 }
 
 #[tokio::test]
