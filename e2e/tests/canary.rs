@@ -673,7 +673,19 @@ async fn a_runtime_image_candidate_waits_for_quota_room_for_its_own_pods() -> an
     create_models_claim(&client, &ns.name).await?;
     apply_example(&client, &ns.name, "mlp-tensor.yaml").await?;
     apply_mlp_canary(&client, &ns.name, false).await?;
-    let held = progressing(&client, &ns.name, "QuotaNotAdmitted").await?;
+    // Held first while the quota has not decided, then with the refusal's numbers.
+    let canaries: Api<Canary> = Api::namespaced(client.clone(), &ns.name);
+    let held = eventually("the quota's refusal on the Canary", TIMEOUT, || async {
+        let status = canaries.get(CANARY).await?.status;
+        Ok(status.filter(|s| {
+            s.conditions.iter().any(|c| {
+                c.type_ == "Progressing"
+                    && c.reason == "QuotaNotAdmitted"
+                    && c.message.contains("over the quota")
+            })
+        }))
+    })
+    .await?;
     assert_eq!(
         (format!("{:?}", held.phase), held.weight),
         ("Pending".into(), 0)

@@ -35,7 +35,7 @@ use k8s_openapi::{
 };
 use kube::{
     Api, Client, Resource, ResourceExt,
-    api::{ListParams, Patch, PatchParams},
+    api::{Patch, PatchParams},
     runtime::{controller::Action, events::Recorder, reflector::Store},
 };
 use modelplane_api::{
@@ -97,6 +97,8 @@ pub struct Context {
     pub verifier: Arc<dyn ArtifactVerifier>,
     /// The ModelDeployments a Canary may target, from a watch.
     pub targets: Store<ModelDeployment>,
+    /// Every TenantQuota, from a watch (a runtime-image candidate's pods need admission).
+    pub quotas: Store<TenantQuota>,
     /// Retry delays after failed reconciles and unreachable registries.
     pub backoff: Backoff,
     /// Candidates refused recently, not re-checked until their hold ends.
@@ -261,7 +263,7 @@ async fn roll(
 /// Why the quota does not admit the candidate yet, if it does not: the target's
 /// `QuotaAdmitted` is False, or (a runtime-image candidate, whose own pods the TenantQuota
 /// controller admits like a ModelDeployment) its pods are refused or not decided yet. Read
-/// from the API (quotas are few, and this runs only before the first step).
+/// from the quota cache; the namespace's labels from the API (only before the first step).
 async fn quota_hold(ctx: &Context, canary: &Canary, target: &ModelDeployment) -> Option<String> {
     let refused = target
         .status
@@ -272,14 +274,13 @@ async fn quota_hold(ctx: &Context, canary: &Canary, target: &ModelDeployment) ->
         return Some("the target's QuotaAdmitted is False".into());
     }
     canary.spec.candidate.runtime.as_ref()?;
+    let synced = futures::FutureExt::now_or_never(ctx.quotas.wait_until_ready())
+        .is_some_and(|ready| ready.is_ok());
+    if !synced {
+        // An empty cache would read as "not limited".
+        return Some("the TenantQuotas are still being read".into());
+    }
     let namespace = canary.namespace()?;
-    let quotas = match Api::<TenantQuota>::all(ctx.client.clone())
-        .list(&ListParams::default())
-        .await
-    {
-        Ok(list) => list.items.into_iter().map(Arc::new).collect(),
-        Err(error) => return Some(format!("the TenantQuotas cannot be read: {error}")),
-    };
     let labels = match Api::<Namespace>::all(ctx.client.clone())
         .get_opt(&namespace)
         .await
@@ -295,7 +296,7 @@ async fn quota_hold(ctx: &Context, canary: &Canary, target: &ModelDeployment) ->
         current: None,
     };
     let (_, verdict) = gate(
-        &scoped(quotas),
+        &scoped(ctx.quotas.state()),
         &target.spec,
         &namespace,
         labels.as_ref(),

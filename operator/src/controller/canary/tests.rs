@@ -233,6 +233,7 @@ impl Harness {
             default_image: defaults().runtime_image,
             verifier,
             targets: store(targets),
+            quotas: crate::fixtures::store(&[]),
             backoff: Backoff::default(),
             holds: Holds::default(),
             analyzer: Arc::new(super::analyze::Analyzer::new(None)),

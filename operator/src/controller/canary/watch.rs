@@ -57,11 +57,15 @@ pub async fn run(
     .default_backoff()
     .reflect(writer)
     .touched_objects();
+    // The quotas a runtime-image candidate's pods wait for, cached: read at every
+    // reconcile before the first step, never listed.
+    let (quotas, quota_writer) = reflector::store();
     let quota_events = watcher(
         Api::<TenantQuota>::all(client.clone()),
         watcher::Config::default().any_semantic(),
     )
     .default_backoff()
+    .reflect(quota_writer)
     .touched_objects();
     let controller = Controller::new(
         api::<Canary>(&client, ns),
@@ -79,6 +83,7 @@ pub async fn run(
         default_image,
         verifier,
         targets,
+        quotas,
         backoff: Backoff::default(),
         holds: Holds::default(),
         analyzer,
