@@ -72,55 +72,104 @@ class RMSNorm(nn.Module):
         return self.weight * h.to(dtype)
 
 
+class Projection(nn.Module):
+    """A bias-free linear map ``x @ weight_t`` whose weight is held transposed, ``[in, out]``.
+
+    Same numbers as ``nn.Linear`` (whose weight is ``[out, in]``); MKL's single-threaded
+    sgemm runs the few-row products of a decode step 1.6-1.8x faster with the weight in
+    this layout (16 rows of SmolLM2's MLP: 255 against 421 us). Loaded from a Linear's
+    ``weight`` by :func:`transposed_state_dict`.
+    """
+
+    def __init__(self, in_features: int, out_features: int):
+        super().__init__()
+        self.weight_t = nn.Parameter(torch.empty(in_features, out_features))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.matmul(x, self.weight_t)
+
+
+def transposed_state_dict(weights: Dict[str, Tensor]) -> Dict[str, Tensor]:
+    """A ``transformers`` Llama state dict with every ``*_proj.weight`` as ``*_proj.weight_t``."""
+    out: Dict[str, Tensor] = {}
+    for key, value in weights.items():
+        if key.endswith("_proj.weight"):
+            out[key.removesuffix("weight") + "weight_t"] = value.t().contiguous()
+        else:
+            out[key] = value
+    return out
+
+
 def rotate_half(x: Tensor) -> Tensor:
     half = x.shape[-1] // 2
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
 class StepRows:
-    """Per-step indexing facts shared by every layer (built once per ``step``)."""
+    """Per-step indexing facts shared by every layer (built once per ``step``).
+
+    The step is padding-free: the valid tokens of all rows are packed into one
+    ``[N, hidden]`` matrix (``N = sum(lengths)``, row by row), so every projection
+    computes them and no padding; attention then runs per row over its segment.
+    """
 
     def __init__(
         self,
-        slots: Tensor,
-        positions: Tensor,
         valid: Tensor,
         write_slots: Tensor,
         write_positions: Tensor,
-        context: int,
-        mask: Tensor,
         slot_list: List[int],
         ends: List[int],
+        offsets: List[int],
+        lengths: List[int],
+        masks: List[Tensor],
     ):
-        self.slots = slots
-        self.positions = positions
         self.valid = valid
         self.write_slots = write_slots
         self.write_positions = write_positions
-        self.context = context
-        self.mask = mask
-        # Host copies, read once per step: each row attends over its own slot's first
-        # ``ends[b]`` positions, in place.
+        # Host copies, read once per step: row ``b``'s tokens are ``offsets[b] ..
+        # offsets[b] + lengths[b]`` of the packed matrix, and it attends over its own
+        # slot's first ``ends[b]`` positions, in place.
         self.slot_list = slot_list
         self.ends = ends
+        self.offsets = offsets
+        self.lengths = lengths
+        # The causal mask of each row of more than one token ``[1, 1, G*len, end]``
+        # (an empty tensor for a one-token row, which sees every cached position).
+        self.masks = masks
 
 
 def _step_rows(slots: Tensor, starts: Tensor, lengths: Tensor, t: int, groups: int, capacity: int) -> StepRows:
-    """Positions, write indices and the attention mask of one step; ``capacity`` bounds the context."""
-    offsets = torch.arange(t, device=slots.device)
-    positions = starts.unsqueeze(1) + offsets.unsqueeze(0)  # [B, T]
-    valid = offsets.unsqueeze(0) < lengths.unsqueeze(1)  # [B, T]
-    context = int((starts + lengths).max())
-    if context > capacity:
+    """Packing, write indices and the attention masks of one step; ``capacity`` bounds the context."""
+    steps = torch.arange(t, device=slots.device)
+    positions = starts.unsqueeze(1) + steps.unsqueeze(0)  # [B, T]
+    valid = steps.unsqueeze(0) < lengths.unsqueeze(1)  # [B, T]
+    if int((starts + lengths).max()) > capacity:
         raise ValueError("step: a row extends past the cache's (or the model's) max_context")
-    keys = torch.arange(context, device=slots.device)
-    # Query at position p sees keys 0..=p of its own slot; padded queries are ignored.
-    mask = keys.view(1, 1, 1, context) <= positions.view(positions.shape[0], 1, t, 1)
-    mask = mask.repeat(1, 1, groups, 1)  # [B, 1, G*T, ctx], matching the folded heads
     write_slots = slots.unsqueeze(1).expand(slots.shape[0], t)[valid]
     slot_list: List[int] = slots.tolist()
-    ends: List[int] = (starts + lengths).tolist()
-    return StepRows(slots, positions, valid, write_slots, positions[valid], context, mask, slot_list, ends)
+    start_list: List[int] = starts.tolist()
+    length_list: List[int] = lengths.tolist()
+    ends: List[int] = []
+    offsets: List[int] = []
+    masks: List[Tensor] = []
+    offset = 0
+    for i in range(len(slot_list)):
+        start, length = start_list[i], length_list[i]
+        end = start + length
+        ends.append(end)
+        offsets.append(offset)
+        offset += length
+        if length == 1:
+            masks.append(torch.empty(0, device=slots.device))
+        else:
+            # Query at position p sees keys 0..=p of its own slot.
+            keys = torch.arange(end, device=slots.device)
+            query_positions = torch.arange(start, end, device=slots.device)
+            mask = keys.view(1, end) <= query_positions.view(length, 1)  # [len, end]
+            # The query heads of a group are folded into the time axis (g, t order).
+            masks.append(mask.repeat(groups, 1).view(1, 1, groups * length, end))
+    return StepRows(valid, write_slots, positions[valid], slot_list, ends, offsets, length_list, masks)
 
 
 class Attention(nn.Module):
@@ -134,10 +183,10 @@ class Attention(nn.Module):
         self.groups = shape.num_heads // shape.num_kv_heads
         self.scale = shape.head_dim**-0.5
         h, d = shape.hidden_size, shape.head_dim
-        self.q_proj = nn.Linear(h, shape.num_heads * d, bias=False)
-        self.k_proj = nn.Linear(h, shape.num_kv_heads * d, bias=False)
-        self.v_proj = nn.Linear(h, shape.num_kv_heads * d, bias=False)
-        self.o_proj = nn.Linear(shape.num_heads * d, h, bias=False)
+        self.q_proj = Projection(h, shape.num_heads * d)
+        self.k_proj = Projection(h, shape.num_kv_heads * d)
+        self.v_proj = Projection(h, shape.num_kv_heads * d)
+        self.o_proj = Projection(shape.num_heads * d, h)
 
     def forward(
         self,
@@ -147,40 +196,42 @@ class Attention(nn.Module):
         layer_cache: Tensor,
         rows: StepRows,
     ) -> Tensor:
-        b, t = x.shape[0], x.shape[1]
-        q = self.q_proj(x).view(b, t, self.num_heads, self.head_dim).transpose(1, 2)
-        k = self.k_proj(x).view(b, t, self.num_kv_heads, self.head_dim).transpose(1, 2)
-        v = self.v_proj(x).view(b, t, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        # x: [N, hidden], the packed valid tokens; cos/sin: [N, 1, head_dim].
+        n = x.shape[0]
+        q = self.q_proj(x).view(n, self.num_heads, self.head_dim)
+        k = self.k_proj(x).view(n, self.num_kv_heads, self.head_dim)
+        v = self.v_proj(x).view(n, self.num_kv_heads, self.head_dim)
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
 
-        # Write the new keys and values of the valid tokens into their slots...
+        # Write the new keys and values into their slots...
         k_cache, v_cache = layer_cache[0], layer_cache[1]
-        k_new = k.transpose(1, 2)[rows.valid]
-        v_new = v.transpose(1, 2)[rows.valid]
         index: List[Optional[Tensor]] = [rows.write_slots, None, rows.write_positions]
-        k_cache.index_put_(index, k_new)
-        v_cache.index_put_(index, v_new)
+        k_cache.index_put_(index, k)
+        v_cache.index_put_(index, v)
         # ...then attend over each row's own context where it lies in the cache: a view of
         # its slot's first ``end`` positions, never a copy, so a step reads the tokens its
         # rows attend to and no more (no gather, no padding to the longest row).
         # GQA without copying K/V: fold the query heads of a group into the time axis.
-        q = q.reshape(b, self.num_kv_heads, self.groups * t, self.head_dim)
+        # [N, heads, d] -> [N, kv_heads, groups, d]: a one-token row is already the
+        # [1, kv_heads, groups * 1, d] query it needs.
+        q = q.view(n, self.num_kv_heads, self.groups, self.head_dim)
         outs: List[Tensor] = []
-        for i in range(b):
-            slot, end = rows.slot_list[i], rows.ends[i]
-            keys = k_cache[slot].narrow(1, 0, end).unsqueeze(0)
-            values = v_cache[slot].narrow(1, 0, end).unsqueeze(0)
-            query = q.narrow(0, i, 1)
-            if t == 1:
+        for i in range(len(rows.slot_list)):
+            slot, end, length = rows.slot_list[i], rows.ends[i], rows.lengths[i]
+            keys = k_cache.narrow(0, slot, 1).narrow(2, 0, end)
+            values = v_cache.narrow(0, slot, 1).narrow(2, 0, end)
+            query = q.narrow(0, rows.offsets[i], length)
+            if length == 1:
                 # One new token sees every cached position: no mask.
                 outs.append(F.scaled_dot_product_attention(query, keys, values, scale=self.scale))
             else:
-                mask = rows.mask.narrow(0, i, 1).narrow(3, 0, end)
-                outs.append(F.scaled_dot_product_attention(query, keys, values, attn_mask=mask, scale=self.scale))
-        out = torch.cat(outs, 0)
-        out = out.reshape(b, self.num_heads, t, self.head_dim).transpose(1, 2)
-        return self.o_proj(out.reshape(b, t, self.num_heads * self.head_dim))
+                # [len, kv_heads, groups, d] -> [1, kv_heads, groups * len, d] and back.
+                query = query.permute(1, 2, 0, 3).reshape(1, self.num_kv_heads, self.groups * length, self.head_dim)
+                out = F.scaled_dot_product_attention(query, keys, values, attn_mask=rows.masks[i], scale=self.scale)
+                outs.append(out.view(self.num_kv_heads, self.groups, length, self.head_dim).permute(2, 0, 1, 3))
+        # [N, kv_heads, groups, d] -> [N, heads * d]
+        return self.o_proj(torch.cat(outs, 0).reshape(n, self.num_heads * self.head_dim))
 
 
 class Mlp(nn.Module):
@@ -189,9 +240,9 @@ class Mlp(nn.Module):
     def __init__(self, shape: LlamaShape):
         super().__init__()
         h, i = shape.hidden_size, shape.intermediate_size
-        self.gate_proj = nn.Linear(h, i, bias=False)
-        self.up_proj = nn.Linear(h, i, bias=False)
-        self.down_proj = nn.Linear(i, h, bias=False)
+        self.gate_proj = Projection(h, i)
+        self.up_proj = Projection(h, i)
+        self.down_proj = Projection(i, h)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
@@ -283,15 +334,17 @@ class LlamaStep(nn.Module):
             raise ValueError("step: slots must be distinct and within the cache")
         capacity = min(c[4], self.max_context)
         rows = _step_rows(slots, starts, lengths, t, self.groups, capacity)
-        # Padded positions may lie past the table; their outputs are never used.
-        positions = rows.positions.clamp(max=self.max_context - 1)
-        cos = self.rope_cos[positions].unsqueeze(1)  # [B, 1, T, head_dim]
+        # Only the valid tokens go through the layers, packed row by row: a call's cost
+        # follows sum(lengths), not B * T, so decode rows may share a call with a long
+        # prefill chunk at no padding cost.
+        positions = rows.write_positions
+        cos = self.rope_cos[positions].unsqueeze(1)  # [N, 1, head_dim]
         sin = self.rope_sin[positions].unsqueeze(1)
-        x = self.embed_tokens(input_ids)
+        x = self.embed_tokens(input_ids[rows.valid])  # [N, hidden]
         for i, layer in enumerate(self.layers):
             x = layer(x, cos, sin, kv_cache[i], rows)
-        last = x[torch.arange(b, device=x.device), lengths - 1]  # [B, hidden]
-        return self.lm_head(self.norm(last)).float()
+        last = torch.tensor(rows.offsets, device=x.device) + lengths - 1
+        return self.lm_head(self.norm(x[last])).float()
 
     def forward(self, input_ids: Tensor, slots: Tensor, starts: Tensor, lengths: Tensor, kv_cache: Tensor) -> Tensor:
         """Same as ``step`` (so that ``forward``-only loaders can drive the model too)."""

@@ -64,6 +64,10 @@ pub struct GenerateModelConfig {
     pub kv_cache_layout: Option<Vec<String>>,
     /// Memory one cached token takes: `2·L·H·D·4`.
     pub kv_cache_bytes_per_token: u64,
+    /// `step` computes only the `lengths[b]` tokens of each row, never the padding
+    /// (contract §3): the engine may then mix rows of any lengths in one call.
+    #[serde(default)]
+    pub packed_rows: bool,
     /// Beginning-of-sequence id.
     #[serde(default)]
     pub bos_token_id: Option<u32>,
@@ -322,9 +326,19 @@ mod tests {
     }
 
     #[test]
+    fn packed_rows_is_read() {
+        let mut value = tiny();
+        value["packed_rows"] = true.into();
+        assert!(parse(&value).expect("valid").packed_rows);
+        value["packed_rows"] = "yes".into();
+        assert!(parse(&value).is_err(), "packed_rows must be a boolean");
+    }
+
+    #[test]
     fn minimal_config_parses_with_defaults() {
         let config = parse(&tiny()).expect("valid");
         assert_eq!(config.dtype, "float32");
+        assert!(!config.packed_rows, "a model is padded unless it says otherwise");
         assert_eq!(config.chat_template, None);
         assert_eq!(config.expected_kv_bytes_per_token(), 512);
         assert_eq!(

@@ -44,6 +44,9 @@ pub struct ModelShape {
     pub context: u32,
     /// Memory one cached token takes (`config.json`'s `kv_cache_bytes_per_token`).
     pub kv_cache_bytes_per_token: u64,
+    /// `step` computes only each row's own tokens (`config.json`'s `packed_rows`), so a
+    /// padded position costs nothing and any rows may share a call.
+    pub packed_rows: bool,
 }
 
 /// One row of a `step` call: extend the sequence in `slot` by `tokens` at `start`.
@@ -137,6 +140,22 @@ impl Default for EngineSettings {
 }
 
 impl EngineSettings {
+    /// The settings the engine runs `shape`'s model with: a model whose `step` is
+    /// padding-free (`packed_rows`) takes every prompt chunk into the decode call,
+    /// since padding the decode rows costs it nothing and a second call is one more
+    /// pass over the weights.
+    #[must_use]
+    pub fn for_model(self, shape: &ModelShape) -> Self {
+        if shape.packed_rows {
+            Self {
+                mix_padding_tokens: u32::MAX,
+                ..self
+            }
+        } else {
+            self
+        }
+    }
+
     /// Refuses settings the engine cannot run with.
     pub fn validate(&self) -> Result<(), String> {
         if self.prefill_chunk == 0 {
@@ -609,6 +628,7 @@ mod tests {
             slots: 0,
             context: 16,
             kv_cache_bytes_per_token: 1,
+            packed_rows: false,
         };
         assert!(checked(shape).is_err());
         assert_eq!(

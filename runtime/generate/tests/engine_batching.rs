@@ -224,6 +224,42 @@ async fn prefill_chunks_do_not_pad_decode_rows_beyond_the_mixing_allowance() {
 }
 
 #[tokio::test]
+async fn a_packed_model_takes_prompt_chunks_into_the_decode_call() {
+    // mix_padding_tokens 0 would keep every chunk out of the decode call of a padded
+    // model; a model that declares packed_rows pays nothing for the padding, so the
+    // engine runs one call per iteration, with the same tokens.
+    let harness = Harness::start(Setup {
+        slots: 3,
+        settings: settings(16, 0),
+        packed_rows: true,
+        delay: Duration::from_millis(1),
+        ..Setup::default()
+    })
+    .await;
+    let running_prompt = long_running_prompt(3, 40);
+    let mut running = harness
+        .engine
+        .submit(greedy(running_prompt.clone(), 40))
+        .expect("admitted");
+    let head = take_tokens(&mut running, 1).await;
+    let joining = prompt(8, 50);
+    let joined = collect(
+        harness
+            .engine
+            .submit(greedy(joining.clone(), 3))
+            .expect("admitted"),
+    )
+    .await;
+    let rest = finish(head, running).await;
+    assert_eq!(joined.tokens, reference(&joining, 3));
+    assert_eq!(rest.tokens, reference(&running_prompt, 40));
+    let mixed = harness.calls().into_iter().filter(|call| {
+        call.iter().any(|row| row.2 == 1) && call.iter().any(|row| row.2 > 1)
+    });
+    assert!(mixed.count() > 0, "no call mixed a decode row with a prompt chunk");
+}
+
+#[tokio::test]
 async fn a_failed_step_fails_only_the_requests_in_that_call() {
     let harness = Harness::start(Setup {
         slots: 3,

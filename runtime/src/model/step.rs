@@ -74,6 +74,7 @@ impl TorchStepModel {
                 slots: size.slots,
                 context: size.context,
                 kv_cache_bytes_per_token: config.kv_cache_bytes_per_token,
+                packed_rows: config.packed_rows,
             },
             pad: i64::from(config.pad_token_id.unwrap_or(0)),
         };

@@ -92,7 +92,7 @@ impl Worker {
             shared,
             codec,
             eos_token_ids,
-            settings,
+            settings: settings.for_model(&shape),
             metrics,
             shape,
             views: Vec::new(),

@@ -261,6 +261,8 @@ pub struct Setup {
     pub select: bool,
     /// The model copies prefixes between slots when the engine asks.
     pub copies: bool,
+    /// The model declares a padding-free step (`packed_rows`).
+    pub packed_rows: bool,
 }
 
 impl Default for Setup {
@@ -272,6 +274,7 @@ impl Default for Setup {
             settings: EngineSettings::default(),
             select: false,
             copies: true,
+            packed_rows: false,
         }
     }
 }
@@ -286,6 +289,7 @@ impl Harness {
                 slots: setup.slots,
                 context: setup.context,
                 kv_cache_bytes_per_token: BYTES_PER_TOKEN,
+                packed_rows: setup.packed_rows,
             },
             cache: vec![Vec::new(); setup.slots as usize],
             delay: setup.delay,
