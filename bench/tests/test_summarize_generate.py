@@ -133,3 +133,28 @@ def test_a_point_that_never_filled_up_falls_back_to_the_whole_point(tmp_path):
     text = "\n".join(targets(load_stream_points(tmp_path), baseline(20.0, 100.0)))
     assert "whole point: 60.0 vs 20.0 for the single-request loop = 3.00×; target ≥ 4×: MISSED" in text
     assert "while 16 requests ran" not in text
+
+
+def test_the_comparison_with_vllm_gives_each_ratio_and_verdict(tmp_path):
+    write(tmp_path, "cmp-modelplane-off-c16.json", stream("openai-chat", 16, 90.0, (500.0, 900.0), (120.0, 300.0)))
+    write(tmp_path, "cmp-vllm-off-c16.json", stream("openai-chat", 16, 100.0, (400.0, 800.0), (100.0, 200.0)))
+    write(tmp_path, "cmp-modelplane-on-c16.json", stream("openai-chat", 16, 120.0, (200.0, 900.0), (120.0, 300.0)))
+    write(tmp_path, "cmp-vllm-on-c16.json", stream("openai-chat", 16, 100.0, (250.0, 800.0), (100.0, 200.0)))
+    write(tmp_path, "cmp-modelplane-on-c1.json", stream("openai-chat", 1, 20.0, (90.0, 100.0), (45.0, 50.0)))
+    write(tmp_path, "cmp-vllm-on-c1.json", stream("openai-chat", 1, 25.0, (100.0, 120.0), (40.0, 50.0)))
+    write(tmp_path, "cmp-bogus.json", {"not": "a point"})  # not a comparison file name: ignored
+    text = summarize(tmp_path)
+    assert "| modelplane | off | 16 | 90.0 |" in text and "| vLLM | on | 1 | 25.0 |" in text
+    assert "prefix caching off on both: 90.0 vs vLLM 100.0 = 0.90×; target ≥ 1×: MISSED" in text
+    assert "prefix caching on on both: 120.0 vs vLLM 100.0 = 1.20×; target ≥ 1×: met" in text
+    assert "TTFT p50 at c=16, prefix caching off: 500.0 ms vs vLLM 400.0 ms = 1.25×; target ≤ 1×: MISSED" in text
+    assert "TTFT p50 at c=1, prefix caching on: 90.0 ms vs vLLM 100.0 ms = 0.90×; target ≤ 1×: met" in text
+
+
+def test_a_skipped_vllm_side_says_why(tmp_path):
+    write(tmp_path, "cmp-modelplane-off-c16.json", stream("openai-chat", 16, 90.0, (500.0, 900.0), (120.0, 300.0)))
+    (tmp_path / "vllm-skipped.txt").write_text("vLLM skipped: BENCH_VLLM=0\n")
+    text = summarize(tmp_path)
+    assert "vLLM skipped: BENCH_VLLM=0" in text and "no vLLM points to compare with" in text
+    # The comparison points never enter the runtime's own table and targets.
+    assert load_stream_points(tmp_path) == []
