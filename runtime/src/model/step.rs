@@ -9,7 +9,7 @@ mod selection;
 
 use std::path::Path;
 
-use modelplane_generate::config::GenerateModelConfig;
+use modelplane_generate::config::{Dtype, GenerateModelConfig};
 use modelplane_generate::engine::{
     ModelShape, RowLogits, Selection, StepError, StepModel, StepRow,
 };
@@ -65,6 +65,14 @@ impl TorchStepModel {
         check_module_config(&module_config(&module).map_err(format_error)?, config)
             .map_err(format_error)?;
         let cache = new_cache(&module, config, size).map_err(format_error)?;
+        if config.element_type() == Dtype::BFloat16 && device == tch::Device::Cpu && !cpu_has_bf16()
+        {
+            tracing::warn!(
+                path = %path.display(),
+                "a bfloat16 model on a CPU without AVX-512 BF16: libtorch emulates it, \
+                 slower than float32"
+            );
+        }
         let mut model = Self {
             module,
             cache,
@@ -295,6 +303,20 @@ fn is_required(key: &str) -> bool {
     )
 }
 
+/// Whether this CPU has bfloat16 instructions (AVX-512 BF16 on x86-64; AMX, whose
+/// detection is not stable Rust yet, comes with it on every CPU that has it; always
+/// assumed on other architectures, where libtorch picks its own kernels).
+fn cpu_has_bf16() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512bf16")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        true
+    }
+}
+
 /// `new_cache(slots, context)`, checked against the contract's layout.
 fn new_cache(
     module: &CModule,
@@ -319,11 +341,16 @@ fn new_cache(
         i64::from(size.context),
         i64::from(config.head_dim),
     ];
-    if cache.size() != expected || cache.kind() != Kind::Float {
+    let kind = match config.element_type() {
+        Dtype::Float32 => Kind::Float,
+        Dtype::BFloat16 => Kind::BFloat16,
+    };
+    if cache.size() != expected || cache.kind() != kind {
         return Err(format!(
-            "new_cache() returned a {:?} tensor of shape {:?}, expected float32 {expected:?}",
+            "new_cache() returned a {:?} tensor of shape {:?}, expected {} {expected:?} (config.json's dtype)",
             cache.kind(),
-            cache.size()
+            cache.size(),
+            config.dtype
         ));
     }
     Ok(cache)
@@ -401,6 +428,55 @@ mod tests {
                     assert_eq!(by_answer.pick(answer, &[]), by_full.sample(row, &[]));
                 }
             }
+        }
+    }
+
+    #[test]
+    fn a_bfloat16_export_caches_in_bfloat16_and_picks_what_the_float32_one_picks() {
+        let size = CacheSize {
+            slots: 2,
+            context: 32,
+        };
+        let mut reference = load_example("tiny-llama", size);
+        let mut half = load_example("tiny-llama-bf16", size);
+        assert_eq!(half.cache.kind(), Kind::BFloat16);
+        assert_eq!(
+            half.shape().kv_cache_bytes_per_token * 2,
+            reference.shape().kv_cache_bytes_per_token
+        );
+        let prompts: [&[u32]; 2] = [&[5, 17, 42, 7], &[9, 9, 9, 9, 9, 9]];
+        let rows: Vec<StepRow<'_>> = prompts
+            .iter()
+            .zip(0..)
+            .map(|(tokens, slot)| StepRow {
+                slot,
+                start: 0,
+                tokens,
+            })
+            .collect();
+        let vocab = reference.shape().vocab_size as usize;
+        let (want, got) = (
+            reference.step(&rows).expect("float32 step"),
+            half.step(&rows).expect("bfloat16 step"),
+        );
+        let argmax = |row: &[f32]| {
+            row.iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map(|(id, _)| id)
+        };
+        for (want, got) in want.chunks_exact(vocab).zip(got.chunks_exact(vocab)) {
+            assert_eq!(argmax(got), argmax(want));
+            let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let worst = want
+                .iter()
+                .zip(got)
+                .fold(0f32, |m, (w, g)| m.max((w - g).abs()));
+            // bfloat16 keeps 8 bits of mantissa: a few percent of the largest logit.
+            assert!(
+                worst <= 0.05 * scale,
+                "logits differ by {worst} (largest {scale})"
+            );
         }
     }
 
