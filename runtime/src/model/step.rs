@@ -376,6 +376,19 @@ mod tests {
         TorchStepModel::load(&dir, &config, tch::Device::Cpu, size).expect("loads")
     }
 
+    /// One prefill row a prompt, prompt `i` in slot `i`.
+    fn prefill_rows<'a>(prompts: &[&'a [u32]]) -> Vec<StepRow<'a>> {
+        prompts
+            .iter()
+            .zip(0..)
+            .map(|(tokens, slot)| StepRow {
+                slot,
+                start: 0,
+                tokens,
+            })
+            .collect()
+    }
+
     fn sampled(temperature: f32, top_k: Option<u32>, top_p: f32, seed: u64) -> SamplingParams {
         SamplingParams {
             temperature,
@@ -397,15 +410,7 @@ mod tests {
         );
         let vocab = model.shape().vocab_size;
         let prompts: [&[u32]; 3] = [&[5, 17, 42, 7], &[1, 2, 3], &[9, 9, 9, 9, 9, 9]];
-        let rows: Vec<StepRow<'_>> = prompts
-            .iter()
-            .zip(0..)
-            .map(|(tokens, slot)| StepRow {
-                slot,
-                start: 0,
-                tokens,
-            })
-            .collect();
+        let rows = prefill_rows(&prompts);
         let logits = model.forward(&rows).expect("step");
         let full = TorchStepModel::copy_full(&logits).expect("copied");
         for params in [
@@ -445,15 +450,7 @@ mod tests {
             reference.shape().kv_cache_bytes_per_token
         );
         let prompts: [&[u32]; 2] = [&[5, 17, 42, 7], &[9, 9, 9, 9, 9, 9]];
-        let rows: Vec<StepRow<'_>> = prompts
-            .iter()
-            .zip(0..)
-            .map(|(tokens, slot)| StepRow {
-                slot,
-                start: 0,
-                tokens,
-            })
-            .collect();
+        let rows = prefill_rows(&prompts);
         let vocab = reference.shape().vocab_size as usize;
         let (want, got) = (
             reference.step(&rows).expect("float32 step"),
