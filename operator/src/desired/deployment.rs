@@ -80,7 +80,7 @@ pub fn deployment(owner: &Owner<'_>, defaults: &Defaults) -> Deployment {
             strategy: Some(strategy(cuda)),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
-                    labels: Some(owner.labels()),
+                    labels: Some(owner.pod_labels()),
                     annotations: Some(pod_annotations(rollout_hash(owner, defaults))),
                     ..ObjectMeta::default()
                 }),

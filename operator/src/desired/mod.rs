@@ -40,6 +40,11 @@ pub const TENANT_LABEL: &str = "modelplane.io/tenant";
 pub const TRACK_LABEL: &str = "modelplane.io/track";
 /// Value of [`TRACK_LABEL`] on a runtime-image candidate.
 pub const CANARY_TRACK: &str = "canary";
+/// Label the Gateway API inference extension's endpoint picker reads to choose the
+/// metric names of a pod's engine (docs/runtime.md, "Behind an InferencePool").
+pub const ENGINE_TYPE_LABEL: &str = "inference.networking.k8s.io/engine-type";
+/// Value of [`ENGINE_TYPE_LABEL`] on runtime pods.
+pub const ENGINE_TYPE: &str = "modelplane";
 /// Name of the runtime container.
 pub const RUNTIME_CONTAINER: &str = "runtime";
 /// HTTP port of the runtime (Open Inference Protocol, OpenAI, `/metrics`).
@@ -177,6 +182,13 @@ impl<'a> Owner<'a> {
         labels.insert("app.kubernetes.io/component".into(), "model-server".into());
         labels.insert(TENANT_LABEL.into(), self.tenant.to_owned());
         labels.extend(self.track_label());
+        labels
+    }
+
+    /// Labels of the runtime pods: [`Self::labels`] and [`ENGINE_TYPE_LABEL`].
+    pub fn pod_labels(&self) -> BTreeMap<String, String> {
+        let mut labels = self.labels();
+        labels.insert(ENGINE_TYPE_LABEL.into(), ENGINE_TYPE.into());
         labels
     }
 

@@ -221,6 +221,28 @@ fn pods_are_annotated_for_prometheus_and_service_exposes_three_ports() {
 }
 
 #[test]
+fn runtime_pods_name_their_engine_for_the_inference_gateway_and_nothing_else_does() {
+    let desired = render(resnet18_spec()).expect("renders");
+    let deployment = json_of(&desired.deployment);
+    let pod_labels = labels_of(&deployment["spec"]["template"]["metadata"]["labels"]);
+    assert_eq!(
+        pod_labels.get(ENGINE_TYPE_LABEL).map(String::as_str),
+        Some(ENGINE_TYPE)
+    );
+    assert_eq!(ENGINE_TYPE_LABEL, "inference.networking.k8s.io/engine-type");
+    // Not in the (immutable) selector, nor on the Deployment, Service or ConfigMap.
+    assert!(
+        !labels_of(&deployment["spec"]["selector"]["matchLabels"]).contains_key(ENGINE_TYPE_LABEL)
+    );
+    for object in [
+        deployment["metadata"]["labels"].clone(),
+        json_of(&desired.service)["metadata"]["labels"].clone(),
+    ] {
+        assert!(!labels_of(&object).contains_key(ENGINE_TYPE_LABEL));
+    }
+}
+
+#[test]
 fn rollout_hash_follows_model_image_device_and_resources_only() {
     let hash = |spec: Value| {
         let md = model_deployment(spec);

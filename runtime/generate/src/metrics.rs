@@ -17,9 +17,17 @@
 //! side and share those labels, so each engine adds its own share to the gauges
 //! ([`GaugeShare`]) instead of setting them: the series is the sum over the engines
 //! alive, and an engine that stops takes its share back.
+//!
+//! Three unlabeled series sum every engine of the process, for a load balancer that
+//! reads one number a pod: the Gateway API inference extension's endpoint picker (its
+//! model server protocol's TotalQueuedRequests, TotalRunningRequests and
+//! KVCacheUtilization; docs/runtime.md, "Behind an InferencePool"):
+//! `modelplane_server_queued_requests`, `modelplane_server_running_requests` and
+//! `modelplane_server_kv_cache_usage_ratio` (KV cache bytes reserved over allocated,
+//! 0 to 1).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -110,6 +118,30 @@ impl Outcome {
     }
 }
 
+/// The process-wide sums of every engine's gauges (module docs).
+#[derive(Clone, Debug, Default)]
+struct ServerTotals {
+    queued: Gauge,
+    running: Gauge,
+    /// Not exported: the parts of `kv_usage`.
+    kv_bytes_used: Gauge,
+    kv_bytes_total: Gauge,
+    kv_usage: Gauge<f64, AtomicU64>,
+}
+
+impl ServerTotals {
+    /// Recomputes the usage ratio from the byte sums (0 with nothing allocated).
+    fn update_kv_usage(&self) {
+        let (used, total) = (self.kv_bytes_used.get(), self.kv_bytes_total.get());
+        let ratio = if total > 0 {
+            (used as f64 / total as f64).clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        self.kv_usage.set(ratio);
+    }
+}
+
 /// The metric families of generation, registered once per process.
 #[derive(Clone)]
 pub struct GenerationFamilies {
@@ -127,6 +159,7 @@ pub struct GenerationFamilies {
     kv_slots_total: Family<VersionLabels, Gauge>,
     kv_bytes_used: Family<VersionLabels, Gauge>,
     kv_bytes_total: Family<VersionLabels, Gauge>,
+    server: ServerTotals,
 }
 
 impl GenerationFamilies {
@@ -147,6 +180,7 @@ impl GenerationFamilies {
             kv_slots_total: Family::default(),
             kv_bytes_used: Family::default(),
             kv_bytes_total: Family::default(),
+            server: ServerTotals::default(),
         };
         families.register_latencies(registry);
         families.register_counts(registry);
@@ -228,6 +262,21 @@ impl GenerationFamilies {
             "KV cache memory allocated",
             self.kv_bytes_total.clone(),
         );
+        r.register(
+            "modelplane_server_queued_requests",
+            "Generation requests queued for a KV cache slot, every model of the process",
+            self.server.queued.clone(),
+        );
+        r.register(
+            "modelplane_server_running_requests",
+            "Generation requests holding a KV cache slot, every model of the process",
+            self.server.running.clone(),
+        );
+        r.register(
+            "modelplane_server_kv_cache_usage_ratio",
+            "KV cache memory reserved over allocated, every model of the process (0 to 1)",
+            self.server.kv_usage.clone(),
+        );
     }
 
     /// Handles of one model version's series for one engine: call it once per engine
@@ -258,6 +307,11 @@ impl GenerationFamilies {
             kv_slots_total: GaugeShare::new(self.kv_slots_total.get_or_create_owned(&labels)),
             kv_bytes_used: GaugeShare::new(self.kv_bytes_used.get_or_create_owned(&labels)),
             kv_bytes_total: GaugeShare::new(self.kv_bytes_total.get_or_create_owned(&labels)),
+            server_queued: GaugeShare::new(self.server.queued.clone()),
+            server_running: GaugeShare::new(self.server.running.clone()),
+            server_kv_bytes_used: GaugeShare::new(self.server.kv_bytes_used.clone()),
+            server_kv_bytes_total: GaugeShare::new(self.server.kv_bytes_total.clone()),
+            server: self.server.clone(),
             labels,
         }
     }
@@ -307,6 +361,11 @@ pub struct GenerationMetrics {
     kv_slots_total: GaugeShare,
     kv_bytes_used: GaugeShare,
     kv_bytes_total: GaugeShare,
+    server_queued: GaugeShare,
+    server_running: GaugeShare,
+    server_kv_bytes_used: GaugeShare,
+    server_kv_bytes_total: GaugeShare,
+    server: ServerTotals,
 }
 
 /// Timings of a request that produced at least one token.
@@ -373,7 +432,8 @@ impl GenerationMetrics {
     /// Sets the queue gauges.
     pub fn set_queue(&self, running: u32, waiting: u32) {
         self.running.set(i64::from(running));
-        self.waiting.set(i64::from(waiting));
+        self.server_running.set(i64::from(running));
+        self.set_waiting(waiting);
     }
 
     /// Counts a waiting request shed from a full queue.
@@ -384,6 +444,7 @@ impl GenerationMetrics {
     /// Sets the waiting gauge alone (from the submitting side).
     pub fn set_waiting(&self, waiting: u32) {
         self.waiting.set(i64::from(waiting));
+        self.server_queued.set(i64::from(waiting));
     }
 
     /// Sets the KV cache gauges.
@@ -398,6 +459,9 @@ impl GenerationMetrics {
         self.kv_slots_total.set(i64::from(slots_total));
         self.kv_bytes_used.set(as_i64(bytes_used));
         self.kv_bytes_total.set(as_i64(bytes_total));
+        self.server_kv_bytes_used.set(as_i64(bytes_used));
+        self.server_kv_bytes_total.set(as_i64(bytes_total));
+        self.server.update_kv_usage();
     }
 
     /// Takes this engine's share back from every gauge (the engine has stopped).
@@ -453,6 +517,47 @@ mod tests {
         ] {
             assert!(text.contains(&expected), "missing {expected} in\n{text}");
         }
+    }
+
+    #[test]
+    fn server_series_sum_every_engine_of_every_model() {
+        let mut registry = Registry::default();
+        let families = GenerationFamilies::register(&mut registry);
+        let (a, b) = (
+            families.for_version("a", "1"),
+            families.for_version("b", "3"),
+        );
+        // A hot swap: a second engine of b's version beside the first.
+        let b_new = families.for_version("b", "3");
+        a.set_queue(2, 1);
+        a.set_kv_cache(2, 4, 200, 400);
+        b.set_queue(1, 5);
+        b.set_kv_cache(1, 4, 100, 400);
+        b_new.set_kv_cache(0, 4, 0, 200);
+        b.set_waiting(3);
+        let text = encode(&registry);
+        for expected in [
+            "modelplane_server_queued_requests 4",
+            "modelplane_server_running_requests 3",
+            // (200 + 100 + 0) of (400 + 400 + 200) bytes.
+            "modelplane_server_kv_cache_usage_ratio 0.3",
+            r#"modelplane_generate_waiting_requests{model="b",version="3"} 3"#,
+        ] {
+            assert!(text.contains(expected), "missing {expected} in\n{text}");
+        }
+        b.withdraw();
+        b_new.withdraw();
+        a.set_kv_cache(4, 4, 400, 400);
+        let text = encode(&registry);
+        for expected in [
+            "modelplane_server_queued_requests 1",
+            "modelplane_server_running_requests 2",
+            "modelplane_server_kv_cache_usage_ratio 1.0",
+        ] {
+            assert!(text.contains(expected), "missing {expected} in\n{text}");
+        }
+        a.withdraw();
+        assert!(encode(&registry).contains("modelplane_server_kv_cache_usage_ratio 0.0"));
     }
 
     #[test]

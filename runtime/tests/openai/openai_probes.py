@@ -20,12 +20,13 @@ SMOL_CONTEXT = 512
 
 
 def metric(runtime_url: str, name: str, **labels: str) -> float:
-    """The sum of the series of `name` in /metrics whose labels include `labels`."""
+    """The sum of the series of `name` in /metrics whose labels include `labels` (an
+    unlabeled series has none)."""
     with urllib.request.urlopen(f"{runtime_url}/metrics", timeout=5) as response:
         text = response.read().decode()
     total = 0.0
-    for match in re.finditer(rf"^{re.escape(name)}{{([^}}]*)}} (\S+)$", text, re.M):
-        series = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1)))
+    for match in re.finditer(rf"^{re.escape(name)}(?:{{([^}}]*)}})? (\S+)$", text, re.M):
+        series = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1) or ""))
         if all(series.get(k) == v for k, v in labels.items()):
             total += float(match.group(2))
     return total

@@ -74,6 +74,33 @@ def test_concurrent_requests_batch_and_give_the_same_tokens_as_alone(client, run
     )
 
 
+def test_the_server_series_an_inference_gateway_reads_follow_the_load(client, runtime):
+    """modelplane_server_*: what a Gateway API inference extension endpoint picker scrapes."""
+    url = runtime.http_url
+    stop, peaks = threading.Event(), {"running": 0.0, "usage": 0.0}
+
+    def watch() -> None:
+        while not stop.is_set():
+            peaks["running"] = max(peaks["running"], metric(url, "modelplane_server_running_requests"))
+            peaks["usage"] = max(peaks["usage"], metric(url, "modelplane_server_kv_cache_usage_ratio"))
+            stop.wait(0.01)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        with ThreadPoolExecutor(max_workers=TINY_SLOTS) as pool:
+            list(pool.map(lambda r: client.completions.create(**r), requests_of_different_lengths(TINY_SLOTS)))
+    finally:
+        stop.set()
+        watcher.join(timeout=10)
+    assert peaks["running"] >= MIN_RUNNING_TOGETHER, peaks
+    assert 0.0 < peaks["usage"] <= 1.0, peaks
+    wait_for(lambda: metric(url, "modelplane_server_running_requests") == 0
+             and metric(url, "modelplane_server_queued_requests") == 0
+             and metric(url, "modelplane_server_kv_cache_usage_ratio") == 0.0,
+             10, "the server series back at zero")
+
+
 def test_closing_a_stream_frees_its_slot_for_the_next_request(client, runtime):
     url = runtime.http_url
     wait_for(lambda: metric(url, RUNNING, model=TINY) == 0, 30, "tiny-llama to be idle")
