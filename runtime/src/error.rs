@@ -97,14 +97,27 @@ impl InferError {
         }
     }
 
-    /// The `Retry-After` of a refusal that names one ([`retry_after_secs`]).
-    pub fn retry_after_secs(&self) -> Option<u64> {
+    /// When a refused client may try again: a rate limit's own time, [`OVERLOAD_RETRY_AFTER`]
+    /// for a request shed at a full queue or in-flight limit; nothing for the rest.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
         match self {
-            Self::RateLimited { retry_after, .. } => Some(retry_after_secs(*retry_after)),
+            Self::RateLimited { retry_after, .. } => Some(*retry_after),
+            Self::Overloaded(_) => Some(OVERLOAD_RETRY_AFTER),
             _ => None,
         }
     }
+
+    /// [`Self::retry_after`] in whole seconds ([`retry_after_secs`]): the `Retry-After`
+    /// header of every protocol.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        self.retry_after().map(retry_after_secs)
+    }
 }
+
+/// `Retry-After` of a request shed for load (503): the smallest whole-second value. A
+/// full queue drains in the time of a few batches, and a client that waits longer than
+/// it must only leaves capacity unused.
+pub const OVERLOAD_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The challenge of every 401: `Bearer realm="modelplane"`.
 pub const BEARER_CHALLENGE: &str = "Bearer realm=\"modelplane\"";

@@ -162,8 +162,10 @@ enum Edge {
 /// How a request ended, as the client saw it.
 #[derive(Debug)]
 enum Seen {
-    Http(u16, String),
-    Grpc(tonic::Code, String),
+    /// Status, body, `Retry-After`.
+    Http(u16, String, Option<String>),
+    /// Code, message, `retry-after` metadata.
+    Grpc(tonic::Code, String, Option<String>),
     /// The client gave up (and went away) before an answer.
     GaveUp,
 }
@@ -214,10 +216,7 @@ async fn rest(running: &Running, edge: Edge, case: &Case) -> Seen {
         request
     };
     match request.send().await {
-        Ok(response) => {
-            let status = response.status().as_u16();
-            Seen::Http(status, response.text().await.unwrap_or_default())
-        }
+        Ok(response) => http_seen(response).await,
         Err(err) if err.is_timeout() => Seen::GaveUp,
         Err(err) => panic!("{edge:?} {}: {err}", case.model),
     }
@@ -251,10 +250,38 @@ async fn grpc_answer<T>(
         Duration::from_secs(60)
     };
     match tokio::time::timeout(limit, call).await {
-        Ok(Ok(_)) => Seen::Grpc(tonic::Code::Ok, String::new()),
-        Ok(Err(status)) => Seen::Grpc(status.code(), status.message().to_owned()),
+        Ok(Ok(_)) => Seen::Grpc(tonic::Code::Ok, String::new(), None),
+        Ok(Err(status)) => Seen::Grpc(
+            status.code(),
+            status.message().to_owned(),
+            status
+                .metadata()
+                .get("retry-after")
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned),
+        ),
         Err(_) => Seen::GaveUp,
     }
+}
+
+async fn http_seen(response: reqwest::Response) -> Seen {
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    Seen::Http(
+        status,
+        response.text().await.unwrap_or_default(),
+        retry_after,
+    )
+}
+
+/// What an answer of `class` says in `Retry-After` (or gRPC's `retry-after`): a shed
+/// request may come back in a second; nothing else names a time.
+fn retry_after(class: Class) -> Option<&'static str> {
+    (class == Class::Overloaded).then_some("1")
 }
 
 /// Asserts what the client saw and, where the request reached a version, that it was
@@ -264,11 +291,13 @@ async fn check(running: &Running, what: &str, case: &Case, before: f64, seen: Se
     let generate = case.model.starts_with("tiny");
     match (&seen, class) {
         (Seen::GaveUp, Class::Cancelled) => {}
-        (Seen::Http(status, body), _) => {
+        (Seen::Http(status, body, retry), _) => {
             assert_eq!(Some(*status), class.http(generate), "{what}: {body}");
+            assert_eq!(retry.as_deref(), retry_after(class), "{what}: Retry-After");
         }
-        (Seen::Grpc(code, message), _) => {
+        (Seen::Grpc(code, message, retry), _) => {
             assert_eq!(Some(*code), class.grpc(generate), "{what}: {message}");
+            assert_eq!(retry.as_deref(), retry_after(class), "{what}: retry-after");
         }
         (seen, class) => panic!("{what}: expected {class:?}, saw {seen:?}"),
     }
@@ -420,9 +449,8 @@ async fn openai(running: &Running, case: &Case) -> Seen {
         .send()
         .await
         .expect("request");
-    let status = response.status().as_u16();
-    if !stream || status != 200 {
-        return Seen::Http(status, response.text().await.unwrap_or_default());
+    if !stream || response.status() != reqwest::StatusCode::OK {
+        return http_seen(response).await;
     }
     let mut response = response;
     let first = response.chunk().await.expect("a first chunk");

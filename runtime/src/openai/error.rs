@@ -171,10 +171,7 @@ impl From<InferError> for ApiError {
     fn from(err: InferError) -> Self {
         let status = crate::server::http_status(&err);
         let challenge = err.challenge();
-        let retry_after = match &err {
-            InferError::RateLimited { retry_after, .. } => Some(*retry_after),
-            _ => None,
-        };
+        let retry_after = err.retry_after();
         let message = err.to_string();
         let (param, code): (Option<String>, Option<&'static str>) = match err {
             InferError::NotFound(_) => (Some("model".to_owned()), Some("model_not_found")),

@@ -27,7 +27,7 @@ pub fn http_status(err: &InferError) -> StatusCode {
 }
 
 /// The headers `err` is reported with: `WWW-Authenticate` on a 401, `Retry-After`
-/// (whole seconds) on a 429.
+/// (whole seconds) on a 429 and on a 503 for load.
 pub fn http_headers(err: &InferError) -> HeaderMap {
     let mut headers = HeaderMap::new();
     if let Some(challenge) = err.challenge() {

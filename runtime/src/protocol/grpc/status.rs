@@ -25,7 +25,7 @@ pub fn grpc_code(err: &InferError) -> Code {
 }
 
 impl From<InferError> for Status {
-    /// The status, with a `retry-after` metadata entry (whole seconds) on a rate limit.
+    /// The status, with a `retry-after` metadata entry (whole seconds) on a rate limit or a shed request.
     fn from(err: InferError) -> Self {
         let mut status = Status::new(grpc_code(&err), err.to_string());
         if let Some(secs) = err.retry_after_secs() {
