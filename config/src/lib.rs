@@ -14,12 +14,16 @@ use serde::{Deserialize, Serialize};
 
 mod canary;
 mod duration;
+mod resilience;
 mod signature;
 mod tenancy;
 pub mod units;
 
 pub use canary::{CanaryConfig, MatchRule, is_header_name};
 pub use duration::Duration;
+pub use resilience::{
+    BreakerConfig, FallbackHop, FixedResponse, FixedTensor, FixedValue, RemoteModel,
+};
 pub use signature::{
     BundleHttp, BundleSource, DEFAULT_BUNDLE_FILE, SignatureConfig, SignatureMode, TrustedKey,
     bundle_beside, default_bundle,
@@ -157,6 +161,19 @@ pub struct ModelConfig {
     /// rest go to the default (stable) version. Changing it reloads no version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary: Option<CanaryConfig>,
+    /// The circuit breaker each version keeps; unset: none, unless `fallback` is set
+    /// (then one with the default thresholds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breaker: Option<BreakerConfig>,
+    /// Where requests go, in order, while the breaker of their version is open; empty:
+    /// they are refused with 503 and `Retry-After` until it half-opens.
+    /// Each hop is a one-key map (`{model: ...}`, `{grpc: ...}`, `{response: ...}`).
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        with = "serde_yaml::with::singleton_map_recursive"
+    )]
+    pub fallback: Vec<FallbackHop>,
 }
 
 /// What a model does.
@@ -537,6 +554,16 @@ pub enum ConfigError {
         /// What is wrong.
         reason: String,
     },
+    /// A model's breaker thresholds or fallback chain are malformed.
+    #[error("models[{model}].{field}: {reason}")]
+    InvalidResilience {
+        /// Model name.
+        model: String,
+        /// The field, camelCase (`breaker.errorPercent`, `fallback[1].grpc.address`).
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// A limit or batch size is zero.
     #[error("model {model:?}: {field} must be greater than zero")]
     ZeroLimit {
@@ -569,6 +596,14 @@ impl RuntimeConfig {
                 return Err(ConfigError::DuplicateModel(model.name.clone()));
             }
             model.validate()?;
+        }
+        let tasks: Vec<(&str, Task)> = self
+            .models
+            .iter()
+            .map(|m| (m.name.as_str(), m.task))
+            .collect();
+        for model in &self.models {
+            model.validate_resilience(&tasks)?;
         }
         tenancy::validate(&self.identity, &self.tenants, &self.fairness)
             .map_err(ConfigError::Tenancy)
@@ -620,6 +655,18 @@ impl ModelConfig {
         }
         self.validate_tensors()?;
         self.validate_limits()
+    }
+
+    /// The breaker each version keeps: `breaker`, or the default thresholds when only
+    /// `fallback` is set; `None`: no breaker.
+    pub fn breaker(&self) -> Option<&BreakerConfig> {
+        static DEFAULT: std::sync::LazyLock<BreakerConfig> =
+            std::sync::LazyLock::new(BreakerConfig::default);
+        match &self.breaker {
+            Some(breaker) => Some(breaker),
+            None if !self.fallback.is_empty() => Some(&DEFAULT),
+            None => None,
+        }
     }
 
     /// The label of the version served when a request names none.

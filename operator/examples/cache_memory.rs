@@ -279,5 +279,6 @@ fn cache_with(pods: Store<Pod>, pod_index: PodIndex) -> Cache {
         namespaces: empty(),
         tenant_quotas: empty(),
         canaries: empty(),
+        model_deployments: empty(),
     }
 }

@@ -117,6 +117,8 @@ pub struct Cluster {
     pub tenant_quotas: Vec<TenantQuota>,
     /// Canaries.
     pub canaries: Vec<modelplane_api::canary::Canary>,
+    /// Other ModelDeployments (a fallback one, say).
+    pub model_deployments: Vec<modelplane_api::ModelDeployment>,
 }
 
 /// A synced store holding `objects`.
@@ -168,6 +170,7 @@ impl Cluster {
             namespaces: store(&self.namespaces),
             tenant_quotas: store(&self.tenant_quotas),
             canaries: store(&self.canaries),
+            model_deployments: store(&self.model_deployments),
         }
     }
 }

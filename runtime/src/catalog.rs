@@ -22,7 +22,7 @@ use crate::tensor::TensorData;
 /// What runs a version's requests.
 enum Runner {
     /// Tensors in, tensors out: the batching executor thread.
-    Tensor(Executor),
+    Tensor(Box<Executor>),
     /// Text generation: the continuous-batching engine thread.
     Generate(Engine),
 }
@@ -44,6 +44,9 @@ pub struct Version {
     runner: Runner,
     text_codec: Option<Arc<TextCodec>>,
     in_flight: AtomicUsize,
+    /// The version's circuit breaker (used when its model configures one); a new
+    /// version starts closed.
+    pub breaker: crate::serve::breaker::Breaker,
 }
 
 impl Version {
@@ -65,9 +68,10 @@ impl Version {
             batching,
             digest,
             metrics,
-            runner: Runner::Tensor(executor),
+            runner: Runner::Tensor(Box::new(executor)),
             text_codec: None,
             in_flight: AtomicUsize::new(0),
+            breaker: crate::serve::breaker::Breaker::default(),
         }
     }
 
@@ -89,6 +93,7 @@ impl Version {
             text_codec: Some(Arc::clone(engine.codec())),
             runner: Runner::Generate(engine),
             in_flight: AtomicUsize::new(0),
+            breaker: crate::serve::breaker::Breaker::default(),
         }
     }
 

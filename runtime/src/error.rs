@@ -69,6 +69,15 @@ pub enum InferError {
     /// The credentials are valid but grant no usable tenant (403).
     #[error("{0}")]
     Forbidden(String),
+    /// The circuit breaker of the routed version is open and no fallback hop could
+    /// stand in (503 with `Retry-After`: when it half-opens).
+    #[error("{message}")]
+    CircuitOpen {
+        /// Which version, why it opened, what was tried instead.
+        message: String,
+        /// When the breaker lets probes through.
+        retry_after: std::time::Duration,
+    },
     /// The tenant is over its request budget (429 with `Retry-After`).
     #[error("{message}")]
     RateLimited {
@@ -94,6 +103,7 @@ impl InferError {
             Self::Unauthenticated { .. } => "unauthenticated",
             Self::Forbidden(_) => "forbidden",
             Self::RateLimited { .. } => "rate_limited",
+            Self::CircuitOpen { .. } => "circuit_open",
         }
     }
 
@@ -102,8 +112,22 @@ impl InferError {
     pub fn retry_after(&self) -> Option<std::time::Duration> {
         match self {
             Self::RateLimited { retry_after, .. } => Some(*retry_after),
+            // At least a second: a half-open breaker with its probes taken says zero.
+            Self::CircuitOpen { retry_after, .. } => Some((*retry_after).max(OVERLOAD_RETRY_AFTER)),
             Self::Overloaded(_) => Some(OVERLOAD_RETRY_AFTER),
             _ => None,
+        }
+    }
+
+    /// How the request's end counts for its version's circuit breaker: model
+    /// failures and timeouts are failures, everything else (bad input, budgets, load,
+    /// an open breaker) neither.
+    pub fn breaker_outcome(&self) -> crate::serve::breaker::Outcome {
+        match self {
+            Self::Internal(_) | Self::DeadlineExceeded(_) => {
+                crate::serve::breaker::Outcome::Failure
+            }
+            _ => crate::serve::breaker::Outcome::Neutral,
         }
     }
 

@@ -18,6 +18,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::serve::RouteReason;
+use crate::serve::breaker::Transition;
 
 /// Labels of every per-version series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -44,6 +45,13 @@ struct RouteLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HopLabels {
+    model: String,
+    version: String,
+    hop: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     model: String,
     version: String,
@@ -67,6 +75,9 @@ pub struct Metrics {
     batch_size: HistogramFamily,
     queue_length: Family<VersionLabels, Gauge>,
     in_flight: Family<VersionLabels, Gauge>,
+    breaker_state: Family<VersionLabels, Gauge>,
+    breaker_opened: Family<RouteLabels, Counter>,
+    fallbacks: Family<HopLabels, Counter>,
     route_decisions: Family<RouteLabels, Counter>,
     load_seconds: Family<VersionLabels, Gauge<f64, AtomicU64>>,
     load_failures: Family<VersionLabels, Counter>,
@@ -110,6 +121,9 @@ impl Metrics {
             queue_duration: Family::new_with_constructor(latency_histogram),
             compute_duration: Family::new_with_constructor(latency_histogram),
             batch_size: Family::new_with_constructor(batch_histogram),
+            breaker_state: Family::default(),
+            breaker_opened: Family::default(),
+            fallbacks: Family::default(),
             queue_length: Family::default(),
             in_flight: Family::default(),
             route_decisions: Family::default(),
@@ -164,6 +178,24 @@ impl Metrics {
             "modelplane_in_flight",
             "Requests admitted and not yet answered",
             self.in_flight.clone(),
+        );
+        r.register(
+            "modelplane_breaker_state",
+            "Circuit breaker of the version: 0 closed, 1 half-open, 2 open",
+            self.breaker_state.clone(),
+        );
+        r.register(
+            "modelplane_breaker_opened",
+            "Times the version's circuit breaker opened, by why \
+             (error_rate, baseline, probe)",
+            self.breaker_opened.clone(),
+        );
+        r.register(
+            "modelplane_fallback_requests",
+            "Requests for the version sent down a fallback hop while its breaker \
+             was open (hop: stable, model:<name>, grpc:<model>, response; a request \
+             a grpc hop failed counts again under the response that stood in)",
+            self.fallbacks.clone(),
         );
         r.register(
             "modelplane_route_decisions",
@@ -231,6 +263,9 @@ impl Metrics {
             batch_size: self.batch_size.get_or_create_owned(&labels),
             queue_length: self.queue_length.get_or_create_owned(&labels),
             in_flight: self.in_flight.get_or_create_owned(&labels),
+            breaker_state: self.breaker_state.get_or_create_owned(&labels),
+            breaker_opened: self.breaker_opened.clone(),
+            fallbacks: self.fallbacks.clone(),
             labels,
         }
     }
@@ -328,12 +363,40 @@ pub struct VersionMetrics {
     pub in_flight: Gauge,
     /// Route decisions by [`RouteReason::index`].
     route: [Counter; RouteReason::ALL.len()],
+    breaker_state: Gauge,
+    breaker_opened: Family<RouteLabels, Counter>,
+    fallbacks: Family<HopLabels, Counter>,
 }
 
 impl VersionMetrics {
     /// Counts a request the route step sent to this version, and why.
     pub fn routed(&self, reason: RouteReason) {
         self.route[reason.index()].inc();
+    }
+
+    /// Shows the version's breaker moving, and counts why it opened.
+    pub fn breaker_moved(&self, transition: &Transition) {
+        self.breaker_state.set(transition.phase().gauge());
+        if let Transition::Opened { reason, .. } = transition {
+            self.breaker_opened
+                .get_or_create(&RouteLabels {
+                    model: self.labels.model.clone(),
+                    version: self.labels.version.clone(),
+                    reason: reason.as_str(),
+                })
+                .inc();
+        }
+    }
+
+    /// Counts a request for this version that fallback `hop` (its label) served.
+    pub fn fell_back(&self, hop: &str) {
+        self.fallbacks
+            .get_or_create(&HopLabels {
+                model: self.labels.model.clone(),
+                version: self.labels.version.clone(),
+                hop: hop.to_owned(),
+            })
+            .inc();
     }
 
     /// Counts a finished request of `tenant` (its bounded label, see

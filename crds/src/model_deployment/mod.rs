@@ -1,5 +1,6 @@
 //! `ModelDeployment`: "serve this model, this way".
 
+mod fallback;
 mod model;
 mod pipeline;
 mod policy;
@@ -10,6 +11,10 @@ mod status;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+pub use fallback::{
+    Breaker, Fallback, FixedDatatype, FixedResponse, FixedTensor, MAX_FIXED_ELEMENTS,
+    MAX_FIXED_OUTPUTS, MAX_FIXED_TEXT,
+};
 pub use model::{
     HttpSource, ModelFormat, ModelSource, ModelSpec, PvcSource, SignatureBundleRef, Task,
     TokenizerRef,
@@ -18,7 +23,7 @@ pub use pipeline::{
     MAX_PIPELINE_EDGES, MAX_PIPELINE_NODES, PORT_REF_PATTERN, Pipeline, PipelineEdge, PipelineNode,
 };
 pub use policy::{
-    Detector, Fallback, Redaction, SecretKeyRef, Verification, VerificationKey, VerificationMode,
+    Detector, Redaction, SecretKeyRef, Verification, VerificationKey, VerificationMode,
 };
 pub use prompts::{
     MAX_PROMPTS, MAX_RULES, MAX_SYSTEM_PROMPT, MAX_VARIANTS, Prompt, PromptRule, PromptVariant,
@@ -92,7 +97,8 @@ pub struct ModelDeploymentSpec {
     /// Cosign verification of the runtime image and the model artifact.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification: Option<Verification>,
-    /// Where requests go when the circuit breaker of this model opens.
+    /// The circuit breaker of this model's versions and where requests go while it is
+    /// open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback: Option<Fallback>,
     /// Redaction of personal data in responses.

@@ -1,4 +1,4 @@
-//! Serving policies of a ModelDeployment: signature verification, fallback and PII redaction.
+//! Serving policies of a ModelDeployment: signature verification and PII redaction.
 
 use kube::KubeSchema;
 use schemars::JsonSchema;
@@ -66,16 +66,6 @@ pub struct SecretKeyRef {
 
 fn default_key() -> String {
     "cosign.pub".to_owned()
-}
-
-/// Where requests go when this model's circuit breaker is open.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Fallback {
-    /// A ModelDeployment in the same namespace that serves the requests instead;
-    /// if it is unavailable too, the runtime answers 503.
-    #[schemars(length(max = DNS_SUBDOMAIN_MAX), pattern(DNS_SUBDOMAIN_PATTERN))]
-    pub model_deployment: String,
 }
 
 /// Redaction of personal data in responses (and optionally requests); streaming-safe.

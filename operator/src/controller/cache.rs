@@ -18,7 +18,7 @@ use kube::{
         watcher,
     },
 };
-use modelplane_api::{canary::Canary, tenant_quota::TenantQuota};
+use modelplane_api::{ModelDeployment, canary::Canary, tenant_quota::TenantQuota};
 
 /// Label naming the ModelDeployment a runtime pod belongs to.
 pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
@@ -47,6 +47,8 @@ pub struct Cache {
     pub tenant_quotas: Store<TenantQuota>,
     /// Canaries: their status says which candidate runs beside stable, at which weight.
     pub canaries: Store<Canary>,
+    /// ModelDeployments (the controller's own store): what model a fallback serves.
+    pub model_deployments: Store<ModelDeployment>,
 }
 
 /// Looks up a namespaced object in a store.
@@ -307,6 +309,7 @@ mod tests {
             namespaces: empty(),
             tenant_quotas: empty(),
             canaries: empty(),
+            model_deployments: empty(),
         }
     }
 

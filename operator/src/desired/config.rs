@@ -131,6 +131,8 @@ fn model_config(
         },
         generation: rc::Generation::default(),
         canary: None,
+        breaker: None,
+        fallback: Vec::new(),
         versions: vec![VersionConfig {
             version: version_label(&model.source),
             source: source(&model.source, insecure_registries)?,

@@ -3,6 +3,7 @@
 
 mod config;
 mod deployment;
+mod fallback;
 mod service;
 mod tenancy;
 
@@ -104,6 +105,8 @@ pub struct Owner<'a> {
     pub canary: Option<CanaryTraffic>,
     /// Whether this renders the stable objects or a runtime-image candidate's.
     pub track: Track,
+    /// The model name `spec.fallback.modelDeployment` serves, when that one is known.
+    pub fallback_model: Option<String>,
     /// Controller ownerReference pointing at the ModelDeployment.
     owner_reference: k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
 }
@@ -120,8 +123,15 @@ impl<'a> Owner<'a> {
             budget: None,
             canary: None,
             track: Track::Stable,
+            fallback_model: None,
             owner_reference: md.controller_owner_ref(&())?,
         })
+    }
+
+    /// The same owner with the model name its fallback ModelDeployment serves.
+    pub fn with_fallback_model(mut self, model: Option<String>) -> Self {
+        self.fallback_model = model;
+        self
     }
 
     /// The same owner with the tenant's runtime budget.
@@ -149,6 +159,7 @@ impl<'a> Owner<'a> {
             budget: self.budget.clone(),
             canary: self.canary.clone(),
             track: self.track,
+            fallback_model: self.fallback_model.clone(),
             owner_reference: self.owner_reference.clone(),
         }
     }
@@ -368,6 +379,7 @@ fn runtime_config(
         model_signature,
     )?;
     apply_tenancy(&mut config, owner.tenant, owner.budget.as_ref());
+    fallback::apply_fallback(&mut config, owner)?;
     Ok(config)
 }
 

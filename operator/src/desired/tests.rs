@@ -512,3 +512,120 @@ fn candidate_replicas_come_nearest_the_weight_without_taking_stable_pods() {
         );
     }
 }
+
+fn fallback_config(
+    fallback: Value,
+    fallback_model: Option<&str>,
+) -> Result<RuntimeConfig, Blocker> {
+    let mut spec = resnet18_spec();
+    spec["fallback"] = fallback;
+    let md = model_deployment(spec);
+    let owner = Owner::new(&md, "team-a")
+        .expect("owner")
+        .with_fallback_model(fallback_model.map(str::to_owned));
+    desired_state(&owner, &defaults(), None).map(|d| config_of(&d.config_map))
+}
+
+#[test]
+fn the_fallback_renders_the_breaker_and_the_chain_into_the_runtime_config() {
+    let config = fallback_config(
+        json!({
+            "modelDeployment": "resnet18-small",
+            "timeout": "2s",
+            "breaker": {"errorPercent": 20, "openFor": "30s"},
+            "response": {"outputs": [
+                {"name": "scores", "datatype": "FP32", "shape": [2], "data": ["0.5", "-1"]},
+                {"name": "label", "datatype": "BYTES", "shape": [1], "data": ["unknown"]},
+            ]},
+        }),
+        Some("resnet18-small-model"),
+    )
+    .expect("renders");
+    let model = &config.models[0];
+    let breaker = model.breaker.as_ref().expect("breaker");
+    assert_eq!(breaker.error_percent, 20);
+    assert_eq!(breaker.open_for.to_string(), "30s");
+    assert_eq!(
+        breaker.min_requests, 20,
+        "unset fields keep the runtime's defaults"
+    );
+    let rendered = serde_json::to_value(&model.fallback).expect("json");
+    assert_eq!(
+        rendered,
+        json!([
+            {"grpc": {"address": format!("http://resnet18-small.{}.svc:8081", crate::fixtures::NAMESPACE),
+                      "model": "resnet18-small-model", "timeout": "2s"}},
+            {"response": {"outputs": [
+                {"name": "scores", "datatype": "FP32", "shape": [2], "data": [0.5, -1.0]},
+                {"name": "label", "datatype": "BYTES", "shape": [1], "data": ["unknown"]},
+            ]}},
+        ])
+    );
+    // No fallback: no breaker, no chain.
+    let plain = fallback_config(Value::Null, None).expect("renders");
+    assert_eq!(
+        (
+            plain.models[0].breaker.as_ref(),
+            plain.models[0].fallback.len()
+        ),
+        (None, 0)
+    );
+}
+
+#[test]
+fn a_fallback_not_there_yet_is_left_out_of_the_chain() {
+    let config = fallback_config(
+        json!({"modelDeployment": "resnet18-small", "response": {"outputs": [
+            {"name": "scores", "datatype": "FP32", "shape": [1], "data": ["0"]}]}}),
+        None,
+    )
+    .expect("renders");
+    let labels: Vec<String> = config.models[0]
+        .fallback
+        .iter()
+        .map(|h| h.label())
+        .collect();
+    assert_eq!(labels, ["response"]);
+    let breaker_only = fallback_config(json!({"breaker": {"probes": 5}}), None).expect("renders");
+    assert_eq!(
+        breaker_only.models[0].breaker.as_ref().map(|b| b.probes),
+        Some(5)
+    );
+    assert!(breaker_only.models[0].fallback.is_empty());
+}
+
+#[test]
+fn a_fallback_the_runtime_could_not_use_is_refused_with_the_field_named() {
+    for (fallback, expected) in [
+        (
+            json!({"modelDeployment": crate::fixtures::NAME}),
+            "spec.fallback.modelDeployment names this ModelDeployment",
+        ),
+        (
+            json!({"response": {"outputs": [{"name": "s", "datatype": "INT32", "shape": [1], "data": ["x"]}]}}),
+            "spec.fallback.response.outputs[0].data[0]: \"x\" is not a INT32",
+        ),
+        (
+            json!({"response": {"outputs": [{"name": "s", "datatype": "INT8", "shape": [1], "data": ["300"]}]}}),
+            "300 is out of range of INT8",
+        ),
+        (
+            json!({"response": {"outputs": [{"name": "s", "datatype": "FP32", "shape": [2], "data": ["1"]}]}}),
+            "shape [2] holds 2 elements, data has 1",
+        ),
+        (
+            json!({"response": {"text": "busy"}}),
+            "a tensor model's fixed response is its output tensors",
+        ),
+        (
+            json!({"breaker": {"openFor": "1m", "maxOpenFor": "10s"}}),
+            "breaker.maxOpenFor: 10s is shorter than openFor 1m",
+        ),
+    ] {
+        let message = match fallback_config(fallback.clone(), Some("m")) {
+            Ok(_) => panic!("accepted: {fallback}"),
+            Err(blocker) => blocker.message,
+        };
+        assert!(message.contains(expected), "{fallback}: {message}");
+    }
+}

@@ -184,6 +184,7 @@ impl From<InferError> for ApiError {
             InferError::TooLarge(_) => (None, Some("request_too_large")),
             InferError::NotReady(_) => (None, Some("model_not_ready")),
             InferError::Overloaded(_) => (None, Some("overloaded")),
+            InferError::CircuitOpen { .. } => (None, Some("circuit_open")),
             InferError::DeadlineExceeded(_) => (None, Some("timeout")),
             InferError::Unauthenticated { .. } => (None, Some("invalid_api_key")),
             InferError::Forbidden(_) => (None, Some("permission_denied")),

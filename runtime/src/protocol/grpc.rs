@@ -162,7 +162,10 @@ fn decode_inputs(
 /// Converts typed `InferTensorContents` to little-endian bytes, in one pass into one
 /// buffer of the exact size (no allocation per element); values out of range of a
 /// narrower datatype (`INT8` from the `int32` field, say) are refused by name.
-fn typed_contents(contents: &InferTensorContents, datatype: DataType) -> Result<Vec<u8>, String> {
+pub(crate) fn typed_contents(
+    contents: &InferTensorContents,
+    datatype: DataType,
+) -> Result<Vec<u8>, String> {
     /// Every value of `values` as `T`, written as its `N` little-endian bytes.
     fn le_bytes<S, T, const N: usize>(
         values: &[S],

@@ -198,6 +198,7 @@ impl RequestContext {
             model = %model,
             version = tracing::field::Empty,
             route = tracing::field::Empty,
+            fallback = tracing::field::Empty,
             tenant = tracing::field::Empty,
             outcome = tracing::field::Empty,
         );

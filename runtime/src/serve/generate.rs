@@ -10,8 +10,10 @@ use std::time::Instant;
 
 use tracing::Instrument;
 
+use super::fallback::Hop;
 use super::{Admitted, Call, Record, Target};
 use crate::error::InferError;
+use modelplane_config::FixedResponse;
 
 /// A prompt ready for the engine, with the request's generation settings.
 #[derive(Debug)]
@@ -57,10 +59,10 @@ pub struct Completed {
     pub usage: Usage,
 }
 
-/// A generation admitted by its version's engine.
+/// A generation admitted by its version's engine, or a fallback's fixed text.
 pub struct Generation {
     target: Target,
-    events: GenerationStream,
+    events: Source,
     record: Option<Record>,
     /// Held to the end; generated tokens are noted as spent on its tenant permit.
     admitted: Admitted,
@@ -77,12 +79,16 @@ impl Call {
     ) -> Result<Generation, InferError> {
         let Self {
             target,
+            hop,
             deadline,
             mut admitted,
             record,
         } = self;
         let submitted = async {
             let input = prepare(&target).await?;
+            if let Hop::Fixed(fixed) = &hop {
+                return fixed_text(&target, fixed, input.prompt.len());
+            }
             let engine = target.version.engine()?;
             let context = engine.shape().context;
             let max_tokens =
@@ -107,7 +113,7 @@ impl Call {
                 fair: admitted.tenant.fairness().clone(),
             })?;
             admitted.tenant.spent(prompt);
-            Ok(events)
+            Ok(Source::Engine(events))
         }
         .instrument(record.span().clone())
         .await;
@@ -133,7 +139,25 @@ impl Generation {
     pub async fn next(&mut self) -> Option<Event> {
         self.record.as_ref()?;
         loop {
-            let event = match self.events.next().await {
+            let events = match &mut self.events {
+                Source::Engine(events) => events,
+                Source::Fixed { text, usage } => {
+                    let event = match text.take() {
+                        Some(text) if !text.is_empty() => Event::Text(text),
+                        _ => Event::Finished {
+                            reason: FinishReason::Stop,
+                            usage: *usage,
+                        },
+                    };
+                    if matches!(event, Event::Finished { .. })
+                        && let Some(record) = self.record.take()
+                    {
+                        record.finish(&Ok::<_, InferError>(()));
+                    }
+                    return Some(event);
+                }
+            };
+            let event = match events.next().await {
                 Some(StreamEvent::Delta { text, tokens }) => {
                     self.admitted.tenant.spent(tokens.len() as u64);
                     if text.is_empty() {
@@ -175,6 +199,31 @@ impl Generation {
         }
         Err(InferError::Internal("the generation already ended".into()))
     }
+}
+
+/// What a generation's events come from.
+enum Source {
+    /// The version's engine.
+    Engine(GenerationStream),
+    /// A fallback's fixed text (taken when sent), then its end.
+    Fixed { text: Option<String>, usage: Usage },
+}
+
+/// The fixed text of a fallback, counted in the primary's tokens.
+fn fixed_text(target: &Target, fixed: &FixedResponse, prompt: usize) -> Result<Source, InferError> {
+    let text = fixed.text.clone().unwrap_or_default();
+    let completion = target
+        .version
+        .text_codec()
+        .and_then(|codec| codec.encode(&text, false).ok())
+        .map_or(0, |ids| ids.len());
+    Ok(Source::Fixed {
+        text: Some(text),
+        usage: Usage {
+            prompt_tokens: u32::try_from(prompt).unwrap_or(u32::MAX),
+            completion_tokens: u32::try_from(completion).unwrap_or(u32::MAX),
+        },
+    })
 }
 
 /// An engine failure after admission, the same on every protocol.

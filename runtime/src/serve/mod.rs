@@ -1,15 +1,17 @@
 //! The one request path. Every edge (OIP REST, OIP gRPC, the OpenAI API) parses its
 //! request, builds a [`RequestContext`] and hands it here; the path takes it through
 //! [`route`] (which version) → [`admit`] (may it run) → run (the version's executor or
-//! engine) → [`record`] (one metrics record, the same labels on every protocol). The
+//! engine) → [`record`] (one metrics record, the same labels on every protocol). Between
+//! route and admit, the routed version's circuit breaker may send the request down its
+//! model's fallback chain ([`fallback`]). The
 //! edge only decodes its wire format (inside `prepare`, once the version is known) and
 //! encodes the answer.
 //!
 //! ```text
 //! edge: parse → RequestContext ─┐
 //!                               ▼
-//!       start: route → record → admit ─► Call::tensor:   prepare → run → encode
-//!                                    └─► Call::generate: prepare → submit → Generation
+//!       start: route → breaker → record → admit ─► Call::tensor:   prepare → run → encode
+//!                                              └─► Call::generate: prepare → submit → Generation
 //! ```
 //!
 //! The route step is where a model's canary splits its traffic ([`Split`]): by match
@@ -17,9 +19,13 @@
 //! rules see the request's tenant.
 
 mod admit;
+pub mod breaker;
 mod context;
+pub mod fallback;
 mod generate;
+pub mod notes;
 mod record;
+pub mod remote;
 mod route;
 mod split;
 
@@ -33,19 +39,21 @@ pub use context::{
     parse_grpc_timeout,
 };
 pub use generate::{Completed, Event, GenerateInput, Generation};
-pub use record::{CANCELLED, Record, SUCCESS};
+pub use record::{CANCELLED, FALLBACK, Record, SUCCESS};
 pub use route::{Target, route};
 pub use split::{Decision, RouteReason, Split, weighted};
 
 use crate::error::InferError;
 use crate::server::AppState;
 use crate::tensor::TensorData;
+use fallback::{Gated, Hop};
 
 /// A routed, admitted request on its way to its version; its outcome is recorded
 /// exactly once, by [`Call::tensor`], by the [`Generation`] of [`Call::generate`], or
 /// as cancelled when it is dropped.
 pub struct Call {
     target: Target,
+    hop: Hop,
     deadline: Instant,
     admitted: Admitted,
     record: Record,
@@ -67,22 +75,35 @@ pub fn start(state: &AppState, ctx: RequestContext) -> Result<Call, InferError> 
     // Identity first: an unauthenticated request learns nothing, not even which models exist.
     let ctx = crate::identity::authenticate(state, ctx)?;
     let catalog = state.catalog.load();
-    let target = route(&catalog, &ctx)?;
+    let routed = route(&catalog, &ctx)?;
+    let new_record = |target: &Target| {
+        Record::new(
+            std::sync::Arc::clone(&target.version),
+            state.tenancy.label(ctx.identity.tenant()),
+            ctx.started,
+            ctx.span.clone(),
+        )
+    };
+    let Gated {
+        target,
+        hop,
+        ticket,
+    } = match fallback::gate(state, &catalog, &ctx, &routed) {
+        Ok(gated) => gated,
+        Err(err) => return Err(new_record(&routed).fail(err)),
+    };
     let deadline = crate::limits::deadline(ctx.started, ctx.timeout, &target.config.limits);
-    let record = Record::new(
-        std::sync::Arc::clone(&target.version),
-        state.tenancy.label(ctx.identity.tenant()),
-        ctx.started,
-        ctx.span.clone(),
-    );
+    let stand_in = !matches!(hop, Hop::Version);
+    let record = new_record(&target).gated(ticket, stand_in);
     match admit(&target, &ctx, deadline, &state.tenancy) {
         Ok(admitted) => Ok(Call {
             target,
+            hop,
             deadline,
             admitted,
             record,
         }),
-        Err(err) => Err(record.fail(err)),
+        Err(err) => Err(record.refuse(err)),
     }
 }
 
@@ -115,6 +136,7 @@ impl Call {
     ) -> Result<T, InferError> {
         let Self {
             target,
+            hop,
             deadline,
             admitted,
             record,
@@ -124,16 +146,39 @@ impl Call {
                 return Err(target.version.generates_text());
             }
             let (request, parsed) = prepare(&target).await?;
-            let outputs = target
-                .version
-                .run(
-                    request.inputs,
-                    request.rows,
-                    deadline,
-                    &target.config.limits,
-                    admitted.tenant.fairness().clone(),
-                )
-                .await?;
+            let outputs = match hop {
+                Hop::Version => {
+                    target
+                        .version
+                        .run(
+                            request.inputs,
+                            request.rows,
+                            deadline,
+                            &target.config.limits,
+                            admitted.tenant.fairness().clone(),
+                        )
+                        .await?
+                }
+                Hop::Remote {
+                    remote,
+                    channel,
+                    then,
+                } => match remote::infer(channel, &remote, request.inputs, deadline).await {
+                    Ok(outputs) => outputs,
+                    // The hop failed, not the caller: the chain's fixed answer stands in.
+                    Err(err) if !matches!(err, InferError::BadRequest(_)) && then.is_some() => {
+                        tracing::warn!(parent: record.span(), error = %err, "remote fallback failed: fixed response");
+                        target.version.metrics.fell_back("response");
+                        notes::fallback("response");
+                        let fixed = then.as_ref().map_or(&[][..], |f| &f.outputs[..]);
+                        fallback::fixed_tensors(fixed, request.rows, target.version.batching)?
+                    }
+                    Err(err) => return Err(err),
+                },
+                Hop::Fixed(fixed) => {
+                    fallback::fixed_tensors(&fixed.outputs, request.rows, target.version.batching)?
+                }
+            };
             encode(&target, parsed, outputs)
         }
         .instrument(record.span().clone())

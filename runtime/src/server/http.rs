@@ -52,6 +52,7 @@ pub fn router(state: Arc<AppState>, with_metrics: bool) -> Router {
         router
     };
     super::rejection::with_error_bodies(router.with_state(state))
+        .layer(crate::serve::notes::NotesLayer)
 }
 
 /// Refuses a metadata request whose credentials the request path would refuse.

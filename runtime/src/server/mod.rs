@@ -43,6 +43,8 @@ pub struct AppState {
     pub authenticator: ArcSwap<Authenticator>,
     /// Per-tenant budgets and fair-queuing settings; updated in place on config changes.
     pub tenancy: Tenancy,
+    /// Channels of the `grpc` fallback hops, by address.
+    pub remotes: crate::serve::remote::Remotes,
 }
 
 impl AppState {
@@ -53,6 +55,7 @@ impl AppState {
             metrics: Metrics::new(),
             authenticator: ArcSwap::from_pointee(Authenticator::default()),
             tenancy: Tenancy::default(),
+            remotes: crate::serve::remote::Remotes::default(),
         }
     }
 }
@@ -288,6 +291,7 @@ async fn serve_grpc(
     let served = tonic::transport::Server::builder()
         .initial_stream_window_size(1 << 20)
         .initial_connection_window_size(2 << 20)
+        .layer(crate::serve::notes::NotesLayer)
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, stopped(stop))
         .await;

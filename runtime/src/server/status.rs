@@ -16,9 +16,10 @@ pub fn http_status(err: &InferError) -> StatusCode {
         InferError::InvalidParameter { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         InferError::NotFound(_) => StatusCode::NOT_FOUND,
         InferError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-        InferError::NotReady(_) | InferError::Overloaded(_) | InferError::DeadlineExceeded(_) => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+        InferError::NotReady(_)
+        | InferError::Overloaded(_)
+        | InferError::DeadlineExceeded(_)
+        | InferError::CircuitOpen { .. } => StatusCode::SERVICE_UNAVAILABLE,
         InferError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         InferError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
         InferError::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -27,7 +28,7 @@ pub fn http_status(err: &InferError) -> StatusCode {
 }
 
 /// The headers `err` is reported with: `WWW-Authenticate` on a 401, `Retry-After`
-/// (whole seconds) on a 429 and on a 503 for load.
+/// (whole seconds) on a 429, on a 503 for load and on a 503 of an open breaker.
 pub fn http_headers(err: &InferError) -> HeaderMap {
     let mut headers = HeaderMap::new();
     if let Some(challenge) = err.challenge() {

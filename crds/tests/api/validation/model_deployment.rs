@@ -453,3 +453,102 @@ fn pipelines_must_be_wired_to_their_nodes() {
         ],
     );
 }
+
+#[test]
+fn fallbacks_are_admitted_and_malformed_ones_refused() {
+    let chain = json!({
+        "modelDeployment": "resnet18-small",
+        "timeout": "2s",
+        "breaker": {"window": "30s", "minRequests": 20, "errorPercent": 50, "baselineFactor": 5,
+                    "minErrorPercent": 10, "openFor": "10s", "maxOpenFor": "5m", "probes": 3},
+        "response": {"outputs": [{"name": "scores", "datatype": "FP32", "shape": [2], "data": ["0.5", "0.5"]}]},
+    });
+    assert_admitted(
+        KIND,
+        "a whole chain",
+        &set(classifier(), "/spec/fallback", chain),
+    );
+    assert_admitted(
+        KIND,
+        "the DESIGN shorthand",
+        &set(
+            classifier(),
+            "/spec/fallback",
+            json!({"modelDeployment": "resnet18-small"}),
+        ),
+    );
+    assert_admitted(
+        KIND,
+        "a breaker alone",
+        &set(
+            classifier(),
+            "/spec/fallback",
+            json!({"breaker": {"probes": 1}}),
+        ),
+    );
+    assert_admitted(
+        KIND,
+        "a fixed text",
+        &set(
+            generator(),
+            "/spec/fallback",
+            json!({"response": {"text": "Busy; try again."}}),
+        ),
+    );
+    let fallback = |value: Value| set(classifier(), "/spec/fallback", value);
+    assert_all_refused(
+        KIND,
+        vec![
+            Refused {
+                case: "empty fallback",
+                object: fallback(json!({})),
+                path: "spec.fallback",
+                says: "set modelDeployment, response or breaker",
+            },
+            Refused {
+                case: "both outputs and text",
+                object: fallback(json!({"response": {"text": "x", "outputs": [
+                    {"name": "s", "datatype": "FP32", "shape": [1], "data": ["1"]}]}})),
+                path: "spec.fallback.response",
+                says: "set exactly one of outputs or text",
+            },
+            Refused {
+                case: "an empty response",
+                object: fallback(json!({"response": {}})),
+                path: "spec.fallback.response",
+                says: "set exactly one of outputs or text",
+            },
+            Refused {
+                case: "error percent over 100",
+                object: fallback(json!({"breaker": {"errorPercent": 101}})),
+                path: "spec.fallback.breaker.errorPercent",
+                says: "maximum",
+            },
+            Refused {
+                case: "zero probes",
+                object: fallback(json!({"breaker": {"probes": 0}})),
+                path: "spec.fallback.breaker.probes",
+                says: "minimum",
+            },
+            Refused {
+                case: "a malformed duration",
+                object: fallback(json!({"breaker": {"openFor": "ten seconds"}})),
+                path: "spec.fallback.breaker.openFor",
+                says: "does not match",
+            },
+            Refused {
+                case: "an unknown datatype",
+                object: fallback(json!({"response": {"outputs": [
+                    {"name": "s", "datatype": "FP16", "shape": [1], "data": ["1"]}]}})),
+                path: "spec.fallback.response.outputs[0].datatype",
+                says: "is not one of",
+            },
+            Refused {
+                case: "a name that is no ModelDeployment name",
+                object: fallback(json!({"modelDeployment": "Resnet_18"})),
+                path: "spec.fallback.modelDeployment",
+                says: "does not match",
+            },
+        ],
+    );
+}

@@ -95,6 +95,26 @@ pub async fn reconcile(md: Arc<ModelDeployment>, ctx: Arc<Context>) -> Result<Ac
     result
 }
 
+/// The model name `md`'s fallback ModelDeployment serves, from the cache; `None` (its
+/// hop left out of the chain, with a warning) while that one is not there.
+fn fallback_model(
+    cache: &crate::controller::Cache,
+    md: &ModelDeployment,
+    namespace: &str,
+) -> Option<String> {
+    let name = md.spec.fallback.as_ref()?.model_deployment.as_ref()?;
+    let model = cached(&cache.model_deployments, namespace, name)
+        .and_then(|fallback| fallback.spec.model.as_ref().map(|m| m.name.clone()));
+    if model.is_none() {
+        tracing::warn!(
+            fallback = %name,
+            "spec.fallback.modelDeployment is not a ModelDeployment serving a model in this \
+             namespace: its hop is left out of the chain"
+        );
+    }
+    model
+}
+
 /// Retries a failed reconcile with per-object exponential backoff.
 pub fn error_policy(md: Arc<ModelDeployment>, error: &Error, ctx: Arc<Context>) -> Action {
     let delay = ctx.backoff.failed(&key(&md));
@@ -120,7 +140,8 @@ async fn reconcile_inner(md: &ModelDeployment, ctx: &Context) -> Result<Action> 
     let declared = Owner::new(md, &quota.tenant)
         .ok_or(Error::MissingField("metadata.name/uid"))?
         .with_budget(quota.budget.clone())
-        .with_canary(rollout.traffic.clone());
+        .with_canary(rollout.traffic.clone())
+        .with_fallback_model(fallback_model(&ctx.cache, md, &namespace));
     let owner = declared.with_spec(&serving);
     let condition = QuotaCondition::of(&quota.verdict);
     let result = if quota.verdict.rolls_out() {

@@ -616,8 +616,10 @@ async fn another_field_not_acted_on_renews_the_warning() {
         reason: "UnsupportedFields",
     });
     let (cluster, mut md) = converged(&model_deployment(spec), script).await;
-    md.spec.fallback =
-        serde_json::from_value(json!({"modelDeployment": "resnet18-small"})).expect("fallback");
+    md.spec.prompts = serde_json::from_value(
+        json!([{"name": "p", "variants": {"v1": {"system": "s"}}, "default": "v1"}]),
+    )
+    .expect("prompts");
     md.metadata.generation = Some(2);
     let recorded = reconcile_with(
         &cluster,
@@ -632,7 +634,7 @@ async fn another_field_not_acted_on_renews_the_warning() {
     .await;
     let note = recorded[1].body["note"].as_str().expect("note");
     assert!(
-        note.contains("spec.fallback") && note.contains("spec.redaction"),
+        note.contains("spec.prompts") && note.contains("spec.redaction"),
         "{note}"
     );
     assert_eq!(recorded[1].body["type"], "Warning", "{}", recorded[1].body);
@@ -685,7 +687,7 @@ async fn a_pipeline_is_not_rolled_out_and_says_so() {
 #[tokio::test]
 async fn a_failed_reconcile_still_reports_the_fields_not_acted_on() {
     let mut spec = resnet18_spec();
-    spec["fallback"] = json!({"modelDeployment": "resnet18-small"});
+    spec["redaction"] = json!({});
     let md = model_deployment(spec);
     let (ctx, server) = context(&Cluster::new(), &md);
     let refused = server.run(vec![

@@ -19,11 +19,6 @@ pub struct UnsupportedField {
 /// Every field accepted but not acted on yet, in spec order.
 pub const NOT_ACTED_ON: &[UnsupportedField] = &[
     UnsupportedField {
-        path: "spec.fallback",
-        consequence: "the runtime has no circuit breaker yet; requests are never sent to the fallback",
-        is_set: |spec| spec.fallback.is_some(),
-    },
-    UnsupportedField {
         path: "spec.redaction",
         consequence: "PII redaction is not implemented yet; responses are not redacted",
         is_set: |spec| spec.redaction.as_ref().is_some_and(|r| r.enabled),
@@ -89,10 +84,8 @@ mod tests {
         let prompt = json!([{"name": "p", "variants": {"v1": {"system": "s"}}, "default": "v1"}]);
         let cases: [(Value, &[&str]); 9] = [
             (json!({}), &[]),
-            (
-                json!({"fallback": {"modelDeployment": "small"}}),
-                &["spec.fallback"],
-            ),
+            // Acted on: the runtime's breaker and chain.
+            (json!({"fallback": {"modelDeployment": "small"}}), &[]),
             (json!({"redaction": {}}), &["spec.redaction"]),
             (
                 json!({"redaction": {"enabled": true, "detectors": ["email"]}}),
@@ -107,7 +100,7 @@ mod tests {
             ),
             (
                 json!({"fallback": {"modelDeployment": "small"}, "redaction": {}, "prompts": prompt}),
-                &["spec.fallback", "spec.redaction", "spec.prompts"],
+                &["spec.redaction", "spec.prompts"],
             ),
         ];
         for (extra, want) in cases {
@@ -118,15 +111,14 @@ mod tests {
     #[test]
     fn the_message_names_each_field_and_what_does_not_happen() {
         assert_eq!(ignored_message(&[]), None);
-        let fields = unsupported_fields(&spec(
-            json!({"fallback": {"modelDeployment": "small"}, "redaction": {}}),
-        ));
+        let prompt = json!([{"name": "p", "variants": {"v1": {"system": "s"}}, "default": "v1"}]);
+        let fields = unsupported_fields(&spec(json!({"redaction": {}, "prompts": prompt})));
         let message = ignored_message(&fields).expect("message");
         assert_eq!(
             message,
-            "accepted but not acted on yet: spec.fallback (the runtime has no circuit breaker yet; \
-             requests are never sent to the fallback); spec.redaction (PII redaction is not \
-             implemented yet; responses are not redacted)"
+            "accepted but not acted on yet: spec.redaction (PII redaction is not implemented \
+             yet; responses are not redacted); spec.prompts (prompt templates are not applied \
+             yet; no variant's system prompt is added to requests)"
         );
     }
 

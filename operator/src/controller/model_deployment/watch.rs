@@ -212,6 +212,7 @@ pub async fn run(
         namespaces: namespaces.clone(),
         tenant_quotas: tenant_quotas.clone(),
         canaries,
+        model_deployments: model_deployments.clone(),
     };
     let ctx = Arc::new(Context {
         recorder: recorder(&client),

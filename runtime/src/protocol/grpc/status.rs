@@ -15,7 +15,7 @@ pub fn grpc_code(err: &InferError) -> Code {
         | InferError::InvalidParameter { .. } => Code::InvalidArgument,
         InferError::NotFound(_) => Code::NotFound,
         InferError::TooLarge(_) | InferError::Overloaded(_) => Code::ResourceExhausted,
-        InferError::NotReady(_) => Code::Unavailable,
+        InferError::NotReady(_) | InferError::CircuitOpen { .. } => Code::Unavailable,
         InferError::DeadlineExceeded(_) => Code::DeadlineExceeded,
         InferError::Internal(_) => Code::Internal,
         InferError::Unauthenticated { .. } => Code::Unauthenticated,
