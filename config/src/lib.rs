@@ -22,7 +22,8 @@ pub mod units;
 pub use canary::{CanaryConfig, MatchRule, is_header_name};
 pub use duration::Duration;
 pub use resilience::{
-    BreakerConfig, FallbackHop, FixedResponse, FixedTensor, FixedValue, RemoteModel,
+    AdaptiveConcurrency, BreakerConfig, FallbackHop, FixedResponse, FixedTensor, FixedValue,
+    RemoteModel,
 };
 pub use signature::{
     BundleHttp, BundleSource, DEFAULT_BUNDLE_FILE, SignatureConfig, SignatureMode, TrustedKey,
@@ -448,6 +449,10 @@ pub struct Limits {
     /// Most elements in one input tensor; more gets 413.
     #[serde(default = "default_max_elements")]
     pub max_elements: u64,
+    /// An in-flight limit that follows measured latency, within `maxInFlight`; unset:
+    /// `maxInFlight` is the limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adaptive: Option<AdaptiveConcurrency>,
 }
 
 impl Default for Limits {
@@ -458,6 +463,7 @@ impl Default for Limits {
             request_timeout: default_request_timeout(),
             max_body_bytes: default_max_body(),
             max_elements: default_max_elements(),
+            adaptive: None,
         }
     }
 }

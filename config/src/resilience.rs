@@ -86,6 +86,114 @@ fn default_probes() -> u32 {
     3
 }
 
+/// The adaptive in-flight limit of each of a model's versions: a gradient limiter over
+/// measured latency (request duration; for a generate model, time to first token and
+/// time per output token).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AdaptiveConcurrency {
+    /// The limit never goes below this.
+    #[serde(default = "default_min_limit")]
+    pub min_limit: u32,
+    /// Nor above this; unset: `limits.maxInFlight`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_limit: Option<u32>,
+    /// Where it starts when the version loads (brought within the bounds).
+    #[serde(default = "default_initial_limit")]
+    pub initial_limit: u32,
+    /// How often it moves.
+    #[serde(default = "default_limit_window")]
+    pub window: Duration,
+    /// Samples a window needs before it moves the limit.
+    #[serde(default = "default_min_samples")]
+    pub min_samples: u32,
+    /// Latency headroom over the minimum before the limit shrinks (percent).
+    #[serde(default = "default_buffer_percent")]
+    pub buffer_percent: u32,
+    /// Most the limit changes in one window (percent).
+    #[serde(default = "default_max_change_percent")]
+    pub max_change_percent: u32,
+    /// Windows the minimum latency is taken over.
+    #[serde(default = "default_min_rtt_windows")]
+    pub min_rtt_windows: u32,
+}
+
+impl Default for AdaptiveConcurrency {
+    fn default() -> Self {
+        Self {
+            min_limit: default_min_limit(),
+            max_limit: None,
+            initial_limit: default_initial_limit(),
+            window: default_limit_window(),
+            min_samples: default_min_samples(),
+            buffer_percent: default_buffer_percent(),
+            max_change_percent: default_max_change_percent(),
+            min_rtt_windows: default_min_rtt_windows(),
+        }
+    }
+}
+
+fn default_min_limit() -> u32 {
+    1
+}
+fn default_initial_limit() -> u32 {
+    16
+}
+fn default_limit_window() -> Duration {
+    Duration::from_millis(500)
+}
+fn default_min_samples() -> u32 {
+    8
+}
+fn default_buffer_percent() -> u32 {
+    10
+}
+fn default_max_change_percent() -> u32 {
+    25
+}
+fn default_min_rtt_windows() -> u32 {
+    20
+}
+
+impl AdaptiveConcurrency {
+    /// Checks the bounds against each other and `maxInFlight`.
+    pub(crate) fn validate(&self, max_in_flight: u32) -> Result<(), (&'static str, String)> {
+        let max = self.max_limit.unwrap_or(max_in_flight);
+        if self.max_limit.is_some_and(|m| m > max_in_flight) {
+            return Err((
+                "maxLimit",
+                format!("{max} is above limits.maxInFlight {max_in_flight}"),
+            ));
+        }
+        for (field, value) in [
+            ("initialLimit", self.initial_limit),
+            ("minLimit", self.min_limit),
+            ("minSamples", self.min_samples),
+            ("minRttWindows", self.min_rtt_windows),
+        ] {
+            if value == 0 {
+                return Err((field, "must be greater than zero".into()));
+            }
+        }
+        if self.min_limit > max {
+            return Err((
+                "minLimit",
+                format!("{} is above the maximum {max}", self.min_limit),
+            ));
+        }
+        if !(1..=100).contains(&self.max_change_percent) {
+            return Err((
+                "maxChangePercent",
+                format!("{} is not a percentage (1-100)", self.max_change_percent),
+            ));
+        }
+        if self.window == Duration::ZERO {
+            return Err(("window", "must be greater than zero".into()));
+        }
+        Ok(())
+    }
+}
+
 /// One stand-in of a fallback chain, tried in order while a breaker is open. A hop
 /// that cannot serve right now (its own breaker open, not loaded) is passed over.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -251,6 +359,11 @@ impl ModelConfig {
             field,
             reason,
         };
+        if let Some(adaptive) = &self.limits.adaptive {
+            adaptive
+                .validate(self.limits.max_in_flight)
+                .map_err(|(field, reason)| invalid(format!("limits.adaptive.{field}"), reason))?;
+        }
         if let Some(breaker) = &self.breaker {
             breaker
                 .validate()

@@ -195,3 +195,39 @@ fn a_fixed_response_encodes_every_element_kind() {
     assert_eq!(bytes[2], (-7i64).to_le_bytes());
     assert_eq!(fixed.outputs[1].data, [FixedValue::Bool(true)]);
 }
+
+#[test]
+fn adaptive_limits_are_checked_against_max_in_flight() {
+    let ok = config(
+        "limits: {maxInFlight: 64, adaptive: {maxLimit: 32, window: 250ms}}",
+        "",
+    )
+    .expect("valid");
+    let adaptive = ok.models[0].limits.adaptive.as_ref().expect("adaptive");
+    assert_eq!((adaptive.max_limit, adaptive.initial_limit), (Some(32), 16));
+    for (limits, expected) in [
+        (
+            "{maxInFlight: 8, adaptive: {maxLimit: 9}}",
+            "models[m].limits.adaptive.maxLimit: 9 is above limits.maxInFlight 8",
+        ),
+        (
+            "{adaptive: {minLimit: 0}}",
+            "limits.adaptive.minLimit: must be greater than zero",
+        ),
+        (
+            "{maxInFlight: 4, adaptive: {minLimit: 5}}",
+            "limits.adaptive.minLimit: 5 is above the maximum 4",
+        ),
+        (
+            "{adaptive: {maxChangePercent: 0}}",
+            "limits.adaptive.maxChangePercent: 0 is not a percentage",
+        ),
+        (
+            "{adaptive: {window: 0s}}",
+            "limits.adaptive.window: must be greater than zero",
+        ),
+    ] {
+        let message = refusal(&format!("limits: {limits}"), "");
+        assert!(message.contains(expected), "{limits}: {message}");
+    }
+}

@@ -47,6 +47,8 @@ pub struct Version {
     /// The version's circuit breaker (used when its model configures one); a new
     /// version starts closed.
     pub breaker: crate::serve::breaker::Breaker,
+    /// The adaptive in-flight limit, made when `limits.adaptive` is first seen.
+    limiter: std::sync::OnceLock<crate::serve::limiter::Limiter>,
 }
 
 impl Version {
@@ -72,6 +74,7 @@ impl Version {
             text_codec: None,
             in_flight: AtomicUsize::new(0),
             breaker: crate::serve::breaker::Breaker::default(),
+            limiter: std::sync::OnceLock::new(),
         }
     }
 
@@ -94,6 +97,7 @@ impl Version {
             runner: Runner::Generate(engine),
             in_flight: AtomicUsize::new(0),
             breaker: crate::serve::breaker::Breaker::default(),
+            limiter: std::sync::OnceLock::new(),
         }
     }
 
@@ -164,6 +168,58 @@ impl Version {
         }
         self.metrics.in_flight.inc();
         true
+    }
+
+    /// The in-flight limit under `limits`: the adaptive one when configured (made on
+    /// first use, at its initial limit), else `maxInFlight`.
+    pub(crate) fn concurrency_limit(&self, limits: &modelplane_config::Limits) -> usize {
+        match &limits.adaptive {
+            Some(adaptive) => self.limiter(adaptive, limits.max_in_flight).limit(),
+            None => limits.max_in_flight as usize,
+        }
+    }
+
+    /// Feeds the adaptive limit (when `limits` has one) a latency sample.
+    pub(crate) fn sample_latency(
+        &self,
+        limits: &modelplane_config::Limits,
+        signal: crate::serve::limiter::Signal,
+        latency: std::time::Duration,
+    ) {
+        let Some(adaptive) = &limits.adaptive else {
+            return;
+        };
+        let in_flight = self.in_flight.load(Ordering::Relaxed);
+        let limiter = self.limiter(adaptive, limits.max_in_flight);
+        if let Some(update) = limiter.sample(
+            adaptive,
+            limits.max_in_flight,
+            signal,
+            latency,
+            in_flight,
+            std::time::Instant::now(),
+        ) {
+            self.metrics.concurrency_limit.set(update.limit as i64);
+            tracing::debug!(
+                model = %self.model,
+                version = %self.label,
+                limit = update.limit,
+                gradient = update.gradient,
+                "adaptive concurrency limit moved"
+            );
+        }
+    }
+
+    fn limiter(
+        &self,
+        adaptive: &modelplane_config::AdaptiveConcurrency,
+        max_in_flight: u32,
+    ) -> &crate::serve::limiter::Limiter {
+        self.limiter.get_or_init(|| {
+            let limiter = crate::serve::limiter::Limiter::new(adaptive, max_in_flight);
+            self.metrics.concurrency_limit.set(limiter.limit() as i64);
+            limiter
+        })
     }
 
     /// Gives back a place taken by [`Version::enter`].

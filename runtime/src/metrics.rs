@@ -78,6 +78,7 @@ pub struct Metrics {
     breaker_state: Family<VersionLabels, Gauge>,
     breaker_opened: Family<RouteLabels, Counter>,
     fallbacks: Family<HopLabels, Counter>,
+    concurrency_limit: Family<VersionLabels, Gauge>,
     route_decisions: Family<RouteLabels, Counter>,
     load_seconds: Family<VersionLabels, Gauge<f64, AtomicU64>>,
     load_failures: Family<VersionLabels, Counter>,
@@ -124,6 +125,7 @@ impl Metrics {
             breaker_state: Family::default(),
             breaker_opened: Family::default(),
             fallbacks: Family::default(),
+            concurrency_limit: Family::default(),
             queue_length: Family::default(),
             in_flight: Family::default(),
             route_decisions: Family::default(),
@@ -178,6 +180,11 @@ impl Metrics {
             "modelplane_in_flight",
             "Requests admitted and not yet answered",
             self.in_flight.clone(),
+        );
+        r.register(
+            "modelplane_concurrency_limit",
+            "The version's adaptive in-flight limit now (limits.adaptive)",
+            self.concurrency_limit.clone(),
         );
         r.register(
             "modelplane_breaker_state",
@@ -265,6 +272,7 @@ impl Metrics {
             in_flight: self.in_flight.get_or_create_owned(&labels),
             breaker_state: self.breaker_state.get_or_create_owned(&labels),
             breaker_opened: self.breaker_opened.clone(),
+            concurrency_limit: self.concurrency_limit.get_or_create_owned(&labels),
             fallbacks: self.fallbacks.clone(),
             labels,
         }
@@ -364,6 +372,8 @@ pub struct VersionMetrics {
     /// Route decisions by [`RouteReason::index`].
     route: [Counter; RouteReason::ALL.len()],
     breaker_state: Gauge,
+    /// The adaptive in-flight limit now.
+    pub concurrency_limit: Gauge,
     breaker_opened: Family<RouteLabels, Counter>,
     fallbacks: Family<HopLabels, Counter>,
 }

@@ -28,7 +28,9 @@ pub use policy::{
 pub use prompts::{
     MAX_PROMPTS, MAX_RULES, MAX_SYSTEM_PROMPT, MAX_VARIANTS, Prompt, PromptRule, PromptVariant,
 };
-pub use runtime::{Batching, Device, LocalSecretRef, RuntimeLimits, RuntimeResources, RuntimeSpec};
+pub use runtime::{
+    AdaptiveLimit, Batching, Device, LocalSecretRef, RuntimeLimits, RuntimeResources, RuntimeSpec,
+};
 pub use status::{Endpoints, ModelDeploymentStatus, Revision, condition_types};
 
 use crate::schema::{DNS_LABEL_MAX, DNS_LABEL_PATTERN};

@@ -146,6 +146,42 @@ pub struct RuntimeLimits {
     #[serde(default = "default_request_timeout")]
     #[schemars(length(max = MAX_UNIT_STRING), pattern(DURATION_PATTERN))]
     pub request_timeout: String,
+    /// An in-flight limit that follows measured latency, at most `maxInFlight`;
+    /// unset: `maxInFlight` is the limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adaptive: Option<AdaptiveLimit>,
+}
+
+/// The adaptive in-flight limit of each runtime pod (a gradient limiter over request
+/// latency; for `generate`, time to first token and per output token). Unset fields
+/// take the runtime's defaults.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AdaptiveLimit {
+    /// The limit never goes below this (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1_000_000))]
+    pub min_limit: Option<i32>,
+    /// Nor above this (default `maxInFlight`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1_000_000))]
+    pub max_limit: Option<i32>,
+    /// Where it starts when a version loads (default 16, within the bounds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1_000_000))]
+    pub initial_limit: Option<i32>,
+    /// How often it moves (a duration; default `500ms`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_UNIT_STRING), pattern(DURATION_PATTERN))]
+    pub window: Option<String>,
+    /// Latency headroom over the minimum before it shrinks, in percent (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub buffer_percent: Option<i32>,
+    /// Most it changes in one window, in percent (default 25).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub max_change_percent: Option<i32>,
 }
 
 impl Default for RuntimeLimits {
@@ -154,6 +190,7 @@ impl Default for RuntimeLimits {
             max_in_flight: default_max_in_flight(),
             max_queue: default_max_queue(),
             request_timeout: default_request_timeout(),
+            adaptive: None,
         }
     }
 }

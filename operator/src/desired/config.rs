@@ -127,6 +127,11 @@ fn model_config(
                 "spec.runtime.limits.requestTimeout",
                 &limits.request_timeout,
             )?,
+            adaptive: limits
+                .adaptive
+                .as_ref()
+                .map(|adaptive| adaptive_limit(adaptive, &count, &duration))
+                .transpose()?,
             ..Limits::default()
         },
         generation: rc::Generation::default(),
@@ -143,6 +148,38 @@ fn model_config(
             warmup_iterations: 2,
             signature: None,
         }],
+    })
+}
+
+/// `spec.runtime.limits.adaptive` in the runtime's terms; unset fields keep its defaults.
+fn adaptive_limit(
+    spec: &md::AdaptiveLimit,
+    count: &dyn Fn(&str, i32) -> Result<u32, Blocker>,
+    duration: &dyn Fn(&str, &str) -> Result<Duration, Blocker>,
+) -> Result<rc::AdaptiveConcurrency, Blocker> {
+    let d = rc::AdaptiveConcurrency::default();
+    let field = |name: &str| format!("spec.runtime.limits.adaptive.{name}");
+    let or = |value: Option<i32>, name: &str, default: u32| {
+        value.map_or(Ok(default), |v| count(&field(name), v))
+    };
+    Ok(rc::AdaptiveConcurrency {
+        min_limit: or(spec.min_limit, "minLimit", d.min_limit)?,
+        max_limit: spec
+            .max_limit
+            .map(|v| count(&field("maxLimit"), v))
+            .transpose()?,
+        initial_limit: or(spec.initial_limit, "initialLimit", d.initial_limit)?,
+        window: spec
+            .window
+            .as_deref()
+            .map_or(Ok(d.window), |w| duration(&field("window"), w))?,
+        buffer_percent: or(spec.buffer_percent, "bufferPercent", d.buffer_percent)?,
+        max_change_percent: or(
+            spec.max_change_percent,
+            "maxChangePercent",
+            d.max_change_percent,
+        )?,
+        ..d
     })
 }
 

@@ -629,3 +629,28 @@ fn a_fallback_the_runtime_could_not_use_is_refused_with_the_field_named() {
         assert!(message.contains(expected), "{fallback}: {message}");
     }
 }
+
+#[test]
+fn an_adaptive_limit_renders_into_the_runtime_limits() {
+    let desired = render(with_runtime(json!({
+        "limits": {"maxInFlight": 128, "adaptive": {"maxLimit": 64, "window": "250ms"}},
+    })))
+    .expect("renders");
+    let config = config_of(&desired.config_map);
+    let adaptive = config.models[0].limits.adaptive.as_ref().expect("adaptive");
+    assert_eq!(adaptive.max_limit, Some(64));
+    assert_eq!(adaptive.window.to_string(), "250ms");
+    assert_eq!(adaptive.min_limit, 1, "unset: the runtime's default");
+    // Over maxInFlight: the runtime would refuse it, so the operator does.
+    let refused = render(with_runtime(json!({
+        "limits": {"maxInFlight": 32, "adaptive": {"maxLimit": 64}},
+    })));
+    let message = match refused {
+        Ok(_) => panic!("accepted"),
+        Err(blocker) => blocker.message,
+    };
+    assert!(
+        message.contains("limits.adaptive.maxLimit: 64 is above limits.maxInFlight 32"),
+        "{message}"
+    );
+}

@@ -45,10 +45,16 @@ pub fn admit(
             deadline.saturating_duration_since(ctx.started)
         )));
     }
-    let max = target.config.limits.max_in_flight as usize;
+    let limits = &target.config.limits;
+    let max = target.version.concurrency_limit(limits);
     if !target.version.enter(max) {
+        let which = if limits.adaptive.is_some() {
+            "the adaptive limit, limits.adaptive"
+        } else {
+            "limits.maxInFlight"
+        };
         return Err(InferError::Overloaded(format!(
-            "{max} requests already in flight (limits.maxInFlight)"
+            "{max} requests already in flight ({which})"
         )));
     }
     match tenancy.admit(&ctx.identity, now) {

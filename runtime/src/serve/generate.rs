@@ -11,6 +11,7 @@ use std::time::Instant;
 use tracing::Instrument;
 
 use super::fallback::Hop;
+use super::limiter::Signal;
 use super::{Admitted, Call, Record, Target};
 use crate::error::InferError;
 use modelplane_config::FixedResponse;
@@ -66,6 +67,8 @@ pub struct Generation {
     record: Option<Record>,
     /// Held to the end; generated tokens are noted as spent on its tenant permit.
     admitted: Admitted,
+    /// When the first text was handed out (for the time per output token).
+    first_text: Option<Instant>,
 }
 
 impl Call {
@@ -123,6 +126,7 @@ impl Call {
                 events,
                 record: Some(record),
                 admitted,
+                first_text: None,
             }),
             Err(err) => Err(record.fail(err)),
         }
@@ -163,6 +167,13 @@ impl Generation {
                     if text.is_empty() {
                         continue;
                     }
+                    if self.first_text.is_none() {
+                        let now = Instant::now();
+                        self.first_text = Some(now);
+                        if let Some(record) = &self.record {
+                            record.sample(Signal::FirstToken, now - record.started());
+                        }
+                    }
                     return Some(Event::Text(text));
                 }
                 Some(StreamEvent::Finished { reason, usage }) => Event::Finished { reason, usage },
@@ -171,6 +182,13 @@ impl Generation {
                     "the generation engine ended the request without finishing it".into(),
                 )),
             };
+            if let (Event::Finished { usage, .. }, Some(first), Some(record)) =
+                (&event, self.first_text, &self.record)
+                && usage.completion_tokens > 1
+            {
+                let per_token = first.elapsed() / (usage.completion_tokens - 1);
+                record.sample(Signal::PerToken, per_token);
+            }
             if let Some(record) = self.record.take() {
                 match &event {
                     Event::Failed(err) => record.finish(&Err::<(), _>(err.clone())),

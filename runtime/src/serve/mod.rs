@@ -23,6 +23,7 @@ pub mod breaker;
 mod context;
 pub mod fallback;
 mod generate;
+pub mod limiter;
 pub mod notes;
 mod record;
 pub mod remote;
@@ -94,7 +95,7 @@ pub fn start(state: &AppState, ctx: RequestContext) -> Result<Call, InferError> 
     };
     let deadline = crate::limits::deadline(ctx.started, ctx.timeout, &target.config.limits);
     let stand_in = !matches!(hop, Hop::Version);
-    let record = new_record(&target).gated(ticket, stand_in);
+    let record = new_record(&target).gated(ticket, stand_in, &target.config);
     match admit(&target, &ctx, deadline, &state.tenancy) {
         Ok(admitted) => Ok(Call {
             target,

@@ -4,8 +4,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use modelplane_config::ModelConfig;
+
 use super::breaker::Outcome;
 use super::fallback::Ticket;
+use super::limiter::Signal;
 use crate::catalog::Version;
 use crate::error::InferError;
 
@@ -30,6 +33,9 @@ pub struct Record {
     done: bool,
     ticket: Option<Ticket>,
     success: &'static str,
+    /// The model's config when the version itself runs the request: its adaptive
+    /// limit takes the request's latency.
+    limits_of: Option<Arc<ModelConfig>>,
 }
 
 impl Record {
@@ -49,17 +55,38 @@ impl Record {
             done: false,
             ticket: None,
             success: SUCCESS,
+            limits_of: None,
         }
     }
 
-    /// The record of a request the breaker step let through with `ticket`, or sent to
-    /// a remote or fixed hop (`stand_in`: its success is counted as [`FALLBACK`]).
-    pub fn gated(mut self, ticket: Option<Ticket>, stand_in: bool) -> Self {
+    /// The record of a request the breaker step let through with `ticket` to the
+    /// version of `config`, or sent to a remote or fixed hop (`stand_in`: its success is
+    /// counted as [`FALLBACK`] and its latency is not the version's).
+    pub fn gated(
+        mut self,
+        ticket: Option<Ticket>,
+        stand_in: bool,
+        config: &Arc<ModelConfig>,
+    ) -> Self {
         self.ticket = ticket;
         if stand_in {
             self.success = FALLBACK;
+        } else {
+            self.limits_of = Some(Arc::clone(config));
         }
         self
+    }
+
+    /// Feeds the version's adaptive limit a latency `signal` of this request.
+    pub fn sample(&self, signal: Signal, latency: std::time::Duration) {
+        if let Some(config) = &self.limits_of {
+            self.version.sample_latency(&config.limits, signal, latency);
+        }
+    }
+
+    /// When the request arrived.
+    pub fn started(&self) -> Instant {
+        self.started
     }
 
     /// The request's span.
@@ -72,6 +99,10 @@ impl Record {
         match result {
             Ok(_) => {
                 self.settle(Outcome::Success);
+                // A generation's signals are its token times, sampled as they happen.
+                if !self.version.generates() {
+                    self.sample(Signal::Request, self.started.elapsed());
+                }
                 self.write(self.success);
             }
             Err(err) => self.failed(err),

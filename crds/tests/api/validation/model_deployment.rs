@@ -552,3 +552,40 @@ fn fallbacks_are_admitted_and_malformed_ones_refused() {
         ],
     );
 }
+
+#[test]
+fn adaptive_limits_are_bounded() {
+    let adaptive = |value: Value| set(classifier(), "/spec/runtime/limits/adaptive", value);
+    assert_admitted(
+        KIND,
+        "an adaptive limit",
+        &adaptive(
+            json!({"minLimit": 2, "maxLimit": 64, "initialLimit": 8, "window": "250ms",
+                         "bufferPercent": 10, "maxChangePercent": 25}),
+        ),
+    );
+    assert_admitted(KIND, "all defaults", &adaptive(json!({})));
+    assert_all_refused(
+        KIND,
+        vec![
+            Refused {
+                case: "a zero minimum",
+                object: adaptive(json!({"minLimit": 0})),
+                path: "spec.runtime.limits.adaptive.minLimit",
+                says: "minimum",
+            },
+            Refused {
+                case: "a change over 100 %",
+                object: adaptive(json!({"maxChangePercent": 150})),
+                path: "spec.runtime.limits.adaptive.maxChangePercent",
+                says: "maximum",
+            },
+            Refused {
+                case: "a malformed window",
+                object: adaptive(json!({"window": "soon"})),
+                path: "spec.runtime.limits.adaptive.window",
+                says: "does not match",
+            },
+        ],
+    );
+}

@@ -1,6 +1,7 @@
-//! The circuit breaker and its fallback chain, on real TorchScript models that fail on
-//! demand (a negative first input raises), with a second runtime on loopback as the
-//! chain's `grpc` hop.
+//! Resilience on the request path: the circuit breaker and its fallback chain, on real
+//! TorchScript models that fail on demand (a negative first input raises), with a
+//! second runtime on loopback as the chain's `grpc` hop; and the adaptive in-flight
+//! limit at admission.
 
 mod common;
 mod generate_support;
@@ -410,50 +411,32 @@ fn f32s(bytes: &[u8]) -> Vec<f32> {
         .collect()
 }
 
-/// A generate model whose breaker opens on timeouts answers its fixed text on the
-/// OpenAI API, marked as the fallback.
+/// A generate model whose breaker opens on generations timing out answers its fixed
+/// text on the OpenAI API, marked as the fallback.
 #[tokio::test]
 async fn a_generate_model_falls_back_to_its_fixed_text_on_the_openai_api() {
     let dir = tempfile::tempdir().expect("tempdir");
     let model = format!(
-        "- name: chat\n  task: generate\n  generation: {{slots: 1, context: 256}}\n  breaker: {{minRequests: 2, errorPercent: 50, openFor: 1m}}\n  fallback: [{{response: {{text: 'Busy right now; try again soon.'}}}}]\n  versions:\n  - version: '1'\n    source: {{path: '{}'}}\n",
+        "- name: chat\n  task: generate\n  generation: {{slots: 1, context: 256}}\n  breaker: {{minRequests: 2, errorPercent: 10, openFor: 1m}}\n  fallback: [{{response: {{text: 'Busy right now; try again soon.'}}}}]\n  versions:\n  - version: '1'\n    source: {{path: '{}'}}\n",
         generate_support::tiny_llama().display()
     );
     let running = start_inline(&server_yaml(dir.path(), &model)).await;
     let url = format!("http://{}/v1/completions", running.http_addr);
-    // One long generation holds the only slot...
-    let holder = {
-        let url = url.clone();
-        tokio::spawn(async move {
-            let body = serde_json::json!({"model": "chat", "prompt": "Once", "max_tokens": 250, "stream": true});
-            if let Ok(mut response) = reqwest::Client::new().post(url).json(&body).send().await {
-                while let Ok(Some(_)) = response.chunk().await {}
-            }
-        })
-    };
-    wait_until(Duration::from_secs(10), || async {
-        metric(
-            &running,
-            r#"modelplane_in_flight{model="chat",version="1"}"#,
-        )
-        .await
-            == Some(1.0)
-    })
-    .await
-    .expect("the holder runs");
-    // ...so two requests with a short deadline time out waiting: the breaker opens.
-    let late = (0..2).map(|_| {
-        reqwest::Client::new()
+    // Generations with a deadline of a few milliseconds time out mid-answer (a few may
+    // finish first, or miss admission): bounded, until the breaker opens.
+    for _ in 0..100 {
+        let response = reqwest::Client::new()
             .post(&url)
-            .header("x-request-timeout", "100ms")
-            .json(&serde_json::json!({"model": "chat", "prompt": "Hi", "max_tokens": 4}))
+            .header("x-request-timeout", "3ms")
+            .json(&serde_json::json!({"model": "chat", "prompt": "Once", "max_tokens": 200}))
             .send()
-    });
-    for response in futures::future::join_all(late).await {
-        let status = response.expect("answered").status().as_u16();
-        assert_eq!(status, 503, "timed out waiting for the slot");
+            .await
+            .expect("answered");
+        assert!(matches!(response.status().as_u16(), 200 | 503));
+        if breaker_state(&running, "chat").await == Some(2.0) {
+            break;
+        }
     }
-    holder.abort();
     assert_eq!(breaker_state(&running, "chat").await, Some(2.0));
     let chat = reqwest::Client::new()
         .post(format!("http://{}/v1/chat/completions", running.http_addr))
@@ -478,4 +461,53 @@ async fn a_generate_model_falls_back_to_its_fixed_text_on_the_openai_api() {
         "{body}"
     );
     running.shutdown().await;
+}
+
+/// The adaptive limit is what admission holds requests to, and a metric.
+#[tokio::test]
+async fn requests_past_the_adaptive_limit_are_shed_before_the_model() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("affine/1/model.pt");
+    make_affine_models(&[(&path, 2.0)]);
+    // Batches wait up to 5 s to fill: requests stay in flight while the test looks.
+    let extra = "batching: {maxBatchSize: 8, maxQueueDelay: 5s}
+  limits: {maxInFlight: 64, adaptive: {minLimit: 2, maxLimit: 2, initialLimit: 2}}";
+    let running = std::sync::Arc::new(start_inline(&affine_config(&path, extra)).await);
+    let held: Vec<_> = (0..2)
+        .map(|_| {
+            let running = std::sync::Arc::clone(&running);
+            tokio::spawn(async move { infer(&running, "affine", &GOOD).await.status })
+        })
+        .collect();
+    wait_until(Duration::from_secs(10), || async {
+        metric(
+            &running,
+            r#"modelplane_in_flight{model="affine",version="1"}"#,
+        )
+        .await
+            == Some(2.0)
+    })
+    .await
+    .expect("two requests in flight");
+    let started = std::time::Instant::now();
+    let shed = infer(&running, "affine", &GOOD).await;
+    assert_eq!(shed.status, 503, "{}", shed.body);
+    assert_eq!(shed.retry_after.as_deref(), Some("1"));
+    let message = shed.body["error"].as_str().expect("message");
+    assert!(
+        message.contains("2 requests already in flight (the adaptive limit, limits.adaptive)"),
+        "{message}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(1), "shed at once");
+    assert_eq!(
+        metric(
+            &running,
+            r#"modelplane_concurrency_limit{model="affine",version="1"}"#
+        )
+        .await,
+        Some(2.0)
+    );
+    for request in held {
+        assert_eq!(request.await.expect("held request"), 200);
+    }
 }
