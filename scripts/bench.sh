@@ -39,11 +39,17 @@
 #      (prompt + 2 x completion tokens) against the VTC bound;
 #   4. runtime/examples/admission_overhead.rs: admission and fair-queue costs in ns.
 #
+# Overload (`overload` mode): runtime/examples/overload.rs on the example MLP, the runtime
+# in the example's own process (server and clients share the cores): shed latency under a flood
+# against the loopback floor, and throughput/p99 with the adaptive limit against a fixed
+# one at 4x and 16x the model's batch in closed-loop clients, alternated over 3 rounds (about 2 minutes).
+#
 # Prints the tables and the target ratios; writes every report under OUT_DIR.
 #
 #   scripts/bench.sh [OUT_DIR]            default OUT_DIR: target/bench/<UTC time>
 #   scripts/bench.sh generate [OUT_DIR]   default OUT_DIR: target/bench/generate-<UTC time>
 #   scripts/bench.sh tenancy [OUT_DIR]    default OUT_DIR: target/bench/tenancy-<UTC time>
+#   scripts/bench.sh overload [OUT_DIR]   default OUT_DIR: target/bench/overload-<UTC time>
 #
 # Env: BENCH_SECONDS   measured seconds per point (default 5; generate: 60; tenancy: 10
 #                      for the MLP points, twice that for the generation points)
@@ -73,7 +79,11 @@ MODE=tensor
 if [ "${1:-}" = generate ]; then MODE=generate; shift; fi
 if [ "${1:-}" = c1 ]; then MODE=c1; shift; fi
 if [ "${1:-}" = tenancy ]; then MODE=tenancy; shift; fi
-if [ "$MODE" = generate ]; then
+if [ "${1:-}" = overload ]; then MODE=overload; shift; fi
+if [ "$MODE" = overload ]; then
+  OUT="${1:-target/bench/overload-$(date -u +%Y%m%dT%H%M%SZ)}"
+  SECONDS_PER_POINT="${BENCH_SECONDS:-5}"
+elif [ "$MODE" = generate ]; then
   OUT="${1:-target/bench/generate-$(date -u +%Y%m%dT%H%M%SZ)}"
   SECONDS_PER_POINT="${BENCH_SECONDS:-60}"
 elif [ "$MODE" = tenancy ]; then
@@ -133,6 +143,10 @@ build() {
   local examples=(--example plain_loop)
   [ "$MODE" = generate ] && examples=()
   [ "$MODE" = tenancy ] && examples=(--example admission_overhead)
+  if [ "$MODE" = overload ]; then
+    cargo build --release -p modelplane-runtime --example overload
+    return 0
+  fi
   cargo build --release -p modelplane-runtime -p modelplane-bench \
     --bin modelplane-runtime --bin modelplane-bench "${examples[@]}"
 }
@@ -631,7 +645,14 @@ PY
 }
 
 build
-if [ "$MODE" = tenancy ]; then
+if [ "$MODE" = overload ]; then
+  .venv/bin/python examples/make_models.py --only mlp
+  machine | tee "$OUT/machine.txt"
+  # The example is both server and clients: its runtime threads and its client tasks
+  # share the cores it gets (all of them), as a runtime under a local flood would.
+  timeout 300 target/release/examples/overload --seconds "$SECONDS_PER_POINT" \
+    --json "$OUT/overload.json" | tee "$OUT/summary.md"
+elif [ "$MODE" = tenancy ]; then
   machine | tee "$OUT/machine.txt"
   modelplane_tenancy
   echo "load average after the run: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/machine.txt"

@@ -107,7 +107,9 @@ pub struct AdaptiveConcurrency {
     /// Samples a window needs before it moves the limit.
     #[serde(default = "default_min_samples")]
     pub min_samples: u32,
-    /// Latency headroom over the minimum before the limit shrinks (percent).
+    /// Latency headroom over the minimum before the limit shrinks (percent; 50, the
+    /// tolerance of Netflix's Gradient2: a batching model's latency rises with load
+    /// before it is congested).
     #[serde(default = "default_buffer_percent")]
     pub buffer_percent: u32,
     /// Most the limit changes in one window (percent).
@@ -146,7 +148,7 @@ fn default_min_samples() -> u32 {
     8
 }
 fn default_buffer_percent() -> u32 {
-    10
+    50
 }
 fn default_max_change_percent() -> u32 {
     25

@@ -199,7 +199,7 @@ impl Version {
             in_flight,
             std::time::Instant::now(),
         ) {
-            self.metrics.concurrency_limit.set(update.limit as i64);
+            self.metrics.set_concurrency_limit(update.limit);
             tracing::debug!(
                 model = %self.model,
                 version = %self.label,
@@ -217,7 +217,7 @@ impl Version {
     ) -> &crate::serve::limiter::Limiter {
         self.limiter.get_or_init(|| {
             let limiter = crate::serve::limiter::Limiter::new(adaptive, max_in_flight);
-            self.metrics.concurrency_limit.set(limiter.limit() as i64);
+            self.metrics.set_concurrency_limit(limiter.limit());
             limiter
         })
     }

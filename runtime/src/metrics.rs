@@ -272,7 +272,7 @@ impl Metrics {
             in_flight: self.in_flight.get_or_create_owned(&labels),
             breaker_state: self.breaker_state.get_or_create_owned(&labels),
             breaker_opened: self.breaker_opened.clone(),
-            concurrency_limit: self.concurrency_limit.get_or_create_owned(&labels),
+            concurrency_limit: self.concurrency_limit.clone(),
             fallbacks: self.fallbacks.clone(),
             labels,
         }
@@ -372,8 +372,7 @@ pub struct VersionMetrics {
     /// Route decisions by [`RouteReason::index`].
     route: [Counter; RouteReason::ALL.len()],
     breaker_state: Gauge,
-    /// The adaptive in-flight limit now.
-    pub concurrency_limit: Gauge,
+    concurrency_limit: Family<VersionLabels, Gauge>,
     breaker_opened: Family<RouteLabels, Counter>,
     fallbacks: Family<HopLabels, Counter>,
 }
@@ -396,6 +395,14 @@ impl VersionMetrics {
                 })
                 .inc();
         }
+    }
+
+    /// Shows the version's adaptive in-flight limit (the series exists only for
+    /// versions that have one).
+    pub fn set_concurrency_limit(&self, limit: usize) {
+        self.concurrency_limit
+            .get_or_create(&self.labels)
+            .set(i64::try_from(limit).unwrap_or(i64::MAX));
     }
 
     /// Counts a request for this version that fallback `hop` (its label) served.

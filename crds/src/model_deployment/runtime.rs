@@ -174,7 +174,7 @@ pub struct AdaptiveLimit {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = MAX_UNIT_STRING), pattern(DURATION_PATTERN))]
     pub window: Option<String>,
-    /// Latency headroom over the minimum before it shrinks, in percent (default 10).
+    /// Latency headroom over the minimum before it shrinks, in percent (default 50).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 1000))]
     pub buffer_percent: Option<i32>,
