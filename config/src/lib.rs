@@ -449,6 +449,11 @@ pub struct Limits {
     /// Most elements in one input tensor; more gets 413.
     #[serde(default = "default_max_elements")]
     pub max_elements: u64,
+    /// How long a request admitted to the model may take to arrive (its body read and
+    /// decoded); a client slower than that gets 408 and gives its place back. The
+    /// request's deadline, if sooner, wins.
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout: Duration,
     /// An in-flight limit that follows measured latency, within `maxInFlight`; unset:
     /// `maxInFlight` is the limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -463,6 +468,7 @@ impl Default for Limits {
             request_timeout: default_request_timeout(),
             max_body_bytes: default_max_body(),
             max_elements: default_max_elements(),
+            body_timeout: default_body_timeout(),
             adaptive: None,
         }
     }
@@ -479,6 +485,9 @@ fn default_request_timeout() -> Duration {
 }
 fn default_max_body() -> u64 {
     64 << 20
+}
+fn default_body_timeout() -> Duration {
+    Duration::from_millis(10_000)
 }
 fn default_max_elements() -> u64 {
     16 << 20
@@ -743,6 +752,10 @@ impl ModelConfig {
             (
                 limits.request_timeout.get().as_nanos().min(1) as u64,
                 "limits.requestTimeout",
+            ),
+            (
+                limits.body_timeout.get().as_nanos().min(1) as u64,
+                "limits.bodyTimeout",
             ),
         ];
         match checks.into_iter().find(|(value, _)| *value == 0) {

@@ -69,6 +69,10 @@ pub enum InferError {
     /// The credentials are valid but grant no usable tenant (403).
     #[error("{0}")]
     Forbidden(String),
+    /// The client did not send its request in time (`limits.bodyTimeout`, or the
+    /// deadline passed while the body was still arriving): 408.
+    #[error("{0}")]
+    ClientTimeout(String),
     /// The circuit breaker of the routed version is open and no fallback hop could
     /// stand in (503 with `Retry-After`: when it half-opens).
     #[error("{message}")]
@@ -104,6 +108,7 @@ impl InferError {
             Self::Forbidden(_) => "forbidden",
             Self::RateLimited { .. } => "rate_limited",
             Self::CircuitOpen { .. } => "circuit_open",
+            Self::ClientTimeout(_) => "client_timeout",
         }
     }
 

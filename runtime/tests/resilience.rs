@@ -511,3 +511,78 @@ async fn requests_past_the_adaptive_limit_are_shed_before_the_model() {
         assert_eq!(request.await.expect("held request"), 200);
     }
 }
+
+/// A client that sends its headers and then trickles (here: stalls) its body holds an
+/// admitted place only until `limits.bodyTimeout`: then 408, and the place is free.
+#[tokio::test]
+async fn a_client_that_stalls_its_body_is_cut_off_and_gives_its_place_back() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("affine/1/model.pt");
+    make_affine_models(&[(&path, 2.0)]);
+    let extra = "limits: {maxInFlight: 1, bodyTimeout: 300ms}";
+    let running = start_inline(&affine_config(&path, extra)).await;
+    let mut slow = tokio::net::TcpStream::connect(running.http_addr)
+        .await
+        .expect("connects");
+    let started = std::time::Instant::now();
+    slow.write_all(
+        b"POST /v2/models/affine/infer HTTP/1.1\r\nHost: test\r\n\
+          Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"inputs\": [",
+    )
+    .await
+    .expect("writes");
+    wait_until(Duration::from_secs(5), || async {
+        metric(
+            &running,
+            r#"modelplane_in_flight{model="affine",version="1"}"#,
+        )
+        .await
+            == Some(1.0)
+    })
+    .await
+    .expect("the slow request holds the only place");
+    assert_eq!(
+        infer(&running, "affine", &GOOD).await.status,
+        503,
+        "the place is held"
+    );
+    // Read until the JSON body is complete (or the server closes the connection).
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), async {
+        let mut chunk = [0u8; 1024];
+        while !answer.ends_with(b"}") {
+            match slow.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await
+    .expect("answered within the timeout");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.contains("did not arrive in time (limits.bodyTimeout 300ms"),
+        "{answer}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    wait_until(Duration::from_secs(5), || async {
+        metric(
+            &running,
+            r#"modelplane_in_flight{model="affine",version="1"}"#,
+        )
+        .await
+            == Some(0.0)
+    })
+    .await
+    .expect("the place is given back");
+    let answer = infer(&running, "affine", &GOOD).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    running.shutdown().await;
+}

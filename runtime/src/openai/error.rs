@@ -185,7 +185,9 @@ impl From<InferError> for ApiError {
             InferError::NotReady(_) => (None, Some("model_not_ready")),
             InferError::Overloaded(_) => (None, Some("overloaded")),
             InferError::CircuitOpen { .. } => (None, Some("circuit_open")),
-            InferError::DeadlineExceeded(_) => (None, Some("timeout")),
+            InferError::DeadlineExceeded(_) | InferError::ClientTimeout(_) => {
+                (None, Some("timeout"))
+            }
             InferError::Unauthenticated { .. } => (None, Some("invalid_api_key")),
             InferError::Forbidden(_) => (None, Some("permission_denied")),
             InferError::RateLimited { .. } => (None, Some("rate_limit_exceeded")),

@@ -88,7 +88,7 @@ impl Call {
             record,
         } = self;
         let submitted = async {
-            let input = prepare(&target).await?;
+            let input = super::read_in_time(&target, deadline, prepare(&target)).await?;
             if let Hop::Fixed(fixed) = &hop {
                 return fixed_text(&target, fixed, input.prompt.len());
             }

@@ -69,6 +69,28 @@ pub struct TensorRequest {
     pub rows: u64,
 }
 
+/// Runs an edge's `prepare` (reading and decoding the request) by the request's
+/// deadline and `limits.bodyTimeout`: a client that trickles its body cannot hold an
+/// admitted place for longer. The body timeout is the client's fault (408, nothing for
+/// the breaker); the deadline passing first is the request's timeout, as anywhere else.
+async fn read_in_time<T>(
+    target: &Target,
+    deadline: Instant,
+    prepare: impl Future<Output = Result<T, InferError>>,
+) -> Result<T, InferError> {
+    let body_timeout = target.config.limits.body_timeout;
+    let read_by = Instant::now() + body_timeout.get();
+    match tokio::time::timeout_at(deadline.min(read_by).into(), prepare).await {
+        Ok(prepared) => prepared,
+        Err(_) if read_by < deadline => Err(InferError::ClientTimeout(format!(
+            "the request did not arrive in time (limits.bodyTimeout {body_timeout})"
+        ))),
+        Err(_) => Err(InferError::DeadlineExceeded(
+            "the deadline passed while the request was still being read".into(),
+        )),
+    }
+}
+
 /// Routes and admits `ctx` against what `state` serves right now. A request that
 /// names no model or version this server has is refused here, before any record
 /// (there is no version to charge it to); an admission refusal is recorded.
@@ -146,7 +168,7 @@ impl Call {
             if target.version.generates() {
                 return Err(target.version.generates_text());
             }
-            let (request, parsed) = prepare(&target).await?;
+            let (request, parsed) = read_in_time(&target, deadline, prepare(&target)).await?;
             let outputs = match hop {
                 Hop::Version => {
                     target

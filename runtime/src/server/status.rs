@@ -16,6 +16,7 @@ pub fn http_status(err: &InferError) -> StatusCode {
         InferError::InvalidParameter { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         InferError::NotFound(_) => StatusCode::NOT_FOUND,
         InferError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        InferError::ClientTimeout(_) => StatusCode::REQUEST_TIMEOUT,
         InferError::NotReady(_)
         | InferError::Overloaded(_)
         | InferError::DeadlineExceeded(_)

@@ -16,7 +16,7 @@ pub fn grpc_code(err: &InferError) -> Code {
         InferError::NotFound(_) => Code::NotFound,
         InferError::TooLarge(_) | InferError::Overloaded(_) => Code::ResourceExhausted,
         InferError::NotReady(_) | InferError::CircuitOpen { .. } => Code::Unavailable,
-        InferError::DeadlineExceeded(_) => Code::DeadlineExceeded,
+        InferError::DeadlineExceeded(_) | InferError::ClientTimeout(_) => Code::DeadlineExceeded,
         InferError::Internal(_) => Code::Internal,
         InferError::Unauthenticated { .. } => Code::Unauthenticated,
         InferError::Forbidden(_) => Code::PermissionDenied,
