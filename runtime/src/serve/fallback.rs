@@ -36,40 +36,29 @@ pub enum Hop {
     Fixed(FixedResponse),
 }
 
-/// A request the breaker of `version` let through: its outcome goes back to it when
-/// the request ends ([`Ticket::settle`]); dropped unsettled, it counts as neutral.
-pub struct Ticket {
-    version: Arc<Version>,
-    config: Arc<ModelConfig>,
-    admission: Admission,
-}
-
-impl Ticket {
-    /// Tells the breaker how the request ended.
-    pub fn settle(self, outcome: Outcome) {
-        let Some(breaker) = self.config.breaker() else {
-            return;
-        };
-        let now = Instant::now();
-        if let Some(transition) =
-            self.version
-                .breaker
-                .observe(breaker, self.admission, outcome, now)
-        {
-            moved(&self.version, &transition);
-        }
+/// Tells `version`'s breaker how a request it let through (`admission`) ended.
+pub fn settle(version: &Version, config: &ModelConfig, admission: Admission, outcome: Outcome) {
+    let Some(breaker) = config.breaker() else {
+        return;
+    };
+    if let Some(transition) = version
+        .breaker
+        .observe(breaker, admission, outcome, Instant::now())
+    {
+        moved(version, &transition);
     }
 }
 
 /// The request's target after the breaker step (the routed one, or a local fallback
-/// model's), the hop that serves it and the ticket of the breaker that let it through.
+/// model's), the hop that serves it and how that version's breaker let it through.
 pub struct Gated {
     /// The version (and model config) the request is decoded against and charged to.
     pub target: Target,
     /// What runs it.
     pub hop: Hop,
-    /// The breaker to tell how it ended, when one let it through.
-    pub ticket: Option<Ticket>,
+    /// How the target version's breaker let it through (none without a breaker, or
+    /// when a remote or fixed hop stands in): [`settle`] tells it how it ended.
+    pub admission: Option<Admission>,
 }
 
 /// The hop label of a candidate's split traffic sent back to the stable version.
@@ -83,17 +72,17 @@ pub fn gate(
     target: &Target,
 ) -> Result<Gated, InferError> {
     let retry_after = match pass(target) {
-        Ok(ticket) => {
+        Ok(admission) => {
             return Ok(Gated {
                 target: target.clone(),
                 hop: Hop::Version,
-                ticket,
+                admission,
             });
         }
         Err(retry_after) => retry_after,
     };
     if let Some(stable) = stable_of_candidate(catalog, ctx, target)
-        && let Ok(ticket) = pass(&stable)
+        && let Ok(admission) = pass(&stable)
     {
         target.version.metrics.fell_back(STABLE);
         notes::fallback(STABLE);
@@ -102,7 +91,7 @@ pub fn gate(
         return Ok(Gated {
             target: stable,
             hop: Hop::Version,
-            ticket,
+            admission,
         });
     }
     let chain = &target.config.fallback;
@@ -111,10 +100,10 @@ pub fn gate(
         let label = hop.label();
         let gated = match hop {
             FallbackHop::Model(name) => match local(catalog, ctx, name) {
-                Ok((fallback, ticket)) => Gated {
+                Ok((fallback, admission)) => Gated {
                     target: fallback,
                     hop: Hop::Version,
-                    ticket,
+                    admission,
                 },
                 Err(why) => {
                     passed_over.push(format!("{label} ({why})"));
@@ -132,7 +121,7 @@ pub fn gate(
                             _ => None,
                         }),
                     },
-                    ticket: None,
+                    admission: None,
                 },
                 Err(err) => {
                     passed_over.push(format!("{label} ({err})"));
@@ -142,7 +131,7 @@ pub fn gate(
             FallbackHop::Response(fixed) => Gated {
                 target: target.clone(),
                 hop: Hop::Fixed(fixed.clone()),
-                ticket: None,
+                admission: None,
             },
         };
         target.version.metrics.fell_back(&label);
@@ -165,8 +154,9 @@ pub fn gate(
     })
 }
 
-/// Asks `target`'s breaker: a ticket (none without a breaker) or how long it stays open.
-fn pass(target: &Target) -> Result<Option<Ticket>, Duration> {
+/// Asks `target`'s breaker: how it lets the request through (none without a breaker)
+/// or how long it stays open.
+fn pass(target: &Target) -> Result<Option<Admission>, Duration> {
     let Some(breaker) = target.config.breaker() else {
         return Ok(None);
     };
@@ -177,11 +167,7 @@ fn pass(target: &Target) -> Result<Option<Ticket>, Duration> {
     }
     match admission {
         Admission::Open { retry_after } => Err(retry_after),
-        Admission::Closed | Admission::Probe => Ok(Some(Ticket {
-            version: Arc::clone(version),
-            config: Arc::clone(&target.config),
-            admission,
-        })),
+        Admission::Closed | Admission::Probe => Ok(Some(admission)),
     }
 }
 
@@ -191,7 +177,7 @@ fn local(
     catalog: &Catalog,
     ctx: &RequestContext,
     name: &str,
-) -> Result<(Target, Option<Ticket>), String> {
+) -> Result<(Target, Option<Admission>), String> {
     let entry = catalog.model(name).map_err(|err| err.to_string())?;
     let version = entry.resolve(None).map_err(|err| err.to_string())?;
     let target = Target {
@@ -199,9 +185,9 @@ fn local(
         version: Arc::clone(version),
         reason: super::RouteReason::Default,
     };
-    let ticket = pass(&target).map_err(|_| "its own breaker is open".to_owned())?;
+    let admission = pass(&target).map_err(|_| "its own breaker is open".to_owned())?;
     ctx.span.record("version", target.version.label.as_str());
-    Ok((target, ticket))
+    Ok((target, admission))
 }
 
 /// The stable version, when the route sent `ctx` to a canary candidate by the split

@@ -110,14 +110,14 @@ pub fn start(state: &AppState, ctx: RequestContext) -> Result<Call, InferError> 
     let Gated {
         target,
         hop,
-        ticket,
+        admission,
     } = match fallback::gate(state, &catalog, &ctx, &routed) {
         Ok(gated) => gated,
         Err(err) => return Err(new_record(&routed).fail(err)),
     };
     let deadline = crate::limits::deadline(ctx.started, ctx.timeout, &target.config.limits);
     let stand_in = !matches!(hop, Hop::Version);
-    let record = new_record(&target).gated(ticket, stand_in, &target.config);
+    let record = new_record(&target).gated(admission, stand_in, &target.config);
     match admit(&target, &ctx, deadline, &state.tenancy) {
         Ok(admitted) => Ok(Call {
             target,

@@ -3,8 +3,8 @@
 //! it; one layer ([`NotesLayer`]) over the REST router and the gRPC server writes it into
 //! the response head (gRPC: its initial metadata). The edges take no part.
 
+use std::cell::RefCell;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use axum::http::{HeaderValue, Request, Response};
@@ -14,24 +14,15 @@ use axum::http::{HeaderValue, Request, Response};
 pub const FALLBACK_HEADER: &str = "modelplane-fallback";
 
 tokio::task_local! {
-    static NOTES: Arc<Notes>;
-}
-
-#[derive(Default)]
-struct Notes {
-    fallback: Mutex<Option<String>>,
+    /// The fallback hop noted for the request the current task serves.
+    static FALLBACK: RefCell<Option<String>>;
 }
 
 /// Notes that a fallback hop (its label) serves the current request, in place of any
 /// hop noted before; outside a request (a test calling the path directly) it goes
 /// nowhere.
 pub fn fallback(hop: &str) {
-    let _ = NOTES.try_with(|notes| {
-        *notes
-            .fallback
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(hop.to_owned());
-    });
+    let _ = FALLBACK.try_with(|noted| *noted.borrow_mut() = Some(hop.to_owned()));
 }
 
 /// Writes the path's notes into each response's head.
@@ -70,19 +61,14 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let notes = Arc::new(Notes::default());
-        let answered = NOTES.scope(Arc::clone(&notes), self.inner.call(request));
-        Box::pin(async move {
+        let answered = self.inner.call(request);
+        Box::pin(FALLBACK.scope(RefCell::new(None), async move {
             let mut response = answered.await?;
-            let hop = notes
-                .fallback
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .take();
+            let hop = FALLBACK.with(RefCell::take);
             if let Some(value) = hop.and_then(|hop| HeaderValue::from_str(&hop).ok()) {
                 response.headers_mut().insert(FALLBACK_HEADER, value);
             }
             Ok(response)
-        })
+        }))
     }
 }

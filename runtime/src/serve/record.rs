@@ -6,8 +6,7 @@ use std::time::Instant;
 
 use modelplane_config::ModelConfig;
 
-use super::breaker::Outcome;
-use super::fallback::Ticket;
+use super::breaker::{Admission, Outcome};
 use super::limiter::Signal;
 use crate::catalog::Version;
 use crate::error::InferError;
@@ -31,11 +30,12 @@ pub struct Record {
     started: Instant,
     span: tracing::Span,
     done: bool,
-    ticket: Option<Ticket>,
     success: &'static str,
-    /// The model's config when the version itself runs the request: its adaptive
+    /// The model's config when the version itself runs the request: its breaker learns
+    /// how the request ended (when it let it through, `admission`) and its adaptive
     /// limit takes the request's latency.
-    limits_of: Option<Arc<ModelConfig>>,
+    runs_on: Option<Arc<ModelConfig>>,
+    admission: Option<Admission>,
 }
 
 impl Record {
@@ -53,33 +53,33 @@ impl Record {
             started,
             span,
             done: false,
-            ticket: None,
             success: SUCCESS,
-            limits_of: None,
+            runs_on: None,
+            admission: None,
         }
     }
 
-    /// The record of a request the breaker step let through with `ticket` to the
+    /// The record of a request the breaker step let through (`admission`) to the
     /// version of `config`, or sent to a remote or fixed hop (`stand_in`: its success is
-    /// counted as [`FALLBACK`] and its latency is not the version's).
+    /// counted as [`FALLBACK`], and neither its outcome nor its latency is the version's).
     pub fn gated(
         mut self,
-        ticket: Option<Ticket>,
+        admission: Option<Admission>,
         stand_in: bool,
         config: &Arc<ModelConfig>,
     ) -> Self {
-        self.ticket = ticket;
         if stand_in {
             self.success = FALLBACK;
         } else {
-            self.limits_of = Some(Arc::clone(config));
+            self.admission = admission;
+            self.runs_on = Some(Arc::clone(config));
         }
         self
     }
 
     /// Feeds the version's adaptive limit a latency `signal` of this request.
     pub fn sample(&self, signal: Signal, latency: std::time::Duration) {
-        if let Some(config) = &self.limits_of {
+        if let Some(config) = &self.runs_on {
             self.version.sample_latency(&config.limits, signal, latency);
         }
     }
@@ -129,8 +129,8 @@ impl Record {
     }
 
     fn settle(&mut self, outcome: Outcome) {
-        if let Some(ticket) = self.ticket.take() {
-            ticket.settle(outcome);
+        if let (Some(admission), Some(config)) = (self.admission.take(), &self.runs_on) {
+            super::fallback::settle(&self.version, config, admission, outcome);
         }
     }
 
